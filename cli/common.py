@@ -1,0 +1,23 @@
+"""Helpers shared by the commands: turning user mistakes into one line and an exit code."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+
+import typer
+
+from autolabel.errors import InputError
+
+EXIT_BAD_INPUT = 2
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Print an :class:`InputError` (or a missing file) as one line and exit with code 2."""
+    try:
+        yield
+    except (InputError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise typer.Exit(EXIT_BAD_INPUT) from None

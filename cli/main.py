@@ -1,0 +1,16 @@
+"""The `autolabel` command line: one module per command, registered here."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="autolabel",
+    help="3D labels from 2D detections by differentiable render-and-compare.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+if __name__ == "__main__":
+    app()
