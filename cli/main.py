@@ -12,5 +12,11 @@ app = typer.Typer(
     add_completion=False,
 )
 
+
+@app.callback()
+def main() -> None:
+    """3D labels from 2D detections by differentiable render-and-compare."""
+
+
 if __name__ == "__main__":
     app()
