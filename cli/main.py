@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from cli import prior
+
 app = typer.Typer(
     name="autolabel",
     help="3D labels from 2D detections by differentiable render-and-compare.",
@@ -17,6 +19,8 @@ app = typer.Typer(
 def main() -> None:
     """3D labels from 2D detections by differentiable render-and-compare."""
 
+
+app.add_typer(prior.app, name="prior")
 
 if __name__ == "__main__":
     app()
