@@ -1,0 +1,226 @@
+"""Surface points (surfels) of SDF shapes that stay differentiable with respect to the latent.
+
+Two stages, as in the design:
+
+1. :func:`extract_surface_points` runs once per object (and again only when the latent has
+   moved far): the SDF is evaluated on a coarse grid, the narrow band around the zero level
+   set is projected onto the surface, and the points are thinned to an even spacing *in
+   metres* for the object's current size (a canonical-space spacing would be stretched by the
+   anisotropic size scaling), padded to a common count with a validity mask.
+2. :func:`project_to_surface` runs every iteration: Newton steps
+   ``p <- p - f(p) grad f / |grad f|^2`` move the points back onto the zero level set of the
+   current latent. The steps run without a graph; one last step keeps it, which gives exactly
+   the implicit-function gradient ``dp/dz = -(df/dz) grad f / |grad f|^2``; normals come from
+   autograd with ``create_graph`` so they too depend differentiably on the latent.
+
+Points are in the canonical object frame (x forward, y left, z up; tight box about
+[-0.5, 0.5]^3); :func:`pose_surfels` places them in the camera frame.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from torch import Tensor
+
+from autolabel.geometry import transform_points
+from autolabel.shapes import ShapeSource
+
+
+@dataclasses.dataclass(frozen=True)
+class SurfelSettings:
+    """Knobs of surfel extraction and re-projection.
+
+    Attributes:
+        count: surfels per object (N), the same for every object of a batch.
+        grid_resolution: grid points per axis for the one-off band extraction.
+        grid_extent: half side of the canonical cube that the grid covers.
+        newton_steps: graph-free Newton steps per re-projection (one more keeps the graph).
+        tolerance: |sdf| in canonical units above which a projected point has not converged.
+        query_chunk: points per SDF call during grid extraction (bounds memory).
+    """
+
+    count: int = 1024
+    grid_resolution: int = 40
+    grid_extent: float = 0.6
+    newton_steps: int = 2
+    tolerance: float = 2e-3
+    query_chunk: int = 65536
+
+
+@dataclasses.dataclass
+class Surfels:
+    """Surface points of a batch of shapes in the canonical object frame.
+
+    Attributes:
+        points: (B, N, 3) on the zero level set (differentiable w.r.t. the latent).
+        normals: (B, N, 3) unit outward normals (differentiable w.r.t. the latent).
+        valid: (B, N) bool; False for padding and for points that did not converge.
+        dropped: (B,) number of points that failed to converge in the last projection.
+    """
+
+    points: Tensor
+    normals: Tensor
+    valid: Tensor
+    dropped: Tensor
+
+
+def _sdf_and_gradient(
+    sdf: ShapeSource, latent: Tensor, points: Tensor, create_graph: bool
+) -> tuple[Tensor, Tensor]:
+    """SDF values (B, N) and spatial gradients (B, N, 3) at ``points`` (B, N, 3)."""
+    with torch.enable_grad():
+        if not points.requires_grad:
+            points = points.requires_grad_(True)
+        values = sdf(latent, points)
+        (gradient,) = torch.autograd.grad(values.sum(), points, create_graph=create_graph)
+    return values, gradient
+
+
+def _newton_step(values: Tensor, gradient: Tensor, points: Tensor) -> Tensor:
+    """One Newton step towards the zero level set: (B, N, 3)."""
+    squared = gradient.pow(2).sum(-1, keepdim=True).clamp(min=1e-12)
+    return points - values.unsqueeze(-1) * gradient / squared
+
+
+def project_to_surface(
+    sdf: ShapeSource, latent: Tensor, points: Tensor, valid: Tensor,
+    settings: SurfelSettings = SurfelSettings(),
+) -> Surfels:
+    """Re-project points onto the zero level set of the current latent.
+
+    Args:
+        sdf: shape source. latent: (B, D), may require grad.
+        points: (B, N, 3) starting points near the surface (their gradient is ignored).
+        valid: (B, N) bool mask of the points to keep.
+        settings: Newton step count and convergence tolerance.
+    Returns:
+        :class:`Surfels` whose points and normals carry gradients to ``latent``.
+    """
+    frozen_latent = latent.detach()
+    current = points.detach()
+    for _ in range(settings.newton_steps):
+        values, gradient = _sdf_and_gradient(sdf, frozen_latent, current.clone(), False)
+        current = _newton_step(values, gradient, current).detach()
+    values, gradient = _sdf_and_gradient(sdf, latent, current.clone(), True)
+    surface = _newton_step(values, gradient, current)
+    _, surface_gradient = _sdf_and_gradient(sdf, latent, surface, True)
+    normals = torch.nn.functional.normalize(surface_gradient, dim=-1)
+    converged = values.detach().abs() < settings.tolerance
+    converged &= torch.isfinite(surface.detach()).all(-1)
+    dropped = (valid & ~converged).sum(-1)
+    keep = valid & converged
+    surface = torch.where(keep.unsqueeze(-1), surface, torch.zeros_like(surface))
+    normals = torch.where(keep.unsqueeze(-1), normals, torch.zeros_like(normals))
+    return Surfels(surface, normals, keep, dropped)
+
+
+def surface_area_estimate(size: Tensor) -> Tensor:
+    """Surface area of boxes of the given size in m^2, a stand-in for the shape's area.
+
+    Args:
+        size: (B, 3) as (l, w, h).
+    Returns:
+        (B,) area of the box surface 2 (lw + lh + wh).
+    """
+    length, width, height = size.unbind(-1)
+    return 2 * (length * width + length * height + width * height)
+
+
+def surfel_spacing(size: Tensor, count: int) -> Tensor:
+    """Typical distance in metres between neighbouring surfels: (B,) from size (B, 3)."""
+    return (surface_area_estimate(size) / count).sqrt()
+
+
+def _grid(settings: SurfelSettings, dtype: torch.dtype, device) -> Tensor:
+    """(R^3, 3) grid points covering the canonical cube."""
+    axis = torch.linspace(-settings.grid_extent, settings.grid_extent,
+                          settings.grid_resolution, dtype=dtype, device=device)
+    return torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), dim=-1).reshape(-1, 3)
+
+
+def _band_points(sdf: ShapeSource, latent: Tensor, settings: SurfelSettings) -> list[Tensor]:
+    """Per object, the grid points within one cell diagonal of the surface: list of (M_b, 3)."""
+    grid = _grid(settings, latent.dtype, latent.device)
+    cell = 2 * settings.grid_extent / (settings.grid_resolution - 1)
+    with torch.no_grad():
+        values = torch.cat([
+            sdf(latent, chunk.expand(latent.shape[0], -1, -1))
+            for chunk in grid.split(settings.query_chunk)
+        ], dim=1)
+    near = values.abs() < cell * 3**0.5
+    return [grid[mask] for mask in near]
+
+
+def _thin_evenly(points: Tensor, scale: Tensor, spacing: float, count: int,
+                 generator: torch.Generator) -> Tensor:
+    """Keep one point per metric voxel of side ``spacing``, then at most ``count`` of them.
+
+    Args:
+        points: (M, 3) canonical. scale: (3,) metres per canonical unit along each axis.
+    Returns:
+        (K, 3) with K <= count.
+    """
+    order = torch.randperm(points.shape[0], generator=generator).to(points.device)
+    shuffled = points[order]
+    voxels = torch.floor(shuffled * scale / spacing).long()
+    _, inverse = torch.unique(voxels, dim=0, return_inverse=True)
+    first = torch.full((int(inverse.max()) + 1,), shuffled.shape[0], device=points.device)
+    first = first.scatter_reduce(0, inverse, torch.arange(len(inverse), device=points.device),
+                                 reduce="amin")
+    kept = shuffled[first]
+    if kept.shape[0] > count:
+        kept = kept[torch.randperm(kept.shape[0], generator=generator)[:count].to(points.device)]
+    return kept
+
+
+def extract_surface_points(
+    sdf: ShapeSource, latent: Tensor, size: Tensor,
+    settings: SurfelSettings = SurfelSettings(), seed: int = 0,
+) -> tuple[Tensor, Tensor]:
+    """Evenly spaced surface points of each shape for its metric size.
+
+    Args:
+        sdf: shape source. latent: (B, D). size: (B, 3) metres (l, w, h) used for spacing.
+        settings: grid and count. seed: seed of the random thinning.
+    Returns:
+        points: (B, N, 3) canonical, on the surface to Newton precision, N = settings.count;
+        valid: (B, N) bool, False for padding where a shape yields fewer points.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    latent, size = latent.detach(), size.detach()
+    spacing = surfel_spacing(size, settings.count)
+    batch = latent.shape[0]
+    points = latent.new_zeros(batch, settings.count, 3)
+    valid = torch.zeros(batch, settings.count, dtype=torch.bool, device=latent.device)
+    for b, band in enumerate(_band_points(sdf, latent, settings)):
+        if band.shape[0] == 0:
+            continue
+        band_valid = torch.ones(1, band.shape[0], dtype=torch.bool, device=band.device)
+        projected = project_to_surface(sdf, latent[b:b + 1], band[None], band_valid, settings)
+        on_surface = projected.points[0][projected.valid[0]].detach()
+        # Thin slightly finer than the target spacing, so the count is met where possible.
+        kept = _thin_evenly(on_surface, size[b], float(spacing[b]) * 0.85, settings.count,
+                            generator)
+        points[b, : kept.shape[0]] = kept
+        valid[b, : kept.shape[0]] = True
+    return points, valid
+
+
+def pose_surfels(
+    surfels: Surfels, center: Tensor, rotation: Tensor, size: Tensor
+) -> tuple[Tensor, Tensor]:
+    """Scale canonical surfels by the object size and place them in the camera frame.
+
+    Args:
+        surfels: canonical surfels (B, N). center: (B, 3). rotation: (B, 3, 3)
+            camera-from-object. size: (B, 3) metres (l, w, h).
+    Returns:
+        points: (B, N, 3) camera frame; normals: (B, N, 3) unit camera-frame normals (the
+        inverse-transpose of the scaling keeps them perpendicular to the scaled surface).
+    """
+    points = transform_points(rotation, center, surfels.points * size.unsqueeze(1))
+    normals = torch.nn.functional.normalize(surfels.normals / size.unsqueeze(1), dim=-1)
+    normals = normals @ rotation.transpose(-1, -2)
+    return points, normals

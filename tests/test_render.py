@@ -1,0 +1,168 @@
+import math
+
+import pytest
+import torch
+
+from autolabel import geometry as g
+from autolabel import render as rd
+from autolabel import shapes
+from autolabel import surfels as sf
+
+CAMERA = torch.tensor([[[721.5, 0.0, 609.6, 0.0], [0.0, 721.5, 172.9, 0.0], [0.0, 0.0, 1.0, 0.0]]],
+                      dtype=torch.float64)
+SETTINGS = rd.RenderSettings()
+
+
+def _render(shape, latent, center, yaw, size, window=None, surfels=None):
+    """Render one analytic shape; returns (Rendered, window, canonical surfels)."""
+    rotation = g.yaw_to_rotation(yaw)
+    if surfels is None:
+        points, valid = sf.extract_surface_points(shape, latent.detach(), size.detach())
+        surfels = (points, valid)
+    projected = sf.project_to_surface(shape, latent, *surfels)
+    points, normals = sf.pose_surfels(projected, center, rotation, size)
+    if window is None:
+        corners = g.box_corners(center.detach(), rotation.detach(), size.detach())
+        window = rd.detection_windows(g.projected_box2d(corners, CAMERA), SETTINGS.window_margin)
+    spacing = sf.surfel_spacing(size, projected.points.shape[1])
+    rendered = rd.render(points, normals, projected.points, projected.valid, spacing,
+                         CAMERA.expand(len(center), -1, -1), window, SETTINGS)
+    return rendered, window, surfels
+
+
+def _window_pixel_rays(window):
+    """Unit rays through the window's pixel centres: (S, S, 3)."""
+    s = SETTINGS.window_size
+    steps = (torch.arange(s, dtype=torch.float64) + 0.5) / s
+    u = window[0, 0] + steps * (window[0, 2] - window[0, 0])
+    v = window[0, 1] + steps * (window[0, 3] - window[0, 1])
+    vv, uu = torch.meshgrid(v, u, indexing="ij")
+    pixels = torch.stack([uu, vv, torch.ones_like(uu)], dim=-1)
+    rays = pixels @ torch.linalg.inv(CAMERA[0, :, :3]).T
+    return torch.nn.functional.normalize(rays, dim=-1)
+
+
+def test_sphere_silhouette_depth_and_nocs_match_the_exact_projection():
+    radius, center = 1.0, torch.tensor([[1.5, 1.0, 12.0]], dtype=torch.float64)
+    latent = torch.tensor([[0.5]], dtype=torch.float64)
+    size = torch.full((1, 3), 2 * radius, dtype=torch.float64)
+    yaw = torch.tensor([0.3], dtype=torch.float64)
+    rendered, window, _ = _render(shapes.sphere_sdf, latent, center, yaw, size)
+
+    rays = _window_pixel_rays(window)
+    along = rays @ center[0]
+    miss = (center[0].pow(2).sum() - along.pow(2)).clamp(min=0)
+    exact = miss <= radius**2
+    predicted = rendered.silhouette[0].detach() > 0.5
+    iou = (predicted & exact).sum() / (predicted | exact).sum()
+    assert iou >= 0.95
+
+    # The pixel whose ray passes closest to the sphere centre: depth and NOCS there.
+    i, j = divmod(int(miss.argmin()), SETTINGS.window_size)
+    hit = rays[i, j] * (along[i, j] - torch.sqrt(radius**2 - miss[i, j]))
+    assert abs(float(rendered.depth[0, i, j]) - float(hit[2])) < 0.01
+    canonical = (hit - center[0]) @ g.yaw_to_rotation(yaw)[0] / size[0] + 0.5
+    assert torch.allclose(rendered.nocs[0, i, j].detach(), canonical, atol=0.02)
+
+
+def test_rounded_box_extent_matches_projected_corners_within_a_pixel():
+    size = torch.tensor([[4.2, 1.8, 1.5]], dtype=torch.float64)
+    latent = torch.tensor([[0.5, 0.5, 0.5, 0.03]], dtype=torch.float64)
+    center = torch.tensor([[-2.0, 1.6, 14.0]], dtype=torch.float64)
+    yaw = torch.tensor([0.6], dtype=torch.float64)
+    rendered, window, _ = _render(shapes.rounded_box_sdf, latent, center, yaw, size)
+    corners = g.box_corners(center, g.yaw_to_rotation(yaw), size)
+    expected = rd.window_projection(CAMERA, window, SETTINGS.window_size)
+    expected_box = g.projected_box2d(corners, expected)[0]
+    covered = rendered.silhouette[0].detach() > 0.5
+    rows, columns = covered.any(1).nonzero()[:, 0], covered.any(0).nonzero()[:, 0]
+    measured = torch.stack([columns.min(), rows.min(), columns.max() + 1, rows.max() + 1])
+    assert (measured.double() - expected_box).abs().max() <= 1.0
+
+
+def _scalar_loss(shape, latent, translation, yaw, log_size, window, surfels, weights):
+    rendered, _, _ = _render(shape, latent, translation, yaw, log_size.exp(), window, surfels)
+    # Depth jumps to 0 where coverage ends; weighted by the silhouette it is continuous.
+    depth = rendered.depth * rendered.silhouette
+    return (rendered.silhouette * weights).sum() + 0.1 * (depth * weights).sum()
+
+
+def test_gradients_match_central_finite_differences():
+    gen = torch.Generator().manual_seed(3)
+    shape = shapes.rounded_box_sdf
+    params = {
+        "latent": torch.tensor([[0.5, 0.5, 0.5, 0.15]], dtype=torch.float64),
+        "translation": torch.tensor([[0.5, 1.2, 9.0]], dtype=torch.float64),
+        "yaw": torch.tensor([0.4], dtype=torch.float64),
+        "log_size": torch.log(torch.tensor([[3.0, 1.6, 1.4]], dtype=torch.float64)),
+    }
+    _, window, surfels = _render(shape, params["latent"], params["translation"], params["yaw"],
+                                 params["log_size"].exp())
+    weights = torch.rand(1, SETTINGS.window_size, SETTINGS.window_size, generator=gen,
+                         dtype=torch.float64)
+
+    def loss(p):
+        return _scalar_loss(shape, p["latent"], p["translation"], p["yaw"], p["log_size"],
+                            window, surfels, weights)
+
+    leaves = {k: v.clone().requires_grad_(True) for k, v in params.items()}
+    analytic = torch.autograd.grad(loss(leaves), list(leaves.values()))
+    checks = [("translation", (0, 0)), ("translation", (0, 2)), ("yaw", (0,)),
+              ("log_size", (0, 0)), ("log_size", (0, 2)), ("latent", (0, 2))]
+    eps = 1e-4
+    errors = {}
+    for name, index in checks:
+        plus = {k: v.clone() for k, v in params.items()}
+        minus = {k: v.clone() for k, v in params.items()}
+        plus[name][index] += eps
+        minus[name][index] -= eps
+        numeric = (loss(plus) - loss(minus)) / (2 * eps)
+        value = analytic[list(params).index(name)][index]
+        errors[f"{name}{index}"] = (float(value), float(numeric))
+    relative = {k: abs(a - n) / max(abs(n), 1e-6) for k, (a, n) in errors.items()}
+    print("relative errors of analytic vs finite-difference gradients:", relative)
+    assert max(relative.values()) < 0.05, errors
+
+
+def test_silhouette_and_depth_descent_recovers_a_pose_half_a_metre_and_15_degrees_off():
+    shape = shapes.rounded_box_sdf
+    latent = torch.tensor([[0.5, 0.5, 0.5, 0.1]], dtype=torch.float64)
+    size = torch.tensor([[4.0, 1.7, 1.5]], dtype=torch.float64)
+    true_center = torch.tensor([[1.0, 1.5, 12.0]], dtype=torch.float64)
+    true_yaw = torch.tensor([0.5], dtype=torch.float64)
+    target, window, surfels = _render(shape, latent, true_center, true_yaw, size)
+    target_silhouette, target_depth = target.silhouette.detach(), target.depth.detach()
+
+    center = (true_center + torch.tensor([[0.3, 0.0, 0.4]], dtype=torch.float64)).requires_grad_()
+    yaw = (true_yaw + math.radians(15)).requires_grad_()
+    optimizer = torch.optim.Adam([{"params": [center], "lr": 0.03}, {"params": [yaw], "lr": 0.02}])
+    for _ in range(150):
+        optimizer.zero_grad()
+        rendered, _, _ = _render(shape, latent, center, yaw, size, window, surfels)
+        both = (rendered.silhouette > 0.5) & (target_silhouette > 0.5)
+        depth_error = torch.where(both, rendered.depth - target_depth, 0.0)
+        loss = (rendered.silhouette - target_silhouette).pow(2).mean() + depth_error.abs().mean()
+        loss.backward()
+        optimizer.step()
+    assert float((center - true_center).norm()) < 0.05
+    assert abs(math.degrees(float(yaw - true_yaw))) < 2.0
+
+
+@pytest.mark.parametrize("chunk", [1, 3])
+def test_chunked_rendering_equals_rendering_all_objects_at_once(chunk):
+    latent = torch.tensor([[0.5]] * 4, dtype=torch.float64)
+    size = torch.full((4, 3), 2.0, dtype=torch.float64)
+    points, valid = sf.extract_surface_points(shapes.sphere_sdf, latent, size)
+    projected = sf.project_to_surface(shapes.sphere_sdf, latent, points, valid)
+    centers = torch.tensor([[x, 1.0, 10.0 + 3 * x] for x in range(4)], dtype=torch.float64)
+    rotation = g.yaw_to_rotation(torch.zeros(4, dtype=torch.float64))
+    cam_points, normals = sf.pose_surfels(projected, centers, rotation, size)
+    box = g.projected_box2d(g.box_corners(centers, rotation, size), CAMERA)
+    window = rd.detection_windows(box, 0.1)
+    spacing = sf.surfel_spacing(size, points.shape[1])
+    args = (cam_points, normals, projected.points, projected.valid, spacing,
+            CAMERA.expand(4, -1, -1), window)
+    whole = rd.render(*args, rd.RenderSettings(chunk_objects=64))
+    parts = rd.render(*args, rd.RenderSettings(chunk_objects=chunk))
+    assert torch.allclose(whole.silhouette, parts.silhouette)
+    assert torch.allclose(whole.depth, parts.depth)
