@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from cli import prior
+from cli import eval as eval_cli
+from cli import fit, prior, synth
 
 app = typer.Typer(
     name="autolabel",
@@ -21,6 +22,9 @@ def main() -> None:
 
 
 app.add_typer(prior.app, name="prior")
+app.command("eval")(eval_cli.eval_command)
+app.command("fit")(fit.fit_command)
+app.command("synth")(synth.synth_command)
 
 if __name__ == "__main__":
     app()

@@ -1,0 +1,627 @@
+"""Initial pose and size hypotheses from LiDAR (or depth) points, or from the 2D box alone.
+
+This is the classical baseline labeler and the fitter's initialisation. For one frame:
+
+1. the ground plane is fitted once on all points below the camera (open3d ``segment_plane``,
+   RANSAC), and kept: the fitter uses it for ground contact;
+2. per detection, the points in the box's frustum that are not ground are clustered
+   (open3d ``cluster_dbscan``) and the cluster that best explains the box is kept: widest
+   horizontal coverage of the box, at a depth that agrees with the box height;
+3. the yaw (modulo pi/2) comes from an L-shape fit of the cluster's bird's-eye view: the
+   search-based rectangle fit of Zhang et al. (IV 2017, "Efficient L-shape fitting for
+   vehicle detection using laser scanners") with their closeness criterion;
+4. the box is the cluster's extent along the fitted axes, completed with the class's mean
+   size where the cluster is smaller (the faces seen by the sensor stay put and the box
+   grows away from it), standing on the ground plane. Which axis is the length is decided
+   by how well the projected 3D box fills the 2D box.
+
+Without points (or with too few in the frustum) the hypothesis comes from the 2D box alone:
+the distance at which a box of the class's mean size projects to the detected height, on the
+ray through the box centre, heading along that ray. Such hypotheses are marked weak.
+
+The L-shape fit cannot tell front from back: the heading is chosen pointing away from the
+sensor (the most common case on the road), and :func:`yaw_hypotheses` gives the fitter the
+alternatives ``yaw + k pi/2``, which include the flipped heading ``yaw + pi``.
+
+Bird's-eye-view (BEV) coordinates are the camera frame's (x, z) plane; a BEV direction at
+chart angle ``theta`` is ``(cos theta, sin theta)`` and the KITTI yaw of a forward axis along
+it is ``-theta`` (forward is ``(cos yaw, -sin yaw)`` in that chart, see ``geometry``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import open3d as o3d
+import torch
+
+from autolabel.geometry import (
+    backproject_pixels,
+    box_corners,
+    points_in_frustum,
+    projected_box2d,
+    wrap_angle,
+    yaw_to_rotation,
+)
+from autolabel.io.detections import Detection
+from autolabel.io.kitti import Calib
+from autolabel.label import ObjectLabel
+
+# Mean (length, width, height) in metres of each KITTI class over the KITTI training labels,
+# the figures commonly published with frustum-based detectors.
+CLASS_MEAN_SIZE: dict[str, tuple[float, float, float]] = {
+    "Car": (3.88, 1.63, 1.53),
+    "Van": (5.06, 1.90, 2.21),
+    "Truck": (10.14, 2.59, 3.25),
+    "Pedestrian": (0.84, 0.66, 1.76),
+    "Person_sitting": (0.80, 0.60, 1.27),
+    "Cyclist": (1.76, 0.60, 1.74),
+    "Tram": (16.17, 2.53, 3.53),
+    "Misc": (3.64, 1.54, 1.92),
+}
+SOURCES = ("lidar", "depth", "box")
+
+
+def mean_size(category: str) -> np.ndarray:
+    """The class's mean (length, width, height) in metres; the name compares case-insensitively.
+
+    >>> mean_size("car").tolist()
+    [3.88, 1.63, 1.53]
+
+    Raises:
+        ValueError: for a class without statistics, naming the known ones.
+    """
+    for name, size in CLASS_MEAN_SIZE.items():
+        if name.lower() == category.lower():
+            return np.array(size, dtype=np.float64)
+    raise ValueError(f"no size statistics for class {category!r}; known classes: "
+                     f"{', '.join(CLASS_MEAN_SIZE)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class InitConfig:
+    """Knobs of the initialisation, with defaults tuned on KITTI (64-beam LiDAR).
+
+    Attributes:
+        ground_threshold: RANSAC inlier distance of the ground plane, metres.
+        ground_iterations: RANSAC iterations.
+        ground_max_tilt: the largest angle (radians) between the plane normal and camera -y
+            for a plane to count as ground; steeper planes (walls) are discarded.
+        ground_range: only points within this horizontal distance (metres) fit the plane.
+        ground_clearance: frustum points less than this high above the plane are ground.
+        cluster_eps: DBSCAN neighbourhood radius, metres.
+        cluster_min_points: DBSCAN core-point count.
+        min_object_points: fewer cluster points than this fall back to the box-only hypothesis.
+        depth_tolerance: log-depth standard deviation with which a cluster's depth is compared
+            to the depth the box height implies.
+        contour_resolution: bearing bin of the visible outline the L-shape is fitted to,
+            radians.
+        yaw_step: L-shape search step over [0, pi/2), radians.
+        criterion: the rectangle-fit criterion of Zhang et al.: 'variance' (default; the
+            most robust on kitti_dev), 'closeness' or 'area'.
+        closeness_floor: the closeness criterion's minimum distance d0, metres.
+        seed: seeds open3d's RANSAC.
+    """
+
+    ground_threshold: float = 0.15
+    ground_iterations: int = 200
+    ground_max_tilt: float = math.radians(15.0)
+    ground_range: float = 40.0
+    ground_clearance: float = 0.2
+    cluster_eps: float = 0.5
+    cluster_min_points: int = 4
+    min_object_points: int = 10
+    depth_tolerance: float = 0.35
+    contour_resolution: float = math.radians(0.25)
+    yaw_step: float = math.radians(0.5)
+    criterion: str = "variance"
+    closeness_floor: float = 0.01
+    seed: int = 0
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class GroundPlane:
+    """The plane ``normal . x + offset = 0`` in the camera frame, normal pointing up (-y).
+
+    Attributes:
+        normal: (3,) unit vector with a negative y component.
+        offset: metres.
+    """
+
+    normal: np.ndarray
+    offset: float
+
+    def height(self, points: np.ndarray) -> np.ndarray:
+        """Signed height above the plane (metres) of ``points`` (*, 3) -> (*,)."""
+        return np.asarray(points) @ self.normal + self.offset
+
+    def y_at(self, x: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """Camera y (metres) of the plane below the camera-frame positions ``x``, ``z`` (*,).
+
+        >>> float(GroundPlane(np.array([0.0, -1.0, 0.0]), 1.65).y_at(3.0, 9.0))
+        1.65
+        """
+        n = self.normal
+        return -(self.offset + n[0] * np.asarray(x) + n[2] * np.asarray(z)) / n[1]
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Hypothesis:
+    """One initial 3D box for a detection.
+
+    Attributes:
+        center: (3,) box centre in the camera frame, metres.
+        yaw: KITTI ``rotation_y`` in radians.
+        size: (3,) (length, width, height) in metres.
+        points: (M, 3) the object's points it was made from (empty for the box-only one).
+        source: 'lidar', 'depth' or 'box' (2D box and class statistics only).
+    """
+
+    center: np.ndarray
+    yaw: float
+    size: np.ndarray
+    points: np.ndarray
+    source: str
+
+    def __post_init__(self) -> None:
+        if self.source not in SOURCES:
+            raise ValueError(f"source must be one of {SOURCES}, got {self.source!r}")
+
+    @property
+    def weak(self) -> bool:
+        """True for a hypothesis from the 2D box alone (no 3D observation)."""
+        return self.source == "box"
+
+    def to_label(self, category: str, box2d: np.ndarray, score: float) -> ObjectLabel:
+        """The hypothesis as an upright :class:`ObjectLabel`."""
+        return ObjectLabel.upright(category, box2d, self.center, self.yaw, self.size,
+                                   score=score)
+
+
+def yaw_hypotheses(hypothesis: Hypothesis) -> list[Hypothesis]:
+    """The four boxes ``yaw + k pi/2`` (k = 0..3) with the same footprint.
+
+    An L-shape fit knows its axes only modulo pi/2 and the heading not at all; the fitter
+    starts from all four. For odd k length and width are swapped, so the footprint is kept.
+    k = 2 is the heading flip ``yaw + pi``.
+    """
+    result = []
+    for k in range(4):
+        size = hypothesis.size[[1, 0, 2]] if k % 2 else hypothesis.size
+        yaw = float(wrap_angle(torch.tensor(hypothesis.yaw + k * math.pi / 2,
+                                            dtype=torch.float64)))
+        result.append(dataclasses.replace(hypothesis, yaw=yaw, size=size.copy()))
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# Ground and object points
+# --------------------------------------------------------------------------------------------
+
+def fit_ground_plane(points: np.ndarray, config: InitConfig = InitConfig()) -> GroundPlane | None:
+    """Fit the ground plane of a frame with RANSAC (open3d ``segment_plane``).
+
+    Only points below the camera (y > 0) within ``config.ground_range`` in front of it take
+    part. A plane tilted more than ``config.ground_max_tilt`` from horizontal (a wall) is
+    discarded with its inliers and the search repeats, at most three times.
+
+    Args:
+        points: (N, 3) camera frame, metres.
+    Returns:
+        The plane, or None when fewer than 3 candidate points remain or no plane is level.
+    """
+    points = np.asarray(points, dtype=np.float64)
+    near = (points[:, 1] > 0) & (points[:, 2] > 0)
+    near &= np.hypot(points[:, 0], points[:, 2]) < config.ground_range
+    candidates = points[near]
+    for _ in range(3):
+        if len(candidates) < 3:
+            return None
+        cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(candidates))
+        o3d.utility.random.seed(config.seed)
+        model, inliers = cloud.segment_plane(config.ground_threshold, 3,
+                                             config.ground_iterations)
+        normal, offset = np.asarray(model[:3], dtype=np.float64), float(model[3])
+        scale = np.linalg.norm(normal)
+        normal, offset = normal / scale, float(offset / scale)
+        if normal[1] > 0:
+            normal, offset = -normal, -offset
+        if -normal[1] >= math.cos(config.ground_max_tilt):
+            return GroundPlane(normal, offset)
+        candidates = np.delete(candidates, inliers, axis=0)
+    return None
+
+
+def frustum_mask(points: np.ndarray, projection: np.ndarray, box2d: np.ndarray) -> np.ndarray:
+    """Which points project inside a 2D box and lie in front of the camera.
+
+    Args:
+        points: (N, 3) camera frame. projection: (3, 4). box2d: (4,) x1, y1, x2, y2 pixels.
+    Returns:
+        (N,) bool.
+    """
+    inside = points_in_frustum(torch.as_tensor(np.asarray(points, dtype=np.float64)),
+                               torch.as_tensor(np.asarray(projection, dtype=np.float64)),
+                               torch.as_tensor(np.asarray(box2d, dtype=np.float64)))
+    return inside.numpy()
+
+
+def _project(points: np.ndarray, projection: np.ndarray) -> np.ndarray:
+    """Pixels (N, 2) of camera-frame points (N, 3) in front of the camera."""
+    homogeneous = points @ projection[:, :3].T + projection[:, 3]
+    return homogeneous[:, :2] / homogeneous[:, 2:3]
+
+
+def select_cluster(points: np.ndarray, projection: np.ndarray, box2d: np.ndarray,
+                   expected_depth: float, config: InitConfig = InitConfig()) -> np.ndarray:
+    """The object's points among a frustum's non-ground points (DBSCAN clusters).
+
+    Each cluster is scored by the overlap (1D IoU) of its horizontal image extent with the
+    box's, times the agreement of its median depth with ``expected_depth`` (a log-normal
+    weight of width ``config.depth_tolerance``); the best-scoring cluster wins. Occluders
+    cover only part of the box and sit nearer than its height implies; background seen past
+    the object lies farther.
+
+    Args:
+        points: (N, 3) camera frame. projection: (3, 4). box2d: (4,) pixels.
+        expected_depth: metres, e.g. the depth of the box-only hypothesis.
+    Returns:
+        (M, 3) the chosen cluster's points; (0, 3) when DBSCAN finds no cluster.
+    """
+    if len(points) < config.cluster_min_points:
+        return np.zeros((0, 3))
+    cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points))
+    labels = np.asarray(cloud.cluster_dbscan(config.cluster_eps, config.cluster_min_points))
+    best, best_score = None, 0.0
+    x1, x2 = box2d[0], box2d[2]
+    for label in range(labels.max(initial=-1) + 1):
+        cluster = points[labels == label]
+        u = _project(cluster, projection)[:, 0]
+        overlap = max(0.0, min(u.max(), x2) - max(u.min(), x1))
+        coverage = overlap / (max(u.max(), x2) - min(u.min(), x1))
+        ratio = np.median(cluster[:, 2]) / expected_depth
+        agreement = math.exp(-0.5 * (math.log(max(ratio, 1e-6)) / config.depth_tolerance) ** 2)
+        score = coverage * agreement
+        if score > best_score:
+            best, best_score = cluster, score
+    return np.zeros((0, 3)) if best is None else best
+
+
+def trim_cluster(points: np.ndarray, size: np.ndarray, sensor: np.ndarray | None = None
+                 ) -> np.ndarray:
+    """Cut a cluster that is too big for one object down to the part nearest the sensor.
+
+    DBSCAN chains objects that stand close together (a row of parked cars, a car against a
+    hedge). When some point lies farther than 1.2 footprint diagonals of ``size`` from the
+    cluster's point nearest to the sensor (in the bird's-eye view), only the points within
+    one diagonal of that nearest point are kept.
+
+    Args:
+        points: (M, 3) camera frame. size: (3,) the class's (l, w, h).
+        sensor: (3,) sensor position, None for the camera's origin.
+    Returns:
+        (K, 3), K <= M.
+
+    >>> row = np.array([[0.0, 0.0, z] for z in (10.0, 11.0, 12.0, 20.0)])
+    >>> trim_cluster(row, np.array([3.88, 1.63, 1.53]))[:, 2].tolist()
+    [10.0, 11.0, 12.0]
+    """
+    if len(points) == 0:
+        return points
+    sensor = np.zeros(3) if sensor is None else np.asarray(sensor, dtype=np.float64)
+    bev = points[:, [0, 2]]
+    nearest = bev[np.argmin(np.linalg.norm(bev - sensor[[0, 2]], axis=1))]
+    reach = np.linalg.norm(bev - nearest, axis=1)
+    diagonal = float(np.hypot(size[0], size[1]))
+    return points[reach <= diagonal] if reach.max() > 1.2 * diagonal else points
+
+
+# --------------------------------------------------------------------------------------------
+# L-shape fit and box completion
+# --------------------------------------------------------------------------------------------
+
+def _edge_distances(points_bev: np.ndarray, angles: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per angle, each point's distance to the rectangle's nearer edge along each axis.
+
+    Per axis the edge is chosen once for all points: the bounding edge (minimum or maximum
+    projection) with the smaller total distance, as in Zhang et al.
+
+    Args:
+        points_bev: (N, 2). angles: (T,) radians; the axes are (cos, sin) and (-sin, cos).
+    Returns:
+        distances along the first and the second axis, each (N, T), and the extents (T, 2).
+    """
+    axes = np.stack([np.cos(angles), np.sin(angles)], axis=0)  # (2, T)
+    normals = np.stack([-np.sin(angles), np.cos(angles)], axis=0)
+    distances, extents = [], []
+    for projected in (points_bev @ axes, points_bev @ normals):  # (N, T)
+        to_max = projected.max(axis=0) - projected
+        to_min = projected - projected.min(axis=0)
+        nearer_max = np.linalg.norm(to_max, axis=0) < np.linalg.norm(to_min, axis=0)
+        distances.append(np.where(nearer_max, to_max, to_min))
+        extents.append(projected.max(axis=0) - projected.min(axis=0))
+    return distances[0], distances[1], np.stack(extents, axis=-1)
+
+
+def rectangle_criterion(points_bev: np.ndarray, angles: np.ndarray, criterion: str = "variance",
+                        floor: float = 0.01) -> np.ndarray:
+    """Zhang et al.'s rectangle-fit scores at each angle; larger is better.
+
+    * ``area``: minus the area of the bounding rectangle;
+    * ``closeness``: the sum over points of 1 / max(d, floor), d the distance to the nearer
+      of the two chosen edges;
+    * ``variance``: minus the summed variances of the distances of the points assigned to
+      each edge (each point goes to its nearer edge).
+
+    Args:
+        points_bev: (N, 2) BEV points (x, z), metres. angles: (T,) radians.
+        criterion: 'area', 'closeness' or 'variance'. floor: closeness distance floor d0.
+    Returns:
+        (T,) scores.
+
+    >>> corner = np.array([[0.0, 0.0], [1.0, 0.0], [2.0, 0.0], [2.0, 1.0], [2.0, 2.0]])
+    >>> [int(np.argmax(rectangle_criterion(corner, np.array([0.0, 0.3, 0.6]), c)))
+    ...  for c in ("area", "closeness", "variance")]
+    [0, 0, 0]
+    """
+    first, second, extents = _edge_distances(points_bev, angles)
+    if criterion == "area":
+        return -extents.prod(axis=-1)
+    if criterion == "closeness":
+        return (1.0 / np.maximum(np.minimum(first, second), floor)).sum(axis=0)
+    if criterion == "variance":
+        on_first = first <= second
+        return -(_masked_variance(first, on_first) + _masked_variance(second, ~on_first))
+    raise ValueError(f"criterion must be 'area', 'closeness' or 'variance', got {criterion!r}")
+
+
+def _masked_variance(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Variance over axis 0 of ``values`` (N, T) where ``mask`` (N, T); 0 for < 2 entries."""
+    count = mask.sum(axis=0)
+    safe = np.maximum(count, 1)
+    mean = np.where(mask, values, 0.0).sum(axis=0) / safe
+    spread = np.where(mask, (values - mean) ** 2, 0.0).sum(axis=0) / safe
+    return np.where(count >= 2, spread, 0.0)
+
+
+def visible_contour(points_bev: np.ndarray, sensor_bev: np.ndarray,
+                    resolution: float = math.radians(0.25)) -> np.ndarray:
+    """The points a planar scanner at ``sensor_bev`` would see: the nearest per bearing bin.
+
+    A 3D LiDAR also sees the roof and bonnet, whose points lie inside the footprint and
+    mislead an L-shape fit made for the outline; this keeps the outline facing the sensor.
+
+    Args:
+        points_bev: (N, 2) BEV points (x, z), metres. sensor_bev: (2,) the sensor's (x, z).
+        resolution: bearing bin width, radians.
+    Returns:
+        (K, 2) the nearest point of each occupied bin, K <= N, ordered by bearing.
+
+    >>> visible_contour(np.array([[0.0, 5.0], [0.0, 6.0], [1.0, 5.0]]), np.zeros(2)).tolist()
+    [[0.0, 5.0], [1.0, 5.0]]
+    """
+    offset = points_bev - sensor_bev
+    bearing = np.arctan2(offset[:, 0], offset[:, 1])
+    bins = np.floor((bearing - bearing.min()) / resolution).astype(np.int64)
+    order = np.lexsort((np.hypot(offset[:, 0], offset[:, 1]), bins))
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = bins[order][1:] != bins[order][:-1]
+    return points_bev[order[first]]
+
+
+def lshape_angle(points_bev: np.ndarray, step: float = math.radians(0.5),
+                 criterion: str = "variance", floor: float = 0.01) -> float:
+    """The BEV chart angle in [0, pi/2) of the rectangle that fits the points best.
+
+    Args:
+        points_bev: (N, 2) BEV points (x, z), N >= 2. step: search step, radians.
+        criterion, floor: as in :func:`rectangle_criterion`.
+    Returns:
+        theta: one rectangle axis is (cos theta, sin theta), the other perpendicular to it.
+    """
+    angles = np.arange(0.0, math.pi / 2, step)
+    return float(angles[np.argmax(rectangle_criterion(points_bev, angles, criterion, floor))])
+
+
+def _iou_2d(a: np.ndarray, b: np.ndarray) -> float:
+    """IoU of two (4,) x1, y1, x2, y2 boxes."""
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = w * h
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _box2d_of(center: np.ndarray, yaw: float, size: np.ndarray, projection: np.ndarray,
+              image_size: tuple[int, int] | None) -> np.ndarray:
+    """(4,) image box of a 3D box's corners, clipped to the image when its size is given."""
+    corners = box_corners(torch.as_tensor(center), yaw_to_rotation(torch.tensor(yaw,
+                          dtype=torch.float64)), torch.as_tensor(size))
+    if bool((corners[:, 2] <= 0.1).any()):
+        return np.zeros(4)
+    box = projected_box2d(corners, torch.as_tensor(projection)).numpy()
+    if image_size is not None:
+        height, width = image_size
+        box = np.clip(box, 0.0, [width, height, width, height])
+    return box
+
+
+def _complete(low: float, high: float, sensor: float, size: float) -> tuple[float, float]:
+    """Extend the visible extent [low, high] along one axis to at least ``size``.
+
+    The face nearer to the sensor stays; the box grows away from it. When the sensor lies
+    between the two faces along this axis, both ends grow equally.
+    """
+    grow = max(size - (high - low), 0.0)
+    if sensor <= low:
+        return low, high + grow
+    if sensor >= high:
+        return low - grow, high
+    return low - grow / 2, high + grow / 2
+
+
+def box_from_cluster(points: np.ndarray, category: str, projection: np.ndarray,
+                     box2d: np.ndarray, plane: GroundPlane | None,
+                     sensor: np.ndarray | None = None,
+                     image_size: tuple[int, int] | None = None,
+                     config: InitConfig = InitConfig(), source: str = "lidar") -> Hypothesis:
+    """A 3D box from an object's points: L-shape yaw, extent completed by class statistics.
+
+    Args:
+        points: (M, 3) the object's points in the camera frame, M >= 2.
+        category: class name with entries in :data:`CLASS_MEAN_SIZE`.
+        projection: (3, 4) camera matrix. box2d: (4,) the detection, pixels.
+        plane: the frame's ground plane; the box's bottom is put on it. Without one the
+            lowest point is the bottom.
+        sensor: (3,) the sensor's position in the camera frame (the box grows away from it);
+            None for the camera's origin.
+        image_size: (height, width) pixels, to clip projected boxes like the detection is.
+        source: 'lidar' or 'depth', recorded in the hypothesis.
+    Returns:
+        The hypothesis, heading pointing away from the sensor.
+    """
+    mean = mean_size(category)
+    sensor = np.zeros(3) if sensor is None else np.asarray(sensor, dtype=np.float64)
+    bev = points[:, [0, 2]]
+    contour = visible_contour(bev, sensor[[0, 2]], config.contour_resolution)
+    theta = lshape_angle(contour, config.yaw_step, config.criterion, config.closeness_floor)
+    axes = np.array([[math.cos(theta), math.sin(theta)], [-math.sin(theta), math.cos(theta)]])
+    projected = bev @ axes.T  # (M, 2) coordinates along the two axes
+    origin = axes @ sensor[[0, 2]]
+    low, high = projected.min(axis=0), projected.max(axis=0)
+    top = float(np.percentile(points[:, 1], 1.0))
+    candidates = []
+    for length_axis in (0, 1):
+        sizes = (mean[0], mean[1]) if length_axis == 0 else (mean[1], mean[0])
+        bounds = [_complete(low[i], high[i], origin[i], sizes[i]) for i in range(2)]
+        middle = np.array([(lo + hi) / 2 for lo, hi in bounds]) @ axes  # back to (x, z)
+        extent = np.array([hi - lo for lo, hi in bounds])
+        bottom = (float(plane.y_at(middle[0], middle[1])) if plane is not None
+                  else float(points[:, 1].max()))
+        seen = bottom - top  # a sparse or partly hidden top under-estimates the height
+        height = float(mean[2] if seen < 0.9 * mean[2] else min(seen, 1.5 * mean[2]))
+        center = np.array([middle[0], bottom - height / 2, middle[1]])
+        direction = axes[length_axis]
+        if direction @ (middle - sensor[[0, 2]]) < 0:
+            direction = -direction
+        yaw = math.atan2(-direction[1], direction[0])
+        size = np.array([extent[length_axis], extent[1 - length_axis], height])
+        excess = np.maximum(extent - 1.2 * np.array(sizes), 0.0) / np.array(sizes)
+        fit = _iou_2d(_box2d_of(center, yaw, size, projection, image_size), box2d)
+        candidates.append((fit - float(excess.sum()), center, yaw, size))
+    _, center, yaw, size = max(candidates, key=lambda item: item[0])
+    return Hypothesis(center, yaw, size, points, source)
+
+
+def box_only_hypothesis(box2d: np.ndarray, category: str, projection: np.ndarray,
+                        iterations: int = 5) -> Hypothesis:
+    """A weak hypothesis from the 2D box and the class's mean size alone.
+
+    The box of mean size sits on the ray through the 2D box centre, heading along that ray
+    (seen from behind), at the depth where its projected height equals the detected height:
+    starting from ``f_y * h / box height``, the depth is rescaled by the ratio of projected
+    to detected height ``iterations`` times.
+
+    Args:
+        box2d: (4,) pixels. category: class name. projection: (3, 4).
+    Returns:
+        A hypothesis with source 'box' and no points.
+    """
+    size = mean_size(category)
+    box2d = np.asarray(box2d, dtype=np.float64)
+    projection = np.asarray(projection, dtype=np.float64)
+    height_px = max(box2d[3] - box2d[1], 1.0)
+    middle = torch.tensor([[(box2d[0] + box2d[2]) / 2, (box2d[1] + box2d[3]) / 2]],
+                          dtype=torch.float64)
+    depth = projection[1, 1] * size[2] / height_px
+    center, yaw = np.zeros(3), 0.0
+    for _ in range(iterations + 1):
+        center = backproject_pixels(middle, torch.tensor([depth], dtype=torch.float64),
+                                    torch.as_tensor(projection))[0].numpy()
+        yaw = math.atan2(-center[2], center[0])
+        projected = _box2d_of(center, yaw, size, projection, None)
+        if projected[3] <= projected[1]:
+            break
+        depth *= (projected[3] - projected[1]) / height_px
+    return Hypothesis(center, yaw, size, np.zeros((0, 3)), "box")
+
+
+# --------------------------------------------------------------------------------------------
+# Frame level
+# --------------------------------------------------------------------------------------------
+
+def object_hypothesis(points: np.ndarray, category: str, projection: np.ndarray,
+                      box2d: np.ndarray, plane: GroundPlane | None,
+                      sensor: np.ndarray | None = None,
+                      image_size: tuple[int, int] | None = None,
+                      config: InitConfig = InitConfig(), source: str = "lidar") -> Hypothesis:
+    """The best single hypothesis for one detection from a frame's points.
+
+    Args:
+        points: (N, 3) all of the frame's points in the camera frame (LiDAR, or depth
+            back-projected).
+        category, projection, box2d, plane, sensor, image_size, source: as in
+            :func:`box_from_cluster`.
+    Returns:
+        A points-based hypothesis, or the box-only one when fewer than
+        ``config.min_object_points`` object points are found.
+    """
+    fallback = box_only_hypothesis(box2d, category, projection)
+    inside = points[frustum_mask(points, projection, box2d)]
+    if plane is not None:
+        inside = inside[plane.height(inside) > config.ground_clearance]
+    cluster = select_cluster(inside, projection, box2d, float(fallback.center[2]), config)
+    cluster = trim_cluster(cluster, mean_size(category), sensor)
+    if len(cluster) < config.min_object_points:
+        return fallback
+    return box_from_cluster(cluster, category, projection, box2d, plane, sensor, image_size,
+                            config, source)
+
+
+def frame_hypotheses(points: np.ndarray | None, calib: Calib, detections: Sequence[Detection],
+                     image_size: tuple[int, int] | None = None,
+                     config: InitConfig = InitConfig()
+                     ) -> tuple[list[Hypothesis], GroundPlane | None]:
+    """One hypothesis per detection, and the frame's ground plane.
+
+    Args:
+        points: (N, 3) LiDAR points in the rectified camera frame, or None (box-only).
+        calib: the frame's calibration (P2; the LiDAR origin when it has Tr_velo_to_cam).
+        detections: the frame's detections, classes with entries in :data:`CLASS_MEAN_SIZE`.
+        image_size: (height, width) pixels of the image, or None.
+    Returns:
+        hypotheses in detection order, and the ground plane (None without points or when no
+        level plane is found).
+    """
+    if points is None:
+        plane, points = None, np.zeros((0, 3))
+    else:
+        points = np.asarray(points, dtype=np.float64)
+        plane = fit_ground_plane(points, config)
+    sensor = (calib.velo_to_rect(np.zeros(3)) if calib.Tr_velo_to_cam is not None
+              else np.zeros(3))
+    hypotheses = [object_hypothesis(points, d.category, calib.P2, d.box2d, plane, sensor,
+                                    image_size, config)
+                  for d in detections]
+    return hypotheses, plane
+
+
+def label_frame_lshape(points: np.ndarray | None, calib: Calib,
+                       detections: Sequence[Detection],
+                       image_size: tuple[int, int] | None = None,
+                       config: InitConfig = InitConfig()) -> list[ObjectLabel]:
+    """The classical baseline: one L-shape label per detection, scored by the detection.
+
+    Args:
+        points: (N, 3) LiDAR points in the rectified camera frame, or None.
+        calib, detections, image_size, config: as in :func:`frame_hypotheses`.
+    Returns:
+        One label per detection, in order, with the detection's box and score.
+    """
+    hypotheses, _ = frame_hypotheses(points, calib, detections, image_size, config)
+    return [h.to_label(d.category, d.box2d, d.score)
+            for h, d in zip(hypotheses, detections, strict=True)]

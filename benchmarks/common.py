@@ -1,0 +1,253 @@
+"""Helpers shared by the benchmarks: loading KITTI-layout folders, detections from ground
+truth, timing a labeler over frames, and reporting several methods side by side.
+
+A *labeler* is any callable ``(frame, detections) -> list[ObjectLabel]``; the benchmarks run
+every registered labeler on the same frames and detections, evaluate each with
+:func:`autolabel.evaluate.evaluate`, and write one JSON document with a key per method.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.progress import track
+from rich.table import Table
+
+from autolabel.evaluate import (
+    ERROR_MATCH_IOU,
+    EvalResult,
+    bev_iou,
+    evaluate,
+    format_table,
+    labels_to_boxes,
+    to_json,
+)
+from autolabel.geometry import points_in_box
+from autolabel.io.atomic import write_text_atomic
+from autolabel.io.detections import Detection
+from autolabel.io.kitti import (
+    IMAGE_SUFFIXES,
+    Calib,
+    list_frames,
+    read_calib,
+    read_image,
+    read_labels,
+    read_velodyne,
+)
+from autolabel.label import ObjectLabel
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Frame:
+    """One frame of a KITTI-layout folder, loaded.
+
+    Attributes:
+        frame_id: e.g. ``000008``.
+        image_name: the image's file name, e.g. ``000008.png`` (detections are keyed by it).
+        image_size: (height, width) pixels.
+        calib: the frame's calibration.
+        points: (N, 3) LiDAR points in the rectified camera frame, or None without a scan.
+        labels: ground truth, every class and DontCare.
+    """
+
+    frame_id: str
+    image_name: str
+    image_size: tuple[int, int]
+    calib: Calib
+    points: np.ndarray | None
+    labels: list[ObjectLabel]
+
+
+Labeler = Callable[[Frame, Sequence[Detection]], list[ObjectLabel]]
+
+
+def image_file(root: Path, frame_id: str) -> Path:
+    """The image of ``frame_id`` in ``root/image_2`` (any of the accepted suffixes)."""
+    for suffix in IMAGE_SUFFIXES:
+        path = root / "image_2" / f"{frame_id}{suffix}"
+        if path.is_file():
+            return path
+    raise FileNotFoundError(f"{root / 'image_2'}: no image for frame {frame_id}")
+
+
+def load_kitti(root: str | Path) -> list[Frame]:
+    """Every frame of a KITTI-layout folder with ``image_2``, ``calib`` and ``label_2``
+    (``velodyne`` optional per frame), read with ``autolabel.io.kitti``."""
+    root = Path(root)
+    frames = []
+    for frame_id in track(list_frames(root), description="loading frames", transient=True):
+        image = image_file(root, frame_id)
+        calib = read_calib(root / "calib" / f"{frame_id}.txt")
+        scan = root / "velodyne" / f"{frame_id}.bin"
+        points = calib.velo_to_rect(read_velodyne(scan)[:, :3]) if scan.is_file() else None
+        frames.append(Frame(frame_id, image.name, read_image(image).shape[:2], calib,
+                            points, read_labels(root / "label_2" / f"{frame_id}.txt")))
+    return frames
+
+
+def detections_from_labels(labels: Sequence[ObjectLabel], image_size: tuple[int, int],
+                           jitter: float, rng: np.random.Generator,
+                           classes: Sequence[str] = ("Car",)) -> list[Detection]:
+    """Detections made from ground-truth 2D boxes, each edge moved by N(0, jitter^2) pixels.
+
+    Boxes are clipped to the image and kept at least 2 px wide and tall; every detection has
+    score 1.0 and no mask.
+
+    Args:
+        labels: ground truth of one frame. image_size: (height, width).
+        jitter: standard deviation of the edge noise, pixels (0: exact boxes).
+        rng: the source of the noise (seeded by the caller).
+        classes: which ground-truth classes become detections.
+    """
+    height, width = image_size
+    wanted = {name.lower() for name in classes}
+    detections = []
+    for label in labels:
+        if label.category.lower() not in wanted:
+            continue
+        box = label.box2d + (rng.normal(0.0, jitter, 4) if jitter > 0 else 0.0)
+        box = np.clip(box, 0.0, [width, height, width, height])
+        box[2:] = np.maximum(box[2:], box[:2] + 2.0)
+        detections.append(Detection(box, label.category, 1.0))
+    return detections
+
+
+@dataclasses.dataclass(frozen=True)
+class MethodRun:
+    """One labeler's predictions and timing over a benchmark's frames."""
+
+    predictions: dict[str, list[ObjectLabel]]
+    objects: int
+    seconds: float
+
+    @property
+    def objects_per_second(self) -> float:
+        return self.objects / self.seconds if self.seconds > 0 else math.nan
+
+
+def run_labeler(labeler: Labeler, frames: Sequence[Frame],
+                detections: Mapping[str, Sequence[Detection]], name: str) -> MethodRun:
+    """Run ``labeler`` on every frame, timing the labeling only (frames are already loaded)."""
+    predictions, seconds, objects = {}, 0.0, 0
+    for frame in track(frames, description=f"labeling ({name})", transient=True):
+        frame_detections = detections.get(frame.image_name, [])
+        start = time.perf_counter()
+        predictions[frame.frame_id] = labeler(frame, frame_detections)
+        seconds += time.perf_counter() - start
+        objects += len(frame_detections)
+    return MethodRun(predictions, objects, seconds)
+
+
+def yaw_errors_of_observed(frames: Sequence[Frame], predictions: Mapping[str, list[ObjectLabel]],
+                           min_points: int = 50, category: str = "Car") -> dict:
+    """Median yaw errors for ground-truth objects with at least ``min_points`` LiDAR points.
+
+    Each such object is paired with the prediction of highest BEV IoU in its frame when that
+    IoU exceeds ``ERROR_MATCH_IOU``. Two errors are reported, in degrees: the heading error
+    (wrapped difference) and the axis error (modulo 180 degrees, blind to a heading flip,
+    which a LiDAR box fit cannot see).
+
+    Returns:
+        ``{"min_points", "objects", "pairs", "heading_deg", "axis_deg"}`` (medians, None when
+        there is no pair).
+    """
+    heading, objects = [], 0
+    for frame in frames:
+        ours = [label for label in frame.labels if label.category.lower() == category.lower()]
+        if frame.points is None or not ours:
+            continue
+        points = torch.as_tensor(frame.points, dtype=torch.float64)
+        observed = [label for label in ours
+                    if int(points_in_box(points, torch.as_tensor(label.center),
+                                         torch.as_tensor(label.rotation),
+                                         torch.as_tensor(label.size)).sum()) >= min_points]
+        objects += len(observed)
+        predicted = predictions.get(frame.frame_id, [])
+        if not observed or not predicted:
+            continue
+        iou = bev_iou(labels_to_boxes(observed), labels_to_boxes(predicted)).numpy()
+        for row, label in enumerate(observed):
+            best = int(np.argmax(iou[row]))
+            if iou[row, best] > ERROR_MATCH_IOU:
+                difference = predicted[best].yaw - label.yaw
+                heading.append(abs(math.degrees(math.atan2(math.sin(difference),
+                                                           math.cos(difference)))))
+    axis = [min(value, 180.0 - value) for value in heading]
+    return {"min_points": min_points, "objects": objects, "pairs": len(heading),
+            "heading_deg": float(np.median(heading)) if heading else None,
+            "axis_deg": float(np.median(axis)) if axis else None}
+
+
+def method_record(result: EvalResult, run: MethodRun, frames: Sequence[Frame]) -> dict:
+    """The JSON entry of one method: evaluation (``to_json``), yaw errors of well-observed
+    objects (:func:`yaw_errors_of_observed`), object count and speed."""
+    objects_per_second = run.objects_per_second
+    return {"evaluation": to_json(result),
+            "yaw_errors_min_points": yaw_errors_of_observed(frames, run.predictions),
+            "objects": run.objects,
+            "seconds": round(run.seconds, 3),
+            "objects_per_second": None if math.isnan(objects_per_second)
+            else round(objects_per_second, 2)}
+
+
+def evaluate_methods(frames: Sequence[Frame], runs: Mapping[str, MethodRun],
+                     classes: Sequence[str] = ("Car",)) -> dict[str, EvalResult]:
+    """Evaluate every method's predictions against the frames' ground truth."""
+    ground_truth = {frame.frame_id: frame.labels for frame in frames}
+    return {name: evaluate(ground_truth, run.predictions, classes=classes)
+            for name, run in runs.items()}
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def summary_table(records: Mapping[str, dict], category: str = "Car",
+                  level: str = "moderate", width: int = 120) -> str:
+    """Methods side by side: AP|R40 at ``level`` (BEV/3D, both IoU thresholds), median
+    errors and speed, from :func:`method_record` entries."""
+    table = Table(title=f"{category}, AP|R40 (%) at the {level} level, median errors of "
+                        "matched pairs")
+    first = next(iter(records.values()))["evaluation"]["classes"][category]
+    thresholds = [str(t) for t in first["iou_thresholds"]]
+    columns = ["method", *(f"{m} @{t}" for m in ("BEV", "3D") for t in thresholds),
+               "transl. m", "yaw deg", "size l/w/h m", "yaw>=50pts h/a", "obj/s"]
+    for column in columns:
+        table.add_column(column, justify="left" if column == "method" else "right")
+    for name, record in records.items():
+        entry = record["evaluation"]["classes"][category]
+        errors = entry["pose_errors"]
+        size = errors["size_m"]
+        observed = record["yaw_errors_min_points"]
+        table.add_row(
+            name,
+            *(_percent(entry["ap_r40"][metric][t][level]) for metric in ("bev", "3d")
+              for t in thresholds),
+            _percent(errors["translation_m"]), _percent(errors["yaw_deg"]),
+            "/".join(_percent(size[k]) for k in ("length", "width", "height")),
+            f"{_percent(observed['heading_deg'])}/{_percent(observed['axis_deg'])}",
+            _percent(record["objects_per_second"]),
+        )
+    buffer = io.StringIO()
+    Console(file=buffer, width=width, force_terminal=False, color_system=None).print(table)
+    return buffer.getvalue()
+
+
+def report(results: Mapping[str, EvalResult], records: Mapping[str, dict]) -> str:
+    """The full tables of every method followed by the side-by-side summary."""
+    parts = [f"== {name} ==\n{format_table(result)}" for name, result in results.items()]
+    return "\n".join(parts) + "\n" + summary_table(records)
+
+
+def write_json(path: str | Path, document: dict) -> None:
+    """Write ``document`` as indented JSON, atomically."""
+    write_text_atomic(path, json.dumps(document, indent=2, allow_nan=False) + "\n")
