@@ -1,0 +1,152 @@
+"""Forward+backward time and peak memory of one render-and-compare iteration vs batch size.
+
+    python benchmarks/speed.py [--prior FILE] [--batches 1 16 64 256] [--device auto]
+
+Each batch holds that many cars in front of a KITTI camera, rendered with the shape prior
+into 64x64 windows and compared with targets rendered at perturbed poses. One iteration is:
+surfels (Newton re-projection with normals, differentiable in the latent), rasterisation
+(posing, splatting, compositing), losses (silhouette and depth) and backward to translation,
+yaw, log-size and latent. Prints a table and writes ``benchmarks/results/speed.json``.
+Peak memory is the process's resident high-water mark on CPU (batches run in increasing
+order, so each figure includes the smaller ones) and allocated memory on CUDA.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from autolabel import geometry as g
+from autolabel import losses, surfels
+from autolabel.prior import load_prior
+from autolabel.render import RenderSettings, detection_windows, render
+
+RESULTS = Path(__file__).resolve().parent / "results" / "speed.json"
+KITTI_P2 = [[721.5377, 0.0, 609.5593, 44.85728], [0.0, 721.5377, 172.854, 0.2163791],
+            [0.0, 0.0, 1.0, 0.002745884]]  # P2 of KITTI frame 000008 (published calibration)
+STAGES = ("surfels", "rasterise", "losses", "backward")
+
+
+def _scene(batch: int, latent_size: int, generator: torch.Generator, device):
+    """Random cars 8-40 m ahead: centres (B, 3), yaws (B,), sizes (B, 3)."""
+    centre = torch.stack([
+        torch.empty(batch).uniform_(-6, 6, generator=generator),
+        torch.full((batch,), 0.9),
+        torch.empty(batch).uniform_(8, 40, generator=generator),
+    ], dim=1)
+    yaw = torch.empty(batch).uniform_(-3.1, 3.1, generator=generator)
+    size = torch.tensor([4.2, 1.75, 1.5]).expand(batch, 3).clone()
+    return centre.to(device), yaw.to(device), size.to(device)
+
+
+def _synchronise(device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter()
+
+
+def _iteration(prior, params, fixed, settings, device) -> dict[str, float]:
+    """One timed forward+backward pass; returns seconds per stage."""
+    times = {}
+    start = _synchronise(device)
+    projected = surfels.project_to_surface(prior.sdf, params["latent"], fixed["points"],
+                                           fixed["valid"])
+    times["surfels"] = _synchronise(device) - start
+
+    start = _synchronise(device)
+    rotation = g.yaw_to_rotation(params["yaw"])
+    size = params["log_size"].exp()
+    points, normals = surfels.pose_surfels(projected, params["centre"], rotation, size)
+    rendered = render(points, normals, projected.points, projected.valid,
+                      surfels.surfel_spacing(size, points.shape[1]), fixed["camera"],
+                      fixed["window"], settings)
+    times["rasterise"] = _synchronise(device) - start
+
+    start = _synchronise(device)
+    loss = (losses.silhouette_loss(rendered.silhouette, fixed["mask"])
+            + losses.depth_loss(rendered.depth, rendered.silhouette, fixed["depth"])).sum()
+    times["losses"] = _synchronise(device) - start
+
+    start = _synchronise(device)
+    loss.backward()
+    times["backward"] = _synchronise(device) - start
+    return times
+
+
+def measure(prior, batch: int, repeats: int, device: torch.device, seed: int = 0) -> dict:
+    """Median stage times of ``repeats`` iterations for one batch size."""
+    settings = RenderSettings()
+    generator = torch.Generator().manual_seed(seed)
+    centre, yaw, size = _scene(batch, prior.latent_size, generator, device)
+    latent = prior.latent_mean.expand(batch, -1).clone()
+    camera = torch.tensor(KITTI_P2, device=device).expand(batch, 3, 4)
+    points, valid = surfels.extract_surface_points(prior.sdf, latent, size, seed=seed)
+    window = detection_windows(
+        g.projected_box2d(g.box_corners(centre, g.yaw_to_rotation(yaw), size), camera),
+        settings.window_margin)
+    with torch.no_grad():  # targets: the same cars 0.3 m further and 10 degrees turned
+        target_surfels = surfels.project_to_surface(prior.sdf, latent, points, valid)
+        moved = centre + torch.tensor([0.0, 0.0, 0.3], device=device)
+        target_points, target_normals = surfels.pose_surfels(
+            target_surfels, moved, g.yaw_to_rotation(yaw + 0.17), size)
+        target = render(target_points, target_normals, target_surfels.points,
+                        target_surfels.valid, surfels.surfel_spacing(size, points.shape[1]),
+                        camera, window, settings)
+    fixed = {"points": points, "valid": valid, "camera": camera, "window": window,
+             "mask": (target.silhouette > 0.5).float(), "depth": target.depth}
+    params = {"centre": centre, "yaw": yaw, "log_size": size.log(), "latent": latent}
+    params = {k: v.clone().requires_grad_(True) for k, v in params.items()}
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    runs = [_iteration(prior, params, fixed, settings, device) for _ in range(repeats + 1)][1:]
+    stages = {stage: statistics.median(run[stage] for run in runs) for stage in STAGES}
+    total = statistics.median(sum(run.values()) for run in runs)
+    if device.type == "cuda":
+        peak_mb = torch.cuda.max_memory_allocated(device) / 2**20
+    else:
+        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"batch": batch, "seconds_per_iteration": total,
+            "milliseconds_per_object": 1000 * total / batch, "stages_seconds": stages,
+            "peak_memory_mb": peak_mb}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--prior", type=Path, default=None, help="shape prior file")
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 16, 64, 256])
+    parser.add_argument("--repeats", type=int, default=5, help="timed iterations per batch")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
+                          else ("cpu" if args.device == "auto" else args.device))
+    prior = load_prior(args.prior, device=device)
+    rows = [measure(prior, batch, args.repeats, device) for batch in sorted(args.batches)]
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
+    print(f"device: {device.type} ({name or platform.machine()}), "
+          f"torch threads: {torch.get_num_threads()}, window 64x64, "
+          f"{RenderSettings().footprint}x{RenderSettings().footprint} splats")
+    print(f"{'batch':>6} {'s/iter':>8} {'ms/obj':>8} " + " ".join(f"{s:>10}" for s in STAGES)
+          + f" {'peak MB':>8}")
+    for row in rows:
+        print(f"{row['batch']:>6} {row['seconds_per_iteration']:>8.3f} "
+              f"{row['milliseconds_per_object']:>8.2f} "
+              + " ".join(f"{row['stages_seconds'][s]:>10.3f}" for s in STAGES)
+              + f" {row['peak_memory_mb']:>8.0f}")
+    result = {"device": device.type, "device_name": name, "threads": torch.get_num_threads(),
+              "surfels_per_object": surfels.SurfelSettings().count,
+              "decoder": prior.decoder.config, "rows": rows}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
