@@ -15,6 +15,11 @@ This is the classical baseline labeler and the fitter's initialisation. For one 
    grows away from it), standing on the ground plane. Which axis is the length is decided
    by how well the projected 3D box fills the 2D box.
 
+A dense depth map (e.g. from a monocular depth network) stands in for LiDAR: the ground plane
+is fitted to the whole map back-projected (:func:`depth_to_points`), and each detection's
+points are its own mask pixels (or box pixels without a mask) back-projected, subsampled to
+a pixel budget; steps 2 to 4 then run unchanged, with the camera as the sensor.
+
 Without points (or with too few in the frustum) the hypothesis comes from the 2D box alone:
 the distance at which a box of the class's mean size projects to the detected height, on the
 ray through the box centre, heading along that ray. Such hypotheses are marked weak.
@@ -103,6 +108,10 @@ class InitConfig:
         criterion: the rectangle-fit criterion of Zhang et al.: 'variance' (default; the
             most robust on kitti_dev), 'closeness' or 'area'.
         closeness_floor: the closeness criterion's minimum distance d0, metres.
+        depth_pixels: with a depth map, at most about this many pixels of a detection (its
+            mask, else its box) are back-projected (every k-th row and column).
+        depth_ground_pixels: at most about this many pixels of the whole depth map are
+            back-projected to fit the ground plane.
         seed: seeds open3d's RANSAC.
     """
 
@@ -119,6 +128,8 @@ class InitConfig:
     yaw_step: float = math.radians(0.5)
     criterion: str = "variance"
     closeness_floor: float = 0.01
+    depth_pixels: int = 4000
+    depth_ground_pixels: int = 30000
     seed: int = 0
 
 
@@ -200,6 +211,54 @@ def yaw_hypotheses(hypothesis: Hypothesis) -> list[Hypothesis]:
 # --------------------------------------------------------------------------------------------
 # Ground and object points
 # --------------------------------------------------------------------------------------------
+
+def depth_to_points(depth: np.ndarray, P2: np.ndarray, mask: np.ndarray | None = None,
+                    stride: int = 1) -> np.ndarray:
+    """Camera-frame points of a depth map's pixels (pixel centres at integer coordinates).
+
+    Args:
+        depth: (H, W) camera-frame z in metres; 0 or a non-finite value means no depth.
+        P2: (3, 4) the camera's projection matrix (rectified frame to pixels).
+        mask: (H, W) bool, only these pixels; None for all.
+        stride: keep every ``stride``-th row and column, starting with pixel (0, 0).
+    Returns:
+        (N, 3) float64 points of the kept pixels that have a depth, in row-major pixel order.
+
+    >>> P = np.array([[100.0, 0, 2, 0], [0, 100, 1, 0], [0, 0, 1, 0]])
+    >>> depth = np.zeros((3, 5))
+    >>> depth[0, 4], depth[1, 2] = 5.0, 10.0
+    >>> depth_to_points(depth, P).round(6).tolist()
+    [[0.1, -0.05, 5.0], [0.0, 0.0, 10.0]]
+    >>> depth_to_points(depth, P, stride=2).round(6).tolist()
+    [[0.1, -0.05, 5.0]]
+    """
+    depth = np.asarray(depth, dtype=np.float64)
+    if depth.ndim != 2:
+        raise ValueError(f"depth must have shape (H, W), got {depth.shape}")
+    if stride < 1:
+        raise ValueError(f"stride must be >= 1, got {stride}")
+    keep = np.isfinite(depth) & (depth > 0)
+    if mask is not None:
+        if np.shape(mask) != depth.shape:
+            raise ValueError(f"mask has shape {np.shape(mask)}, the depth map {depth.shape}")
+        keep &= np.asarray(mask, dtype=bool)
+    grid = np.zeros_like(keep)
+    grid[::stride, ::stride] = True
+    rows, cols = np.nonzero(keep & grid)
+    pixels = torch.as_tensor(np.stack([cols, rows], axis=1), dtype=torch.float64)
+    points = backproject_pixels(pixels, torch.as_tensor(depth[rows, cols]),
+                                torch.as_tensor(np.asarray(P2, dtype=np.float64)))
+    return points.numpy()
+
+
+def _stride_for(pixels: int, budget: int) -> int:
+    """The grid stride that keeps about ``budget`` of ``pixels`` pixels (at least 1).
+
+    >>> _stride_for(40000, 4000), _stride_for(100, 4000)
+    (4, 1)
+    """
+    return max(1, math.ceil(math.sqrt(pixels / max(budget, 1))))
+
 
 def fit_ground_plane(points: np.ndarray, config: InitConfig = InitConfig()) -> GroundPlane | None:
     """Fit the ground plane of a frame with RANSAC (open3d ``segment_plane``).
@@ -584,19 +643,31 @@ def object_hypothesis(points: np.ndarray, category: str, projection: np.ndarray,
 
 def frame_hypotheses(points: np.ndarray | None, calib: Calib, detections: Sequence[Detection],
                      image_size: tuple[int, int] | None = None,
-                     config: InitConfig = InitConfig()
+                     config: InitConfig = InitConfig(), depth: np.ndarray | None = None
                      ) -> tuple[list[Hypothesis], GroundPlane | None]:
     """One hypothesis per detection, and the frame's ground plane.
 
+    With a depth map instead of LiDAR, the ground plane is fitted to the back-projected map
+    and each detection's points are its own pixels (mask, else box) back-projected: points
+    of other objects never enter its frustum. The sensor is then the camera's centre.
+
     Args:
-        points: (N, 3) LiDAR points in the rectified camera frame, or None (box-only).
+        points: (N, 3) LiDAR points in the rectified camera frame, or None.
         calib: the frame's calibration (P2; the LiDAR origin when it has Tr_velo_to_cam).
         detections: the frame's detections, classes with entries in :data:`CLASS_MEAN_SIZE`.
-        image_size: (height, width) pixels of the image, or None.
+        image_size: (height, width) pixels of the image, or None (with depth: its size).
+        depth: (H, W) camera-frame z in metres (0: no value), used when ``points`` is None.
     Returns:
-        hypotheses in detection order, and the ground plane (None without points or when no
-        level plane is found).
+        hypotheses in detection order, and the ground plane (None without points or depth,
+        or when no level plane is found). Without either, every hypothesis is box-only.
+    Raises:
+        ValueError: when both ``points`` and ``depth`` are given.
     """
+    if points is not None and depth is not None:
+        raise ValueError("give LiDAR points or a depth map, not both")
+    if depth is not None:
+        return _depth_hypotheses(np.asarray(depth, dtype=np.float64), calib, detections,
+                                 image_size, config)
     if points is None:
         plane, points = None, np.zeros((0, 3))
     else:
@@ -610,18 +681,45 @@ def frame_hypotheses(points: np.ndarray | None, calib: Calib, detections: Sequen
     return hypotheses, plane
 
 
+def _depth_hypotheses(depth: np.ndarray, calib: Calib, detections: Sequence[Detection],
+                      image_size: tuple[int, int] | None, config: InitConfig
+                      ) -> tuple[list[Hypothesis], GroundPlane | None]:
+    """:func:`frame_hypotheses` from a depth map (see there)."""
+    projection = np.asarray(calib.P2, dtype=np.float64)
+    image_size = depth.shape if image_size is None else image_size
+    valid = np.isfinite(depth) & (depth > 0)
+    plane = fit_ground_plane(depth_to_points(
+        depth, projection, stride=_stride_for(int(valid.sum()), config.depth_ground_pixels)),
+        config)
+    camera = -np.linalg.solve(projection[:, :3], projection[:, 3])
+    rows, cols = np.indices(depth.shape)
+    hypotheses = []
+    for detection in detections:
+        if detection.mask is not None:
+            region = detection.mask & valid
+        else:
+            x1, y1, x2, y2 = detection.box2d
+            region = valid & (cols >= x1) & (cols <= x2) & (rows >= y1) & (rows <= y2)
+        stride = _stride_for(int(region.sum()), config.depth_pixels)
+        hypotheses.append(object_hypothesis(
+            depth_to_points(depth, projection, region, stride), detection.category, projection,
+            detection.box2d, plane, camera, image_size, config, source="depth"))
+    return hypotheses, plane
+
+
 def label_frame_lshape(points: np.ndarray | None, calib: Calib,
                        detections: Sequence[Detection],
                        image_size: tuple[int, int] | None = None,
-                       config: InitConfig = InitConfig()) -> list[ObjectLabel]:
+                       config: InitConfig = InitConfig(),
+                       depth: np.ndarray | None = None) -> list[ObjectLabel]:
     """The classical baseline: one L-shape label per detection, scored by the detection.
 
     Args:
         points: (N, 3) LiDAR points in the rectified camera frame, or None.
-        calib, detections, image_size, config: as in :func:`frame_hypotheses`.
+        calib, detections, image_size, config, depth: as in :func:`frame_hypotheses`.
     Returns:
         One label per detection, in order, with the detection's box and score.
     """
-    hypotheses, _ = frame_hypotheses(points, calib, detections, image_size, config)
+    hypotheses, _ = frame_hypotheses(points, calib, detections, image_size, config, depth)
     return [h.to_label(d.category, d.box2d, d.score)
             for h, d in zip(hypotheses, detections, strict=True)]

@@ -46,3 +46,110 @@ def depth_loss(depth: Tensor, silhouette: Tensor, target: Tensor, huber: float =
     # Divided by ``huber`` it is in metres: |e| - huber / 2 beyond ``huber``, e^2 / 2 huber below.
     error = torch.nn.functional.huber_loss(depth, target, reduction="none", delta=huber) / huber
     return (weight * error).sum((-1, -2)) / weight.sum((-1, -2)).clamp(min=1e-6)
+
+
+def point_sdf_loss(distance: Tensor, valid: Tensor, huber: float = 0.1) -> Tensor:
+    """Robust mean |SDF| of observed surface points (LiDAR or depth), in metres.
+
+    Observed points lie on the object's surface, so their signed distance to the fitted shape
+    should be zero. The Huber penalty keeps stray background points from dominating.
+
+    Args:
+        distance: (B, M) signed distances of the points to the fitted surface, metres.
+        valid: (B, M) bool, False for padding.
+        huber: metres; distances beyond it count linearly.
+    Returns:
+        (B,) mean penalty in metres; 0 for objects without points.
+
+    >>> round(point_sdf_loss(torch.tensor([[0.0, 0.5]]), torch.tensor([[True, True]])).item(), 6)
+    0.225
+    """
+    error = torch.nn.functional.huber_loss(distance, torch.zeros_like(distance),
+                                           reduction="none", delta=huber) / huber
+    weight = valid.to(distance.dtype)
+    return (error * weight).sum(-1) / weight.sum(-1).clamp(min=1)
+
+
+def free_space_loss(depth: Tensor, silhouette: Tensor, observed: Tensor,
+                    margin: float = 0.1) -> Tensor:
+    """Penalty for rendered surface in front of points the sensor saw through it, metres.
+
+    A sensor ray that reached depth ``observed`` passed through free space up to there, so
+    rendered surface on that ray closer than ``observed - margin`` contradicts it.
+
+    Args:
+        depth: (B, S, S) rendered depth. silhouette: (B, S, S) rendered coverage.
+        observed: (B, S, S) depth of the sensor's nearest return per window pixel, 0 if none.
+        margin: metres of tolerance for sensor noise.
+    Returns:
+        (B,) mean violation in metres over the window pixels with a return.
+
+    >>> round(free_space_loss(torch.full((1, 1, 2), 5.0), torch.ones(1, 1, 2),
+    ...                       torch.tensor([[[8.0, 5.0]]])).item(), 6)
+    1.45
+    """
+    seen = observed > 0
+    violation = torch.relu(observed - depth - margin) * silhouette * seen
+    return violation.sum((-1, -2)) / seen.sum((-1, -2)).clamp(min=1)
+
+
+def box_loss(extent: Tensor, box2d: Tensor, free_edges: Tensor, huber: float = 0.05) -> Tensor:
+    """Disagreement of the shape's projected extent with the detected 2D box (dimensionless).
+
+    Args:
+        extent: (B, 4) projected extent of the shape (x1, y1, x2, y2), pixels.
+        box2d: (B, 4) detection box, pixels.
+        free_edges: (B, 4) bool, True for edges that do not constrain the shape (the box is
+            cut there by the image border).
+        huber: in units of the box's longer side.
+    Returns:
+        (B,) mean Huber error of the constrained edges in units of the box's longer side.
+
+    >>> round(box_loss(torch.tensor([[0.0, 0, 10, 10]]), torch.tensor([[0.0, 0, 10, 12]]),
+    ...                torch.zeros(1, 4, dtype=torch.bool), huber=1.0).item(), 6)
+    0.003472
+    """
+    scale = (box2d[:, 2:] - box2d[:, :2]).amax(-1, keepdim=True).clamp(min=1)
+    error = torch.nn.functional.huber_loss(extent / scale, box2d / scale, reduction="none",
+                                           delta=huber) / huber
+    weight = (~free_edges).to(extent.dtype)
+    return (error * weight).sum(-1) / weight.sum(-1).clamp(min=1)
+
+
+def nocs_loss(nocs: Tensor, silhouette: Tensor, target: Tensor, target_valid: Tensor) -> Tensor:
+    """Mean L1 distance between rendered and given NOCS maps (canonical units in [0, 1]).
+
+    Args:
+        nocs: (B, S, S, 3) rendered. silhouette: (B, S, S) coverage.
+        target: (B, S, S, 3) given NOCS. target_valid: (B, S, S) bool.
+    Returns:
+        (B,) coverage-weighted mean L1 over valid pixels.
+    """
+    weight = silhouette * target_valid
+    error = (nocs - target).abs().sum(-1)
+    return (weight * error).sum((-1, -2)) / weight.sum((-1, -2)).clamp(min=1e-6)
+
+
+def ground_loss(bottom_height: Tensor, has_ground: Tensor, huber: float = 0.1) -> Tensor:
+    """Ground contact: the shape's lowest point should sit on the ground plane, metres.
+
+    Args:
+        bottom_height: (B,) signed height of the shape's bottom above the ground plane.
+        has_ground: (B,) bool, False where no plane was estimated.
+    Returns:
+        (B,) Huber penalty in metres, 0 without a plane.
+    """
+    error = torch.nn.functional.huber_loss(bottom_height, torch.zeros_like(bottom_height),
+                                           reduction="none", delta=huber) / huber
+    return error * has_ground
+
+
+def size_prior_loss(log_size: Tensor, log_mean: Tensor, log_std: Tensor) -> Tensor:
+    """Squared z-score of the log-size under the class's size distribution (dimensionless).
+
+    Args:
+        log_size: (B, 3). log_mean: (B, 3). log_std: (B, 3).
+    Returns:
+        (B,) mean over the three axes of ((log_size - log_mean) / log_std)^2.
+    """
+    return ((log_size - log_mean) / log_std).pow(2).mean(-1)

@@ -67,30 +67,35 @@ class ShapePrior(nn.Module):
         return (self.latent_mean.cpu() + normal @ factor.T).to(self.latent_mean.device)
 
     def infer_latents(self, xyz: Tensor, sdf: Tensor, free: Tensor | None = None,
-                      iterations: int = 300, lr: float = 0.02,
+                      iterations: int = 300, lr: float = 0.1,
                       prior_weight: float = 1e-3) -> Tensor:
         """Codes (B, D) that explain SDF observations, with the decoder fixed.
 
         xyz: (B, N, 3) points in the normalised frame; sdf: (B, N) their signed distances
         (0 for observed surface points). free: optional (B, M, 3) points known only to be
         outside (e.g. along LiDAR rays in front of the hits); they are penalised when the
-        decoded SDF there is negative. Starts at the mean code and minimises the clamped L1
-        error plus ``prior_weight`` times the squared Mahalanobis distance with Adam.
+        decoded SDF there is negative. The code is ``mean + L u`` with ``L L^T`` the latent
+        covariance, so ``|u|^2`` is the squared Mahalanobis distance; ``u`` starts at 0 (the
+        mean shape) and Adam minimises the mean clamped L1 error plus ``prior_weight |u|^2``.
+        The step size is halved for the last third of the iterations.
         """
         delta = float(self.metadata["normalisation"]["clamp_delta"])
-        latent = self.latent_mean.expand(xyz.shape[0], -1).clone().requires_grad_(True)
-        optimiser = torch.optim.Adam([latent], lr=lr)
+        factor = torch.linalg.cholesky(self.latent_cov)
+        whitened = torch.zeros(xyz.shape[0], self.latent_size, device=xyz.device,
+                               requires_grad=True)
+        optimiser = torch.optim.Adam([whitened], lr=lr)
         for step in range(iterations):
-            for group in optimiser.param_groups:  # halve the step size for the last third
+            for group in optimiser.param_groups:
                 group["lr"] = lr if step < 2 * iterations // 3 else lr / 2
+            latent = self.latent_mean + whitened @ factor.T
             loss = clamped_l1(self.sdf(latent, xyz), sdf, delta).mean(-1)
             if free is not None:
                 loss = loss + torch.relu(-self.sdf(latent, free)).clamp(max=delta).mean(-1)
-            loss = loss + prior_weight * self.mahalanobis(latent)
+            loss = loss + prior_weight * whitened.square().sum(-1)
             optimiser.zero_grad(set_to_none=True)
             loss.sum().backward()
             optimiser.step()
-        return latent.detach()
+        return (self.latent_mean + whitened @ factor.T).detach()
 
 
 def load_prior(path: str | Path | None = None, device: str | torch.device = "cpu") -> ShapePrior:

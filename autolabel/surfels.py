@@ -38,6 +38,10 @@ class SurfelSettings:
         grid_resolution: grid points per axis for the one-off band extraction.
         grid_extent: half side of the canonical cube that the grid covers.
         newton_steps: graph-free Newton steps per re-projection (one more keeps the graph).
+        differentiable_normals: keep the normals' graph to the latent (``create_graph``).
+            Without it positions still get the exact first-order gradient
+            ``-(df/dz) grad f / |grad f|^2`` (the term with ``d grad f / dz`` is multiplied by
+            f, which is zero on the surface) and one iteration costs about half as much.
         tolerance: |sdf| in canonical units above which a projected point has not converged.
         query_chunk: points per SDF call during grid extraction (bounds memory).
     """
@@ -46,6 +50,7 @@ class SurfelSettings:
     grid_resolution: int = 40
     grid_extent: float = 0.6
     newton_steps: int = 1
+    differentiable_normals: bool = True
     tolerance: float = 2e-3
     query_chunk: int = 65536
 
@@ -70,12 +75,16 @@ class Surfels:
 def _sdf_and_gradient(
     sdf: ShapeSource, latent: Tensor, points: Tensor, create_graph: bool
 ) -> tuple[Tensor, Tensor]:
-    """SDF values (B, N) and spatial gradients (B, N, 3) at ``points`` (B, N, 3)."""
+    """SDF values (B, N) and spatial gradients (B, N, 3) at ``points`` (B, N, 3).
+
+    The values keep their graph to ``latent``; the gradients keep theirs only with
+    ``create_graph``.
+    """
     with torch.enable_grad():
-        if not points.requires_grad:
-            points = points.requires_grad_(True)
+        points = points.detach().requires_grad_(True)
         values = sdf(latent, points)
-        (gradient,) = torch.autograd.grad(values.sum(), points, create_graph=create_graph)
+        (gradient,) = torch.autograd.grad(values.sum(), points, create_graph=create_graph,
+                                          retain_graph=values.requires_grad)
     return values, gradient
 
 
@@ -102,13 +111,15 @@ def project_to_surface(
     frozen_latent = latent.detach()
     current = points.detach()
     for _ in range(settings.newton_steps):
-        values, gradient = _sdf_and_gradient(sdf, frozen_latent, current.clone(), False)
-        current = _newton_step(values, gradient, current).detach()
-    values, gradient = _sdf_and_gradient(sdf, latent, current.clone(), True)
+        values, gradient = _sdf_and_gradient(sdf, frozen_latent, current, False)
+        current = _newton_step(values.detach(), gradient, current).detach()
+    values, gradient = _sdf_and_gradient(sdf, latent, current, settings.differentiable_normals)
     surface = _newton_step(values, gradient, current)
     # The last step moves a point by less than the tolerance, so the gradient where it
     # started is its normal; reusing it saves a second pass through the network.
     normals = torch.nn.functional.normalize(gradient, dim=-1)
+    if not latent.requires_grad:  # keep no graph to the (detached) starting points
+        surface, normals = surface.detach(), normals.detach()
     converged = values.detach().abs() < settings.tolerance
     converged &= torch.isfinite(surface.detach()).all(-1)
     dropped = (valid & ~converged).sum(-1)
@@ -146,13 +157,13 @@ def _band_points(sdf: ShapeSource, latent: Tensor, settings: SurfelSettings) -> 
     """Per object, the grid points within one cell diagonal of the surface: list of (M_b, 3)."""
     grid = _grid(settings, latent.dtype, latent.device)
     cell = 2 * settings.grid_extent / (settings.grid_resolution - 1)
+    bands = []
     with torch.no_grad():
-        values = torch.cat([
-            sdf(latent, chunk.expand(latent.shape[0], -1, -1))
-            for chunk in grid.split(settings.query_chunk)
-        ], dim=1)
-    near = values.abs() < cell * 3**0.5
-    return [grid[mask] for mask in near]
+        for code in latent.split(1):
+            values = torch.cat([sdf(code, chunk[None]) for chunk in
+                                grid.split(settings.query_chunk)], dim=1)[0]
+            bands.append(grid[values.abs() < cell * 3**0.5])
+    return bands
 
 
 def _thin_evenly(points: Tensor, scale: Tensor, spacing: float, count: int,

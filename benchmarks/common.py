@@ -1,9 +1,10 @@
 """Helpers shared by the benchmarks: loading KITTI-layout folders, detections from ground
 truth, timing a labeler over frames, and reporting several methods side by side.
 
-A *labeler* is any callable ``(frame, detections) -> list[ObjectLabel]``; the benchmarks run
-every registered labeler on the same frames and detections, evaluate each with
-:func:`autolabel.evaluate.evaluate`, and write one JSON document with a key per method.
+A *labeler* is any callable ``(frame, detections) -> FrameLabels`` (one label per detection and
+whether each is accepted); the benchmarks run every registered labeler on the same frames and
+detections, evaluate each with :func:`autolabel.evaluate.evaluate`, and write one JSON
+document with a key per method. :func:`lshape` is the classical baseline every benchmark runs.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from autolabel.evaluate import (
     to_json,
 )
 from autolabel.geometry import points_in_box
+from autolabel.init import label_frame_lshape
 from autolabel.io.atomic import write_text_atomic
 from autolabel.io.detections import Detection
 from autolabel.io.kitti import (
@@ -57,6 +59,7 @@ class Frame:
         calib: the frame's calibration.
         points: (N, 3) LiDAR points in the rectified camera frame, or None without a scan.
         labels: ground truth, every class and DontCare.
+        depth: (H, W) dense depth map (camera-frame z, metres, 0 = no value), or None.
     """
 
     frame_id: str
@@ -65,9 +68,39 @@ class Frame:
     calib: Calib
     points: np.ndarray | None
     labels: list[ObjectLabel]
+    depth: np.ndarray | None = None
 
 
-Labeler = Callable[[Frame, Sequence[Detection]], list[ObjectLabel]]
+@dataclasses.dataclass(frozen=True)
+class FrameLabels:
+    """A labeler's output for one frame.
+
+    Attributes:
+        labels: one label per detection, in detection order.
+        accepted: per label, whether the method's own verification accepts it (a method
+            without verification accepts every label).
+    """
+
+    labels: list[ObjectLabel]
+    accepted: list[bool]
+
+    def __post_init__(self) -> None:
+        if len(self.labels) != len(self.accepted):
+            raise ValueError(f"{len(self.accepted)} accepted flags for {len(self.labels)} "
+                             "labels")
+
+
+Labeler = Callable[[Frame, Sequence[Detection]], FrameLabels]
+
+
+def lshape(frame: Frame, detections: Sequence[Detection]) -> FrameLabels:
+    """The classical baseline (``autolabel.init``): L-shape boxes on the object's LiDAR
+    cluster, or on its back-projected depth pixels when the frame has a depth map and no
+    LiDAR, else boxes from the 2D box and the class's mean size. It has no verification
+    step, so it accepts every label."""
+    labels = label_frame_lshape(frame.points, frame.calib, detections, frame.image_size,
+                                depth=frame.depth if frame.points is None else None)
+    return FrameLabels(labels, [True] * len(labels))
 
 
 def image_file(root: Path, frame_id: str) -> Path:
@@ -79,12 +112,17 @@ def image_file(root: Path, frame_id: str) -> Path:
     raise FileNotFoundError(f"{root / 'image_2'}: no image for frame {frame_id}")
 
 
-def load_kitti(root: str | Path) -> list[Frame]:
-    """Every frame of a KITTI-layout folder with ``image_2``, ``calib`` and ``label_2``
-    (``velodyne`` optional per frame), read with ``autolabel.io.kitti``."""
+def load_kitti(root: str | Path, frame_ids: Sequence[str] | None = None) -> list[Frame]:
+    """The frames of a KITTI-layout folder with ``image_2``, ``calib`` and ``label_2``
+    (``velodyne`` optional per frame), read with ``autolabel.io.kitti``.
+
+    Args:
+        root: the folder. frame_ids: which frames, in this order; None for every frame.
+    """
     root = Path(root)
     frames = []
-    for frame_id in track(list_frames(root), description="loading frames", transient=True):
+    frame_ids = list_frames(root) if frame_ids is None else frame_ids
+    for frame_id in track(frame_ids, description="loading frames", transient=True):
         image = image_file(root, frame_id)
         calib = read_calib(root / "calib" / f"{frame_id}.txt")
         scan = root / "velodyne" / f"{frame_id}.bin"
@@ -123,28 +161,42 @@ def detections_from_labels(labels: Sequence[ObjectLabel], image_size: tuple[int,
 
 @dataclasses.dataclass(frozen=True)
 class MethodRun:
-    """One labeler's predictions and timing over a benchmark's frames."""
+    """One labeler's predictions and timing over a benchmark's frames.
+
+    Attributes:
+        predictions: frame id -> labels. objects: detections labelled.
+        accepted: labels the method accepted. seconds: labeling time.
+    """
 
     predictions: dict[str, list[ObjectLabel]]
     objects: int
+    accepted: int
     seconds: float
 
     @property
     def objects_per_second(self) -> float:
         return self.objects / self.seconds if self.seconds > 0 else math.nan
 
+    @property
+    def acceptance_rate(self) -> float:
+        """Fraction of the labels that the method accepted (NaN without labels)."""
+        labels = sum(len(labels) for labels in self.predictions.values())
+        return self.accepted / labels if labels else math.nan
+
 
 def run_labeler(labeler: Labeler, frames: Sequence[Frame],
                 detections: Mapping[str, Sequence[Detection]], name: str) -> MethodRun:
     """Run ``labeler`` on every frame, timing the labeling only (frames are already loaded)."""
-    predictions, seconds, objects = {}, 0.0, 0
+    predictions, seconds, objects, accepted = {}, 0.0, 0, 0
     for frame in track(frames, description=f"labeling ({name})", transient=True):
         frame_detections = detections.get(frame.image_name, [])
         start = time.perf_counter()
-        predictions[frame.frame_id] = labeler(frame, frame_detections)
+        output = labeler(frame, frame_detections)
         seconds += time.perf_counter() - start
+        predictions[frame.frame_id] = output.labels
         objects += len(frame_detections)
-    return MethodRun(predictions, objects, seconds)
+        accepted += sum(output.accepted)
+    return MethodRun(predictions, objects, accepted, seconds)
 
 
 def yaw_errors_of_observed(frames: Sequence[Frame], predictions: Mapping[str, list[ObjectLabel]],
@@ -189,11 +241,15 @@ def yaw_errors_of_observed(frames: Sequence[Frame], predictions: Mapping[str, li
 
 def method_record(result: EvalResult, run: MethodRun, frames: Sequence[Frame]) -> dict:
     """The JSON entry of one method: evaluation (``to_json``), yaw errors of well-observed
-    objects (:func:`yaw_errors_of_observed`), object count and speed."""
+    objects (:func:`yaw_errors_of_observed`, by the LiDAR points of ``frames``), object
+    count, acceptance rate and speed."""
     objects_per_second = run.objects_per_second
+    acceptance = run.acceptance_rate
     return {"evaluation": to_json(result),
             "yaw_errors_min_points": yaw_errors_of_observed(frames, run.predictions),
             "objects": run.objects,
+            "accepted": run.accepted,
+            "acceptance_rate": None if math.isnan(acceptance) else round(acceptance, 4),
             "seconds": round(run.seconds, 3),
             "objects_per_second": None if math.isnan(objects_per_second)
             else round(objects_per_second, 2)}
@@ -212,15 +268,15 @@ def _percent(value: float | None) -> str:
 
 
 def summary_table(records: Mapping[str, dict], category: str = "Car",
-                  level: str = "moderate", width: int = 120) -> str:
+                  level: str = "moderate", width: int = 140) -> str:
     """Methods side by side: AP|R40 at ``level`` (BEV/3D, both IoU thresholds), median
-    errors and speed, from :func:`method_record` entries."""
+    errors, acceptance (percent of labels) and speed, from :func:`method_record` entries."""
     table = Table(title=f"{category}, AP|R40 (%) at the {level} level, median errors of "
                         "matched pairs")
     first = next(iter(records.values()))["evaluation"]["classes"][category]
     thresholds = [str(t) for t in first["iou_thresholds"]]
     columns = ["method", *(f"{m} @{t}" for m in ("BEV", "3D") for t in thresholds),
-               "transl. m", "yaw deg", "size l/w/h m", "yaw>=50pts h/a", "obj/s"]
+               "transl. m", "yaw deg", "size l/w/h m", "yaw>=50pts h/a", "acc. %", "obj/s"]
     for column in columns:
         table.add_column(column, justify="left" if column == "method" else "right")
     for name, record in records.items():
@@ -235,6 +291,8 @@ def summary_table(records: Mapping[str, dict], category: str = "Car",
             _percent(errors["translation_m"]), _percent(errors["yaw_deg"]),
             "/".join(_percent(size[k]) for k in ("length", "width", "height")),
             f"{_percent(observed['heading_deg'])}/{_percent(observed['axis_deg'])}",
+            _percent(None if record["acceptance_rate"] is None
+                     else 100.0 * record["acceptance_rate"]),
             _percent(record["objects_per_second"]),
         )
     buffer = io.StringIO()

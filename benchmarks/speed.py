@@ -52,12 +52,12 @@ def _synchronise(device: torch.device) -> float:
     return time.perf_counter()
 
 
-def _iteration(prior, params, fixed, settings, device) -> dict[str, float]:
+def _iteration(prior, params, fixed, settings, surfel_settings, device) -> dict[str, float]:
     """One timed forward+backward pass; returns seconds per stage."""
     times = {}
     start = _synchronise(device)
     projected = surfels.project_to_surface(prior.sdf, params["latent"], fixed["points"],
-                                           fixed["valid"])
+                                           fixed["valid"], surfel_settings)
     times["surfels"] = _synchronise(device) - start
 
     start = _synchronise(device)
@@ -80,7 +80,8 @@ def _iteration(prior, params, fixed, settings, device) -> dict[str, float]:
     return times
 
 
-def measure(prior, batch: int, repeats: int, device: torch.device, seed: int = 0) -> dict:
+def measure(prior, batch: int, repeats: int, device: torch.device,
+            surfel_settings: surfels.SurfelSettings, seed: int = 0) -> dict:
     """Median stage times of ``repeats`` iterations for one batch size."""
     settings = RenderSettings()
     generator = torch.Generator().manual_seed(seed)
@@ -105,7 +106,8 @@ def measure(prior, batch: int, repeats: int, device: torch.device, seed: int = 0
     params = {k: v.clone().requires_grad_(True) for k, v in params.items()}
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    runs = [_iteration(prior, params, fixed, settings, device) for _ in range(repeats + 1)][1:]
+    runs = [_iteration(prior, params, fixed, settings, surfel_settings, device)
+            for _ in range(repeats + 1)][1:]
     stages = {stage: statistics.median(run[stage] for run in runs) for stage in STAGES}
     total = statistics.median(sum(run.values()) for run in runs)
     if device.type == "cuda":
@@ -123,16 +125,21 @@ def main() -> None:
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 16, 64, 256])
     parser.add_argument("--repeats", type=int, default=5, help="timed iterations per batch")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--detached-normals", action="store_true",
+                        help="normals without a graph to the latent (the fitter's fast mode)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
                           else ("cpu" if args.device == "auto" else args.device))
     prior = load_prior(args.prior, device=device)
-    rows = [measure(prior, batch, args.repeats, device) for batch in sorted(args.batches)]
+    surfel_settings = surfels.SurfelSettings(differentiable_normals=not args.detached_normals)
+    rows = [measure(prior, batch, args.repeats, device, surfel_settings)
+            for batch in sorted(args.batches)]
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
     print(f"device: {device.type} ({name or platform.machine()}), "
           f"torch threads: {torch.get_num_threads()}, window 64x64, "
-          f"{RenderSettings().footprint}x{RenderSettings().footprint} splats")
+          f"{RenderSettings().footprint}x{RenderSettings().footprint} splats, "
+          f"differentiable normals: {surfel_settings.differentiable_normals}")
     print(f"{'batch':>6} {'s/iter':>8} {'ms/obj':>8} " + " ".join(f"{s:>10}" for s in STAGES)
           + f" {'peak MB':>8}")
     for row in rows:
@@ -141,7 +148,8 @@ def main() -> None:
               + " ".join(f"{row['stages_seconds'][s]:>10.3f}" for s in STAGES)
               + f" {row['peak_memory_mb']:>8.0f}")
     result = {"device": device.type, "device_name": name, "threads": torch.get_num_threads(),
-              "surfels_per_object": surfels.SurfelSettings().count,
+              "surfels_per_object": surfel_settings.count,
+              "differentiable_normals": surfel_settings.differentiable_normals,
               "decoder": prior.decoder.config, "rows": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

@@ -10,12 +10,13 @@ import pytest
 import torch
 
 from autolabel.evaluate import bev_iou, labels_to_boxes
-from autolabel.geometry import box_corners, projected_box2d, yaw_to_rotation
+from autolabel.geometry import box_corners, project_points, projected_box2d, yaw_to_rotation
 from autolabel.init import (
     GroundPlane,
     Hypothesis,
     box_from_cluster,
     box_only_hypothesis,
+    depth_to_points,
     fit_ground_plane,
     frame_hypotheses,
     label_frame_lshape,
@@ -181,3 +182,60 @@ def test_closest_unoccluded_car_of_kitti_frame_000008_has_bev_iou_at_least_half(
     label = label_frame_lshape(points, calib, [detection], image_size=(375, 1242))[0]
     iou = float(bev_iou(labels_to_boxes([label]), labels_to_boxes([closest]))[0, 0])
     assert iou >= 0.5
+
+
+def render_box_on_ground(center: np.ndarray, yaw: float, size: np.ndarray,
+                         projection: np.ndarray, shape: tuple[int, int] = (375, 1242)
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """Exact depth map (camera z) of an upright box on the ground plane y = GROUND_Y, seen by a
+    camera at the origin with ``projection`` = [K | 0], and the box's pixel mask."""
+    rows, cols = np.indices(shape)
+    pixels = np.stack([cols, rows, np.ones(shape)], axis=-1).reshape(-1, 3)
+    rays = pixels @ np.linalg.inv(projection[:, :3]).T  # (N, 3) with z = 1: t is camera z
+    rotation = yaw_to_rotation(torch.tensor(yaw, dtype=torch.float64)).numpy()
+    origin, direction = -center @ rotation, rays @ rotation  # in the object frame
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t1, t2 = (-size / 2 - origin) / direction, (size / 2 - origin) / direction
+        near, far = np.minimum(t1, t2).max(axis=1), np.maximum(t1, t2).min(axis=1)
+        ground = np.where(rays[:, 1] > 0, GROUND_Y / rays[:, 1], 0.0)
+    on_box = (far >= near) & (near > 0)
+    depth = np.where(on_box, near, np.where(ground < 80.0, ground, 0.0))
+    return depth.reshape(shape), on_box.reshape(shape)
+
+
+def test_depth_to_points_of_a_plane_projects_back_onto_its_pixels():
+    depth = np.full((20, 30), 10.0)
+    depth[0, 0] = 0.0  # no value
+    points = depth_to_points(depth, P2, stride=3)
+    assert points.shape == (7 * 10 - 1, 3) and np.allclose(points[:, 2], 10.0)
+    pixels, _ = project_points(torch.as_tensor(points), torch.as_tensor(P2))
+    rows, cols = np.mgrid[0:20:3, 0:30:3]
+    expected = np.stack([cols.ravel(), rows.ravel()], axis=1)[1:]
+    np.testing.assert_allclose(pixels.numpy(), expected, atol=1e-9)
+    mask = np.zeros((20, 30), dtype=bool)
+    mask[5, 7] = True
+    assert depth_to_points(depth, P2, mask).shape == (1, 3)
+
+
+def test_depth_map_of_a_car_gives_a_depth_hypothesis_with_bev_iou_at_least_0_9():
+    # Measured: BEV IoU 0.94 with the mask and with the box alone (exact depth).
+    projection = np.array([[721.5, 0.0, 609.6, 0.0], [0.0, 721.5, 172.9, 0.0],
+                           [0.0, 0.0, 1.0, 0.0]])
+    center, yaw, size = np.array([2.0, GROUND_Y - 0.75, 15.0]), 0.5, np.array([4.2, 1.7, 1.5])
+    depth, mask = render_box_on_ground(center, yaw, size, projection)
+    rows, cols = np.nonzero(mask)
+    box2d = np.array([cols.min(), rows.min(), cols.max(), rows.max()], dtype=np.float64)
+    truth = labels_to_boxes([Hypothesis(center, yaw, size, np.zeros((0, 3)), "box")
+                             .to_label("Car", box2d, 1.0)])
+    for detection in (Detection(box2d, "Car", 0.9, mask), Detection(box2d, "Car", 0.9)):
+        hypotheses, plane = frame_hypotheses(None, Calib(projection), [detection],
+                                             depth=depth)
+        assert plane is not None and abs(float(plane.y_at(0.0, 15.0)) - GROUND_Y) < 0.05
+        assert hypotheses[0].source == "depth" and not hypotheses[0].weak
+        label = hypotheses[0].to_label("Car", box2d, 0.9)
+        assert float(bev_iou(labels_to_boxes([label]), truth)[0, 0]) >= 0.9
+
+
+def test_frame_hypotheses_refuses_lidar_and_depth_together():
+    with pytest.raises(ValueError, match="not both"):
+        frame_hypotheses(np.zeros((5, 3)), Calib(P2), [], depth=np.ones((4, 4)))

@@ -1,0 +1,375 @@
+"""The batched render-and-compare optimiser: pose, size and shape of many objects at once.
+
+Every object of a batch (all detections of a chunk of frames, each with several initial yaw
+hypotheses) gets its own translation, rotation (yaw about the camera y axis, or a 6D rotation
+with ``free_rotation``), log-size and latent. One Adam loop moves them all; each iteration
+re-projects the surfels onto the current shapes, places them, renders every object into its
+window, and sums the loss terms of :mod:`autolabel.losses` with the weights of
+:class:`LossWeights`. The first ``pose_iterations`` keep the shape at the prior mean (its
+surfels are then computed once), the rest fit shape and pose together.
+
+Inputs are tensors in an :class:`ObjectBatch`; building it from frames (I/O, hypotheses,
+masks) is :mod:`autolabel.pipeline`'s job.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+
+import torch
+from torch import Tensor
+
+from autolabel import geometry as g
+from autolabel import losses
+from autolabel.render import Rendered, RenderSettings, render
+from autolabel.surfels import (
+    SurfelSettings,
+    extract_surface_points,
+    pose_surfels,
+    project_to_surface,
+    surfel_spacing,
+)
+
+LOSS_TERMS = ("points", "free_space", "silhouette", "box", "nocs", "ground", "latent", "size")
+
+
+@dataclasses.dataclass(frozen=True)
+class LossWeights:
+    """Weights of the loss terms (see :mod:`autolabel.losses` for each term's units)."""
+
+    points: float = 4.0
+    free_space: float = 2.0
+    silhouette: float = 1.0
+    box: float = 2.0
+    nocs: float = 1.0
+    ground: float = 1.0
+    latent: float = 0.002
+    size: float = 0.02
+
+
+@dataclasses.dataclass(frozen=True)
+class FitConfig:
+    """Knobs of the optimisation, with the defaults used by ``autolabel fit``.
+
+    Attributes:
+        iterations: Adam steps in all.
+        pose_iterations: the first steps, which keep the shape at the prior mean.
+        lr_translation: metres per step. lr_rotation: radians (or 6D units) per step.
+        lr_log_size: per step. lr_latent: latent units per step.
+        free_rotation: fit a full rotation (6D) instead of a yaw about camera y.
+        fit_shape: optimise the latent at all (False keeps the mean shape).
+        early_stop: stop when no object's loss improved by more than this in ``patience``
+            steps.
+        patience: steps of the early-stopping window.
+        reextract_distance: re-extract an object's surfels when its latent has moved this far
+            (Mahalanobis) since the last extraction.
+        weights, render, surfels: loss weights, renderer and surfel settings.
+    """
+
+    iterations: int = 100
+    pose_iterations: int = 40
+    lr_translation: float = 0.05
+    lr_rotation: float = 0.03
+    lr_log_size: float = 0.01
+    lr_latent: float = 0.05
+    free_rotation: bool = False
+    fit_shape: bool = True
+    early_stop: float = 1e-4
+    patience: int = 15
+    reextract_distance: float = 2.0
+    weights: LossWeights = LossWeights()
+    render: RenderSettings = RenderSettings()
+    surfels: SurfelSettings = SurfelSettings(differentiable_normals=False)
+
+
+@dataclasses.dataclass
+class ObjectBatch:
+    """Observations and initial parameters of B objects (hypotheses), all tensors.
+
+    Attributes:
+        projection: (B, 3, 4) camera matrices. box2d: (B, 4) detection boxes (pixels).
+        free_edges: (B, 4) bool, box edges cut by the image border.
+        window: (B, 4) render windows (x0, y0, x1, y1).
+        points: (B, M, 3) the object's observed surface points (camera frame).
+        points_valid: (B, M) bool.
+        observed_depth: (B, S, S) nearest sensor return per window pixel, 0 where none.
+        mask: (B, S, S) instance mask resampled into the window. has_mask: (B,) bool.
+        nocs: (B, S, S, 3) given NOCS map, or None. nocs_valid: (B, S, S) bool or None.
+        ground: (B, 4) plane (normal (3), offset) with the normal up. has_ground: (B,) bool.
+        size_log_mean: (B, 3) and size_log_std: (B, 3) class size statistics.
+        center: (B, 3), yaw: (B,), size: (B, 3) initial box.
+    """
+
+    projection: Tensor
+    box2d: Tensor
+    free_edges: Tensor
+    window: Tensor
+    points: Tensor
+    points_valid: Tensor
+    observed_depth: Tensor
+    mask: Tensor
+    has_mask: Tensor
+    ground: Tensor
+    has_ground: Tensor
+    size_log_mean: Tensor
+    size_log_std: Tensor
+    center: Tensor
+    yaw: Tensor
+    size: Tensor
+    nocs: Tensor | None = None
+    nocs_valid: Tensor | None = None
+
+    def __len__(self) -> int:
+        return self.center.shape[0]
+
+
+@dataclasses.dataclass
+class FitOutput:
+    """Fitted parameters and final diagnostics of B objects (detached tensors).
+
+    Attributes:
+        center: (B, 3) centre of the fitted shape's tight box, camera frame.
+        rotation: (B, 3, 3) camera-from-object. size: (B, 3) tight box (l, w, h) of the
+            fitted, scaled shape. latent: (B, D).
+        losses: term name -> (B,) weighted-free value of each loss term at the end.
+        total: (B,) the weighted sum. extent: (B, 4) projected extent of the shape (pixels).
+        inlier_fraction: (B,) share of observed points within 0.2 m of the surface (NaN
+            without points). mahalanobis: (B,) squared distance of the latent to the prior.
+        finite: (B,) bool, False where a NaN or infinity appeared and the object was frozen.
+        silhouette: (B, S, S) final rendered coverage.
+        iterations: steps run. seconds: wall time of the loop.
+    """
+
+    center: Tensor
+    rotation: Tensor
+    size: Tensor
+    latent: Tensor
+    losses: dict[str, Tensor]
+    total: Tensor
+    extent: Tensor
+    inlier_fraction: Tensor
+    mahalanobis: Tensor
+    finite: Tensor
+    silhouette: Tensor
+    iterations: int
+    seconds: float
+
+
+class _Parameters(torch.nn.Module):
+    """The optimised tensors of a batch."""
+
+    def __init__(self, batch: ObjectBatch, latent_mean: Tensor, free_rotation: bool):
+        super().__init__()
+        self.free_rotation = free_rotation
+        self.translation = torch.nn.Parameter(batch.center.clone())
+        rotation = g.yaw_to_rotation(batch.yaw)
+        self.rotation = torch.nn.Parameter(
+            g.matrix_to_rotation_6d(rotation) if free_rotation else batch.yaw.clone())
+        self.log_size = torch.nn.Parameter(batch.size.log())
+        self.latent = torch.nn.Parameter(latent_mean.expand(len(batch), -1).clone())
+
+    def rotation_matrix(self) -> Tensor:
+        if self.free_rotation:
+            return g.rotation_6d_to_matrix(self.rotation)
+        return g.yaw_to_rotation(self.rotation)
+
+
+def _metric_sdf(prior, latent: Tensor, points: Tensor, center: Tensor, rotation: Tensor,
+                size: Tensor) -> Tensor:
+    """Approximate metric signed distances (B, M) of camera-frame points to the shapes.
+
+    The decoder answers in the normalised frame, where a shape fills the unit cube; a distance
+    there is turned into metres with the geometric mean of the size. Beyond the cube the
+    decoder's values are unsupervised, so the metric distance to the cube is added: points
+    far from the shape are pulled towards it instead of sitting on a flat plateau.
+    """
+    local = g.camera_to_object(points, center, rotation, size)
+    scale = size.prod(-1, keepdim=True).pow(1 / 3)
+    inside = prior.sdf(latent, local.clamp(-0.55, 0.55)) * scale
+    outside = ((local.abs() - 0.55).clamp(min=0) * size.unsqueeze(1)).norm(dim=-1)
+    return inside + outside
+
+
+def _projected_extent(points: Tensor, valid: Tensor, projection: Tensor) -> Tensor:
+    """(B, 4) box (x1, y1, x2, y2) around the projections of the valid surfels."""
+    pixels, _ = g.project_points(points, projection)
+    far = torch.finfo(pixels.dtype).max
+    low = torch.where(valid.unsqueeze(-1), pixels, torch.full_like(pixels, far)).amin(1)
+    high = torch.where(valid.unsqueeze(-1), pixels, torch.full_like(pixels, -far)).amax(1)
+    return torch.cat([low, high], dim=-1)
+
+
+def _bottom_height(points: Tensor, valid: Tensor, ground: Tensor) -> Tensor:
+    """(B,) height above the ground plane of each shape's lowest valid surfel."""
+    height = (points * ground[:, None, :3]).sum(-1) + ground[:, None, 3]
+    return torch.where(valid, height, torch.full_like(height, float("inf"))).amin(1)
+
+
+@dataclasses.dataclass
+class _Evaluation:
+    terms: dict[str, Tensor]
+    total: Tensor
+    rendered: Rendered
+    extent: Tensor
+    distances: Tensor
+    surfel_points: Tensor
+    surfel_valid: Tensor
+
+
+def _evaluate(prior, params: _Parameters, batch: ObjectBatch, surfels, config: FitConfig
+              ) -> _Evaluation:
+    """All loss terms of the current parameters, per object."""
+    rotation = params.rotation_matrix()
+    size = params.log_size.exp()
+    points, normals = pose_surfels(surfels, params.translation, rotation, size)
+    rendered = render(points, normals, surfels.points, surfels.valid,
+                      surfel_spacing(size, points.shape[1]), batch.projection, batch.window,
+                      config.render)
+    extent = _projected_extent(points, surfels.valid, batch.projection)
+    distances = _metric_sdf(prior, params.latent, batch.points, params.translation, rotation,
+                            size)
+    terms = {
+        "points": losses.point_sdf_loss(distances, batch.points_valid),
+        "free_space": losses.free_space_loss(rendered.depth, rendered.silhouette,
+                                             batch.observed_depth),
+        "silhouette": losses.silhouette_loss(rendered.silhouette, batch.mask) * batch.has_mask,
+        "box": losses.box_loss(extent, batch.box2d, batch.free_edges),
+        "ground": losses.ground_loss(_bottom_height(points, surfels.valid, batch.ground),
+                                     batch.has_ground),
+        "latent": prior.mahalanobis(params.latent) / prior.latent_size,
+        "size": losses.size_prior_loss(params.log_size, batch.size_log_mean,
+                                       batch.size_log_std),
+    }
+    if batch.nocs is not None:
+        terms["nocs"] = losses.nocs_loss(rendered.nocs, rendered.silhouette, batch.nocs,
+                                         batch.nocs_valid)
+    else:
+        terms["nocs"] = torch.zeros_like(terms["box"])
+    weights = dataclasses.asdict(config.weights)
+    total = sum(weights[name] * value for name, value in terms.items())
+    return _Evaluation(terms, total, rendered, extent, distances, points, surfels.valid)
+
+
+def _optimiser(params: _Parameters, config: FitConfig) -> torch.optim.Adam:
+    return torch.optim.Adam([
+        {"params": [params.translation], "lr": config.lr_translation},
+        {"params": [params.rotation], "lr": config.lr_rotation},
+        {"params": [params.log_size], "lr": config.lr_log_size},
+        {"params": [params.latent], "lr": config.lr_latent},
+    ])
+
+
+def _freeze_broken(params: _Parameters, loss: Tensor, finite: Tensor) -> Tensor:
+    """Zero the gradients of objects whose loss or gradients are not finite; (B,) finite."""
+    grads = [p.grad for p in params.parameters() if p.grad is not None]
+    ok = torch.isfinite(loss)
+    for grad in grads:
+        ok &= torch.isfinite(grad.reshape(grad.shape[0], -1)).all(-1)
+    finite = finite & ok
+    for grad in grads:
+        grad[~finite] = 0
+    return finite
+
+
+def _restore(params: _Parameters, saved: list[Tensor], finite: Tensor) -> None:
+    """Put back the saved values of objects that are no longer finite."""
+    with torch.no_grad():
+        for parameter, value in zip(params.parameters(), saved, strict=True):
+            parameter[~finite] = value[~finite]
+
+
+def fit(prior, batch: ObjectBatch, config: FitConfig = FitConfig(), seed: int = 0) -> FitOutput:
+    """Fit pose, size and shape of every object of the batch.
+
+    Args:
+        prior: a :class:`autolabel.prior.ShapePrior` (or anything with ``sdf``,
+            ``latent_mean``, ``latent_size``, ``mahalanobis``).
+        batch: observations and initial boxes of B objects.
+        config: optimisation knobs.
+        seed: seeds the surfel extraction.
+    Returns:
+        :class:`FitOutput` for the B objects. Objects whose loss became non-finite keep their
+        last finite parameters and are flagged in ``finite``.
+    """
+    start = time.perf_counter()
+    params = _Parameters(batch, prior.latent_mean, config.free_rotation)
+    optimiser = _optimiser(params, config)
+    initial_points, initial_valid = extract_surface_points(
+        prior.sdf, params.latent.detach(), batch.size, config.surfels, seed)
+    extracted_latent = params.latent.detach().clone()
+    mean_surfels = project_to_surface(prior.sdf, params.latent.detach(), initial_points,
+                                      initial_valid, config.surfels)
+    finite = torch.ones(len(batch), dtype=torch.bool, device=batch.center.device)
+    best = torch.full((len(batch),), math.inf, device=batch.center.device)
+    history: list[Tensor] = []
+    iterations = 0
+    for iterations in range(1, config.iterations + 1):
+        shape_stage = config.fit_shape and iterations > config.pose_iterations
+        params.latent.requires_grad_(shape_stage)
+        if shape_stage:
+            moved = prior.mahalanobis(params.latent.detach() - extracted_latent
+                                      + prior.latent_mean)
+            stale = moved > config.reextract_distance**2
+            if stale.any():
+                fresh, fresh_valid = extract_surface_points(
+                    prior.sdf, params.latent.detach()[stale], params.log_size.exp().detach()[stale],
+                    config.surfels, seed)
+                initial_points[stale], initial_valid[stale] = fresh, fresh_valid
+                extracted_latent[stale] = params.latent.detach()[stale]
+            surfels = project_to_surface(prior.sdf, params.latent, initial_points,
+                                         initial_valid, config.surfels)
+            initial_points = surfels.points.detach()
+        else:
+            surfels = mean_surfels
+        evaluation = _evaluate(prior, params, batch, surfels, config)
+        optimiser.zero_grad(set_to_none=True)
+        total = torch.where(finite, evaluation.total, torch.zeros_like(evaluation.total))
+        total.sum().backward()
+        finite = _freeze_broken(params, evaluation.total.detach(), finite)
+        last_good = [p.detach().clone() for p in params.parameters()]
+        optimiser.step()
+        _restore(params, last_good, finite)
+        best = torch.minimum(best, torch.where(finite, evaluation.total.detach(), best))
+        history.append(best.clone())
+        if len(history) > config.patience and iterations > config.pose_iterations:
+            gain = history[-config.patience - 1] - history[-1]
+            if bool((gain < config.early_stop).all()):
+                break
+    return _final(prior, params, batch, config, initial_points, initial_valid, finite,
+                  iterations, time.perf_counter() - start)
+
+
+def _final(prior, params, batch, config, points, valid, finite, iterations, seconds
+           ) -> FitOutput:
+    """Diagnostics and tight boxes of the fitted shapes."""
+    surfels = project_to_surface(prior.sdf, params.latent.detach(), points, valid,
+                                 config.surfels)
+    with torch.no_grad():
+        evaluation = _evaluate(prior, params, batch, surfels, config)
+        rotation = params.rotation_matrix()
+        size = params.log_size.exp()
+        far = torch.tensor(math.inf, dtype=size.dtype, device=size.device)
+        keep = surfels.valid.unsqueeze(-1)
+        low = torch.where(keep, surfels.points, far).amin(1)
+        high = torch.where(keep, surfels.points, -far).amax(1)
+        has_surface = surfels.valid.any(1, keepdim=True)
+        low = torch.where(has_surface, low, -0.5)
+        high = torch.where(has_surface, high, 0.5)
+        tight_size = (high - low) * size
+        offset = (high + low) / 2 * size
+        center = params.translation + (rotation @ offset.unsqueeze(-1)).squeeze(-1)
+        counted = batch.points_valid.sum(-1)
+        near = ((evaluation.distances.abs() < 0.2) & batch.points_valid).sum(-1)
+        inlier = torch.where(counted > 0, near / counted.clamp(min=1), math.nan)
+        return FitOutput(
+            center=center.detach(), rotation=rotation.detach(), size=tight_size.detach(),
+            latent=params.latent.detach().clone(),
+            losses={k: v.detach() for k, v in evaluation.terms.items()},
+            total=evaluation.total.detach(), extent=evaluation.extent.detach(),
+            inlier_fraction=inlier.detach(),
+            mahalanobis=prior.mahalanobis(params.latent).detach(),
+            finite=finite & torch.isfinite(evaluation.total.detach()),
+            silhouette=evaluation.rendered.silhouette.detach(),
+            iterations=iterations, seconds=seconds)

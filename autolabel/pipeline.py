@@ -1,0 +1,364 @@
+"""Frame-level API: detections plus sensors in, verified 9D labels out.
+
+    import autolabel
+    results = autolabel.label_frame(image, calib, detections, points=lidar_rect)
+    [(r.label.category, r.label.center, r.accepted, r.reasons) for r in results]
+
+:func:`label_frames` turns every detection of a chunk of frames into several hypotheses
+(:mod:`autolabel.init`), fits them all in one batch (:mod:`autolabel.fit`), keeps the best
+hypothesis per detection and verifies it (:mod:`autolabel.verify`). Inputs are arrays and
+records; reading files is the job of :mod:`autolabel.io` and the CLI.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from autolabel.fit import FitConfig, FitOutput, ObjectBatch, fit
+from autolabel.geometry import project_points
+from autolabel.init import (
+    GroundPlane,
+    Hypothesis,
+    InitConfig,
+    frame_hypotheses,
+    mean_size,
+    yaw_hypotheses,
+)
+from autolabel.io.detections import Detection
+from autolabel.io.kitti import Calib
+from autolabel.label import ObjectLabel
+from autolabel.render import detection_windows
+from autolabel.verify import VerifyConfig, box_iou_2d, mask_iou, plausibility, verify
+
+# Spread of log-size around the class mean (roughly KITTI cars' l, w, h spread).
+SIZE_LOG_STD = (0.12, 0.07, 0.08)
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+    """Everything that decides a label, in one place.
+
+    Attributes:
+        fit, verify, init: settings of the stages.
+        yaw_hypotheses: initial yaws per detection: 1 (the initial one), 2 (and its
+            opposite heading) or 4 (every quarter turn).
+        max_points: observed points per object kept for the fit (a seeded subsample).
+        device: 'auto' (CUDA when present), 'cpu' or 'cuda'.
+        seed: seeds subsampling and surfel extraction.
+    """
+
+    fit: FitConfig = FitConfig()
+    verify: VerifyConfig = VerifyConfig()
+    init: InitConfig = InitConfig()
+    yaw_hypotheses: int = 4
+    max_points: int = 400
+    device: str = "auto"
+    seed: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class FrameInput:
+    """One frame's inputs.
+
+    Attributes:
+        frame_id: name of the frame. image_size: (height, width) pixels.
+        calib: calibration (P2 projects the rectified camera frame).
+        detections: the 2D detections to label.
+        points: (N, 3) LiDAR points in the rectified camera frame, or None.
+        depth: (H, W) depth map in metres (0 = unknown), or None.
+    """
+
+    frame_id: str
+    image_size: tuple[int, int]
+    calib: Calib
+    detections: Sequence[Detection]
+    points: np.ndarray | None = None
+    depth: np.ndarray | None = None
+
+
+@dataclasses.dataclass
+class LabelResult:
+    """One detection's label with everything that explains it.
+
+    Attributes:
+        label: the 9D label; its ``score`` is the verification score.
+        accepted: whether verification accepted it. reasons: why (not).
+        source: where the 3D evidence came from: 'lidar', 'depth' or 'box' (weak).
+        latent: (D,) the fitted shape code. losses: final value of each loss term.
+        evidence: the verification terms. detection_score: the detector's score.
+        hypothesis: index of the kept initial yaw. iterations: optimiser steps.
+        seconds: this object's share of the fitting time.
+    """
+
+    label: ObjectLabel
+    accepted: bool
+    reasons: tuple[str, ...]
+    source: str
+    latent: np.ndarray
+    losses: dict[str, float]
+    evidence: dict[str, float]
+    detection_score: float
+    hypothesis: int
+    iterations: int
+    seconds: float
+
+    def extras(self) -> dict:
+        """The JSON-ready fields that go next to the label in the per-frame JSON."""
+        return {"accepted": self.accepted, "reasons": list(self.reasons),
+                "source": self.source, "weak": self.source == "box",
+                "latent": self.latent.tolist(), "losses": self.losses,
+                "evidence": self.evidence, "detection_score": self.detection_score,
+                "hypothesis": self.hypothesis, "iterations": self.iterations,
+                "seconds": self.seconds}
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> CUDA when available else CPU; otherwise the named device."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def window_samples(image: np.ndarray, window: np.ndarray, size: int) -> np.ndarray:
+    """Nearest-pixel samples of an image at the pixel centres of square windows.
+
+    Args:
+        image: (H, W) array. window: (B, 4) regions (x0, y0, x1, y1) in image coordinates
+            (integers are pixel centres). size: S.
+    Returns:
+        (B, S, S) samples; 0 outside the image.
+
+    >>> window_samples(np.arange(16.0).reshape(4, 4), np.array([[-0.5, -0.5, 3.5, 3.5]]), 2)
+    array([[[ 5.,  7.],
+            [13., 15.]]])
+    """
+    steps = (np.arange(size) + 0.5) / size
+    columns = np.rint(window[:, 0:1] + steps * (window[:, 2:3] - window[:, 0:1])).astype(int)
+    rows = np.rint(window[:, 1:2] + steps * (window[:, 3:4] - window[:, 1:2])).astype(int)
+    height, width = image.shape
+    inside = ((rows >= 0) & (rows < height))[:, :, None] & ((columns >= 0) & (columns < width))[
+        :, None, :]
+    values = image[rows.clip(0, height - 1)[:, :, None], columns.clip(0, width - 1)[:, None, :]]
+    return np.where(inside, values, 0)
+
+
+def sparse_depth_windows(points: np.ndarray, projection: np.ndarray, window: np.ndarray,
+                         size: int) -> np.ndarray:
+    """Nearest point depth per window pixel, 0 where no point lands.
+
+    Args:
+        points: (N, 3) camera frame. projection: (3, 4). window: (B, 4). size: S.
+    Returns:
+        (B, S, S) float32 metres.
+    """
+    out = np.zeros((len(window), size, size), dtype=np.float32)
+    if len(points) == 0:
+        return out
+    pixels, depth = project_points(torch.as_tensor(points, dtype=torch.float64),
+                                   torch.as_tensor(projection, dtype=torch.float64))
+    pixels, depth = pixels.numpy(), depth.numpy()
+    ahead = depth > 0.5
+    for b, (x0, y0, x1, y1) in enumerate(window):
+        column = np.floor((pixels[:, 0] - x0) / (x1 - x0) * size).astype(int)
+        row = np.floor((pixels[:, 1] - y0) / (y1 - y0) * size).astype(int)
+        keep = ahead & (column >= 0) & (column < size) & (row >= 0) & (row < size)
+        flat = row[keep] * size + column[keep]
+        nearest = np.full(size * size, np.inf)
+        np.minimum.at(nearest, flat, depth[keep])
+        out[b] = np.where(np.isfinite(nearest), nearest, 0).reshape(size, size)
+    return out
+
+
+@dataclasses.dataclass
+class _Object:
+    """One hypothesis of one detection, before batching."""
+
+    frame: int
+    detection: int
+    hypothesis: int
+    initial: Hypothesis
+    plane: GroundPlane | None
+
+
+def _hypotheses(frames: Sequence[FrameInput], config: PipelineConfig) -> list[_Object]:
+    objects = []
+    for f, frame in enumerate(frames):
+        if not frame.detections:
+            continue
+        initial, plane = frame_hypotheses(frame.points, frame.calib, frame.detections,
+                                          frame.image_size, config.init, depth=frame.depth)
+        for d, hypothesis in enumerate(initial):
+            variants = yaw_hypotheses(hypothesis)
+            keep = {1: [0], 2: [0, 2], 4: [0, 1, 2, 3]}[config.yaw_hypotheses]
+            objects.extend(_Object(f, d, k, variants[k], plane) for k in keep)
+    return objects
+
+
+def _observed_points(hypothesis: Hypothesis, limit: int, rng: np.random.Generator):
+    points = np.asarray(hypothesis.points, dtype=np.float64).reshape(-1, 3)
+    if len(points) > limit:
+        points = points[rng.choice(len(points), limit, replace=False)]
+    padded = np.zeros((limit, 3))
+    padded[: len(points)] = points
+    valid = np.zeros(limit, dtype=bool)
+    valid[: len(points)] = True
+    return padded, valid
+
+
+def _frame_observation(frame: FrameInput) -> np.ndarray:
+    """The points whose rays define free space: LiDAR, or the depth map back-projected."""
+    if frame.points is not None:
+        return np.asarray(frame.points, dtype=np.float64)
+    return np.zeros((0, 3))
+
+
+def build_batch(frames: Sequence[FrameInput], objects: Sequence[_Object],
+                config: PipelineConfig, device: torch.device) -> ObjectBatch:
+    """Tensors of all hypotheses of a chunk of frames (see :class:`ObjectBatch`)."""
+    size = config.fit.render.window_size
+    rng = np.random.default_rng(config.seed)
+    projection = np.stack([frames[o.frame].calib.P2 for o in objects])
+    box2d = np.stack([frames[o.frame].detections[o.detection].box2d for o in objects])
+    window = detection_windows(torch.as_tensor(box2d), config.fit.render.window_margin).numpy()
+    heights = np.array([frames[o.frame].image_size[0] for o in objects])
+    widths = np.array([frames[o.frame].image_size[1] for o in objects])
+    free_edges = np.stack([box2d[:, 0] <= 1, box2d[:, 1] <= 1, box2d[:, 2] >= widths - 2,
+                           box2d[:, 3] >= heights - 2], axis=1)
+    observed = np.zeros((len(objects), size, size), dtype=np.float32)
+    mask = np.zeros((len(objects), size, size), dtype=np.float32)
+    has_mask = np.zeros(len(objects), dtype=bool)
+    for f, frame in enumerate(frames):
+        rows = [i for i, o in enumerate(objects) if o.frame == f]
+        if not rows:
+            continue
+        if frame.depth is not None:
+            observed[rows] = window_samples(np.asarray(frame.depth, np.float32), window[rows],
+                                            size)
+        else:
+            observed[rows] = sparse_depth_windows(_frame_observation(frame), frame.calib.P2,
+                                                  window[rows], size)
+        for i in rows:
+            detection_mask = frame.detections[objects[i].detection].mask
+            if detection_mask is not None:
+                mask[i] = window_samples(detection_mask.astype(np.float32), window[i:i + 1],
+                                         size)[0]
+                has_mask[i] = True
+    points, points_valid = zip(*(_observed_points(o.initial, config.max_points, rng)
+                                 for o in objects), strict=True)
+    ground = np.array([np.append(o.plane.normal, o.plane.offset) if o.plane is not None
+                       else np.zeros(4) for o in objects])
+    log_mean = np.log(np.stack([mean_size(frames[o.frame].detections[o.detection].category)
+                                for o in objects]))
+
+    def tensor(array, dtype=torch.float32):
+        return torch.as_tensor(np.asarray(array), dtype=dtype, device=device)
+
+    return ObjectBatch(
+        projection=tensor(projection), box2d=tensor(box2d),
+        free_edges=tensor(free_edges, torch.bool), window=tensor(window),
+        points=tensor(np.stack(points)), points_valid=tensor(np.stack(points_valid), torch.bool),
+        observed_depth=tensor(observed), mask=tensor(mask), has_mask=tensor(has_mask, torch.bool),
+        ground=tensor(ground), has_ground=tensor([o.plane is not None for o in objects],
+                                                torch.bool),
+        size_log_mean=tensor(log_mean),
+        size_log_std=tensor(np.broadcast_to(SIZE_LOG_STD, log_mean.shape)),
+        center=tensor([o.initial.center for o in objects]),
+        yaw=tensor([o.initial.yaw for o in objects]),
+        size=tensor([o.initial.size for o in objects]),
+    )
+
+
+def _best_per_detection(objects: Sequence[_Object], output: FitOutput
+                        ) -> dict[tuple[int, int], int]:
+    """Index of the lowest-loss finite hypothesis of every (frame, detection)."""
+    best: dict[tuple[int, int], int] = {}
+    total = torch.where(output.finite, output.total, math.inf).cpu()
+    for i, o in enumerate(objects):
+        key = (o.frame, o.detection)
+        if key not in best or total[i] < total[best[key]]:
+            best[key] = i
+    return best
+
+
+def _result(frame: FrameInput, obj: _Object, i: int, output: FitOutput, batch: ObjectBatch,
+            prior, config: PipelineConfig, seconds: float) -> LabelResult:
+    detection = frame.detections[obj.detection]
+    finite = bool(output.finite[i])
+    if bool(batch.has_mask[i]):
+        image_iou = float(mask_iou(output.silhouette[i:i + 1], batch.mask[i:i + 1])[0])
+    else:
+        image_iou = float(box_iou_2d(output.extent[i:i + 1], batch.box2d[i:i + 1])[0])
+    plausible = float(plausibility(output.mahalanobis[i:i + 1].cpu(), prior.latent_size)[0])
+    verdict = verify(image_iou, float(output.inlier_fraction[i]), plausible, finite,
+                     obj.initial.weak, config.verify)
+    if finite:
+        center = output.center[i].cpu().numpy().astype(np.float64)
+        rotation = output.rotation[i].cpu().numpy().astype(np.float64)
+        size = output.size[i].cpu().numpy().astype(np.float64)
+        label = ObjectLabel(detection.category, np.asarray(detection.box2d, np.float64), center,
+                            rotation, size, score=verdict.score)
+    else:
+        label = obj.initial.to_label(detection.category, detection.box2d, verdict.score)
+    return LabelResult(
+        label=label, accepted=verdict.accepted, reasons=verdict.reasons,
+        source=obj.initial.source, latent=output.latent[i].cpu().numpy(),
+        losses={k: float(v[i]) for k, v in output.losses.items()},
+        evidence=verdict.evidence, detection_score=float(detection.score),
+        hypothesis=obj.hypothesis, iterations=output.iterations, seconds=seconds)
+
+
+def label_frames(frames: Sequence[FrameInput], prior=None,
+                 config: PipelineConfig = PipelineConfig()) -> list[list[LabelResult]]:
+    """Label every detection of a chunk of frames, all objects fitted in one batch.
+
+    Args:
+        frames: the chunk's inputs. prior: a :class:`~autolabel.prior.ShapePrior`; the
+            shipped car prior when None. config: all settings.
+    Returns:
+        Per frame, one :class:`LabelResult` per detection, in detection order.
+    """
+    if prior is None:
+        from autolabel.prior import load_prior
+        prior = load_prior()
+    device = resolve_device(config.device)
+    prior = prior.to(device)
+    objects = _hypotheses(frames, config)
+    results: list[list[LabelResult]] = [[] for _ in frames]
+    if not objects:
+        return results
+    batch = build_batch(frames, objects, config, device)
+    start = time.perf_counter()
+    output = fit(prior, batch, config.fit, config.seed)
+    share = (time.perf_counter() - start) / len({(o.frame, o.detection) for o in objects})
+    best = _best_per_detection(objects, output)
+    for (f, _), i in sorted(best.items()):
+        results[f].append(_result(frames[f], objects[i], i, output, batch, prior, config, share))
+    return results
+
+
+def label_frame(image: np.ndarray | tuple[int, int], calib: Calib,
+                detections: Sequence[Detection], points: np.ndarray | None = None,
+                depth: np.ndarray | None = None, prior=None,
+                config: PipelineConfig = PipelineConfig(), **options) -> list[LabelResult]:
+    """Label one frame's detections.
+
+    Args:
+        image: the (H, W, 3) image, or just its (height, width).
+        calib: its calibration. detections: 2D detections (box, class, score, mask or None).
+        points: (N, 3) LiDAR points in the rectified camera frame (see
+            ``Calib.velo_to_rect``), or None. depth: (H, W) metres, or None.
+        prior: shape prior (default: the shipped car prior). config: all settings.
+        options: fields of :class:`PipelineConfig` to override, e.g. ``device="cpu"``.
+    Returns:
+        One :class:`LabelResult` per detection, in order.
+    """
+    size = tuple(image) if isinstance(image, tuple) else tuple(np.shape(image)[:2])
+    config = dataclasses.replace(config, **options)
+    frame = FrameInput("frame", size, calib, list(detections), points, depth)
+    return label_frames([frame], prior, config)[0]
