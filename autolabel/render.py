@@ -59,7 +59,7 @@ class RenderSettings:
     window_size: int = 64
     window_margin: float = 0.15
     footprint: int = 7
-    radius_scale: float = 1.0
+    radius_scale: float = 0.9
     max_radius: float = 2.4
     softness: float = 0.4
     depth_temperature: float = 0.1

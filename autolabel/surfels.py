@@ -2,7 +2,7 @@
 
 Two stages, as in the design:
 
-1. :func:`extract_surface_points` runs once per object (and again only when the latent has
+1. :func:`extract_surface_points` runs once per shape (and again only when the latent has
    moved far): the SDF is evaluated on a coarse grid, the narrow band around the zero level
    set is projected onto the surface, and the points are thinned to an even spacing *in
    metres* for the object's current size (a canonical-space spacing would be stretched by the
@@ -153,17 +153,25 @@ def _grid(settings: SurfelSettings, dtype: torch.dtype, device) -> Tensor:
     return torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), dim=-1).reshape(-1, 3)
 
 
-def _band_points(sdf: ShapeSource, latent: Tensor, settings: SurfelSettings) -> list[Tensor]:
-    """Per object, the grid points within one cell diagonal of the surface: list of (M_b, 3)."""
+def _surface_points(sdf: ShapeSource, latent: Tensor, settings: SurfelSettings,
+                    generator: torch.Generator) -> Tensor:
+    """Points on the zero level set of one shape: (M, 3) from latent (1, D).
+
+    The grid points within one cell diagonal of the surface are subsampled to a few times the
+    surfel count (the band holds far more than needed) and Newton-projected onto it.
+    """
     grid = _grid(settings, latent.dtype, latent.device)
     cell = 2 * settings.grid_extent / (settings.grid_resolution - 1)
-    bands = []
     with torch.no_grad():
-        for code in latent.split(1):
-            values = torch.cat([sdf(code, chunk[None]) for chunk in
-                                grid.split(settings.query_chunk)], dim=1)[0]
-            bands.append(grid[values.abs() < cell * 3**0.5])
-    return bands
+        values = torch.cat([sdf(latent, chunk[None]) for chunk in
+                            grid.split(settings.query_chunk)], dim=1)[0]
+    band = grid[values.abs() < cell * 3**0.5]
+    limit = 4 * settings.count
+    if band.shape[0] > limit:
+        band = band[torch.randperm(band.shape[0], generator=generator)[:limit].to(band.device)]
+    valid = torch.ones(1, band.shape[0], dtype=torch.bool, device=band.device)
+    projected = project_to_surface(sdf, latent, band[None], valid, settings)
+    return projected.points[0][projected.valid[0]].detach()
 
 
 def _thin_evenly(points: Tensor, scale: Tensor, spacing: float, count: int,
@@ -207,12 +215,13 @@ def extract_surface_points(
     batch = latent.shape[0]
     points = latent.new_zeros(batch, settings.count, 3)
     valid = torch.zeros(batch, settings.count, dtype=torch.bool, device=latent.device)
-    for b, band in enumerate(_band_points(sdf, latent, settings)):
-        if band.shape[0] == 0:
+    # Objects often share a latent (every fit starts at the prior mean): extract once each.
+    shapes, which = torch.unique(latent, dim=0, return_inverse=True)
+    surfaces = [_surface_points(sdf, shape[None], settings, generator) for shape in shapes]
+    for b in range(batch):
+        on_surface = surfaces[int(which[b])]
+        if on_surface.shape[0] == 0:
             continue
-        band_valid = torch.ones(1, band.shape[0], dtype=torch.bool, device=band.device)
-        projected = project_to_surface(sdf, latent[b:b + 1], band[None], band_valid, settings)
-        on_surface = projected.points[0][projected.valid[0]].detach()
         # Thin slightly finer than the target spacing, so the count is met where possible.
         kept = _thin_evenly(on_surface, size[b], float(spacing[b]) * 0.85, settings.count,
                             generator)

@@ -151,9 +151,9 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=50, help="held-out cars")
     parser.add_argument("--seed", type=int, default=0, help="offset into the held-out seeds; "
                         "also seeds the LiDAR views and the evaluation points")
-    parser.add_argument("--points", type=int, default=8192,
-                        help="SDF samples per car for the full observation")
-    parser.add_argument("--iterations", type=int, default=400, help="latent optimisation steps")
+    parser.add_argument("--points", type=int, default=2048, help="SDF samples per car for the "
+                        "full observation; LiDAR hits and free-space points for the partial one")
+    parser.add_argument("--iterations", type=int, default=200, help="latent optimisation steps")
     parser.add_argument("--range-noise", type=float, default=0.0,
                         help="LiDAR range noise (m, standard deviation)")
     parser.add_argument("--resolution", type=int, default=97,
@@ -181,7 +181,7 @@ def main() -> None:
         free.append(car_free)
     full = prior.infer_latents(torch.as_tensor(np.stack(full_xyz)),
                                torch.as_tensor(np.stack(full_sdf)), iterations=args.iterations)
-    partial = _infer_partial(prior, hits, free, rng, args.iterations)
+    partial = _infer_partial(prior, hits, free, rng, args.points, args.iterations)
     inferred = time.perf_counter()
     results = {}
     for name, latents in (("full", full), ("partial", partial)):
@@ -206,12 +206,10 @@ def main() -> None:
 
 
 def _infer_partial(prior: ShapePrior, hits: list[np.ndarray], free: list[np.ndarray],
-                   rng: np.random.Generator, iterations: int) -> torch.Tensor:
-    """Codes from LiDAR hits (zero SDF) and free space; clouds resampled to equal sizes."""
-    n_hits = max(len(h) for h in hits)
-    n_free = max(len(f) for f in free)
-    hit_xyz = np.stack([h[rng.choice(len(h), n_hits, replace=len(h) < n_hits)] for h in hits])
-    free_xyz = np.stack([f[rng.choice(len(f), n_free, replace=len(f) < n_free)] for f in free])
+                   rng: np.random.Generator, points: int, iterations: int) -> torch.Tensor:
+    """Codes from LiDAR hits (zero SDF) and free space, each resampled to ``points`` per car."""
+    hit_xyz = np.stack([h[rng.choice(len(h), points, replace=len(h) < points)] for h in hits])
+    free_xyz = np.stack([f[rng.choice(len(f), points, replace=len(f) < points)] for f in free])
     return prior.infer_latents(torch.as_tensor(hit_xyz, dtype=torch.float32),
                                torch.zeros(hit_xyz.shape[:2]),
                                free=torch.as_tensor(free_xyz, dtype=torch.float32),

@@ -94,16 +94,20 @@ def train_command(
     samples: int = typer.Option(SdfSampling.count, "--samples", min=1000,
                                 help="SDF samples computed per mesh."),
     cache: Path = typer.Option(None, "--cache", help="Folder for the SDF sample cache "
-                               "[default: MESHES/.sdf_cache]."),
+                               "(default: MESHES/.sdf_cache)."),
     checkpoint: Path = typer.Option(None, "--checkpoint", help="Checkpoint file, written "
                                     "every few epochs and resumed from when it exists "
-                                    "[default: OUT.ckpt]."),
+                                    "(default: OUT.ckpt)."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or "
                                "cuda."),
     seed: int = typer.Option(0, "--seed", help="Seed of sampling, initialisation and "
                              "batches."),
+    threads: int = typer.Option(0, "--threads", min=0, help="CPU threads for torch (0: "
+                                "torch's default; 1 is often faster on a busy machine)."),
 ) -> None:
     """Train the auto-decoder shape prior on a folder of meshes and export it to one file."""
+    if threads:
+        torch.set_num_threads(threads)
     with user_errors():
         shapes = car_meshes.load_mesh_folder(meshes)
         sampling = SdfSampling(count=samples, seed=seed)
@@ -151,8 +155,7 @@ def show_command(
         captions = ([f"train {names[i] if i < len(names) else i}" for i in shown.tolist()]
                     + [f"interpolate 0 -> {far}: {w:.2f}" for w in weight[:, 0].tolist()]
                     + [f"random code {i} (seed {seed})" for i in range(count)])
-        coarse = (resolution - 1) // 4 + 1 if (resolution - 1) % 4 == 0 else None
-        grids = decode_grid(shape_prior.decoder, codes, resolution, coarse=coarse).numpy()
+        grids = decode_grid(shape_prior.decoder, codes, resolution).numpy()
         meshes = []
         for grid, size, caption in zip(grids, boxes.numpy(), captions, strict=True):
             try:

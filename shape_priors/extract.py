@@ -13,25 +13,24 @@ from shape_priors.decoder import SdfDecoder
 
 @torch.no_grad()
 def decode_grid(decoder: SdfDecoder, latents: Tensor, resolution: int = 65,
-                bound: float = 0.55, coarse: int | None = 17, chunk: int = 65_536) -> Tensor:
+                bound: float = 0.55, stride: int = 4, chunk: int = 65_536) -> Tensor:
     """Decoded SDF (B, R, R, R) on a regular grid over ``[-bound, bound]^3``, codes (B, D).
 
     Index ``[b, i, j, k]`` is the point ``(x_i, y_j, z_k)`` of ``linspace(-bound, bound, R)``.
-    With ``coarse`` (C, where ``R - 1`` is a multiple of ``C - 1``) the SDF is decoded on a
-    C^3 grid first and, at full resolution, only where its trilinear interpolation is within
-    two coarse cells of the surface; elsewhere the interpolated value is kept. The zero level
-    set is the same; decoding is several times faster.
+    When ``stride`` > 1 divides ``R - 1``, the SDF is decoded at every ``stride``-th grid point
+    first and then, at full resolution, only where the trilinear interpolation of those values
+    is within two coarse cells of the surface; elsewhere the interpolated value is kept. The
+    zero level set is the same and decoding is several times faster. Otherwise every grid
+    point is decoded.
     """
     batch = len(latents)
     axis = torch.linspace(-bound, bound, resolution, device=latents.device)
     grid = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), dim=-1)
-    if coarse is None:
+    if stride <= 1 or (resolution - 1) % stride:
         flat = grid.reshape(1, -1, 3).expand(batch, -1, -1)
         return _decode_points(decoder, latents, flat, chunk).reshape(batch, *grid.shape[:3])
-    if (resolution - 1) % (coarse - 1):
-        raise ValueError(f"resolution - 1 = {resolution - 1} is not a multiple of "
-                         f"coarse - 1 = {coarse - 1}")
-    rough = decode_grid(decoder, latents, coarse, bound, None, chunk)
+    coarse = (resolution - 1) // stride + 1
+    rough = decode_grid(decoder, latents, coarse, bound, 1, chunk)
     values = torch.nn.functional.interpolate(rough[:, None], size=(resolution,) * 3,
                                              mode="trilinear", align_corners=True)[:, 0]
     band = 2.0 * 2.0 * bound / (coarse - 1)
@@ -75,11 +74,11 @@ def grid_to_mesh(values: np.ndarray, bound: float = 0.55,
 
 def extract_meshes(decoder: SdfDecoder, latents: Tensor, resolution: int = 97,
                    bound: float = 0.55, sizes: np.ndarray | None = None,
-                   coarse: int | None = 25) -> list[trimesh.Trimesh]:
+                   stride: int = 4) -> list[trimesh.Trimesh]:
     """One mesh per code latents (B, D), optionally scaled by sizes (B, 3) in metres.
 
-    ``resolution`` and ``coarse`` are those of :func:`decode_grid`.
+    ``resolution``, ``bound`` and ``stride`` are those of :func:`decode_grid`.
     """
-    grids = decode_grid(decoder, latents, resolution, bound, coarse).cpu().numpy()
+    grids = decode_grid(decoder, latents, resolution, bound, stride).cpu().numpy()
     return [grid_to_mesh(grid, bound, None if sizes is None else sizes[i])
             for i, grid in enumerate(grids)]
