@@ -29,10 +29,13 @@ test: setup lint
 	$(VENV)/bin/pytest
 
 demo: setup
-	$(PY) -m cli.main demo
+	$(VENV)/bin/autolabel demo
 
 bench: setup
-	$(PY) benchmarks/kitti.py --root ../shared/data/kitti_dev
+	$(PY) benchmarks/prior.py
+	$(PY) benchmarks/speed.py
+	$(PY) benchmarks/synthetic.py
+	$(PY) benchmarks/kitti.py --root ../shared/data/kitti_dev --jitter 3
 
 clean:
 	rm -rf $(VENV) build *.egg-info

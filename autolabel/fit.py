@@ -45,8 +45,8 @@ class LossWeights:
     box: float = 2.0
     nocs: float = 1.0
     ground: float = 1.0
-    latent: float = 0.002
-    size: float = 0.02
+    latent: float = 0.05
+    size: float = 0.05
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,14 +57,15 @@ class FitConfig:
         iterations: Adam steps in all.
         pose_iterations: the first steps, which keep the shape at the prior mean.
         lr_translation: metres per step. lr_rotation: radians (or 6D units) per step.
-        lr_log_size: per step. lr_latent: latent units per step.
+        lr_log_size: per step. lr_latent: per step, in standard deviations of the prior.
         free_rotation: fit a full rotation (6D) instead of a yaw about camera y.
         fit_shape: optimise the latent at all (False keeps the mean shape).
         early_stop: stop when no object's loss improved by more than this in ``patience``
             steps.
         patience: steps of the early-stopping window.
         reextract_distance: re-extract an object's surfels when its latent has moved this far
-            (Mahalanobis) since the last extraction.
+            (Mahalanobis) since the last extraction; Newton steps track smaller changes.
+        reextract_dropped: ... or when this fraction of its surfels failed to converge.
         weights, render, surfels: loss weights, renderer and surfel settings.
     """
 
@@ -73,12 +74,13 @@ class FitConfig:
     lr_translation: float = 0.05
     lr_rotation: float = 0.03
     lr_log_size: float = 0.01
-    lr_latent: float = 0.05
+    lr_latent: float = 0.1
     free_rotation: bool = False
     fit_shape: bool = True
     early_stop: float = 1e-4
     patience: int = 15
-    reextract_distance: float = 2.0
+    reextract_distance: float = 8.0
+    reextract_dropped: float = 0.1
     weights: LossWeights = LossWeights()
     render: RenderSettings = RenderSettings()
     surfels: SurfelSettings = SurfelSettings(differentiable_normals=False)
@@ -158,9 +160,14 @@ class FitOutput:
 
 
 class _Parameters(torch.nn.Module):
-    """The optimised tensors of a batch."""
+    """The optimised tensors of a batch.
 
-    def __init__(self, batch: ObjectBatch, latent_mean: Tensor, free_rotation: bool):
+    The shape is optimised in whitened coordinates ``u`` (``latent = mean + L u`` with
+    ``L L^T`` the prior's covariance), so one learning rate fits every latent dimension and
+    the squared Mahalanobis distance is simply ``|u|^2``.
+    """
+
+    def __init__(self, batch: ObjectBatch, prior, free_rotation: bool):
         super().__init__()
         self.free_rotation = free_rotation
         self.translation = torch.nn.Parameter(batch.center.clone())
@@ -168,7 +175,15 @@ class _Parameters(torch.nn.Module):
         self.rotation = torch.nn.Parameter(
             g.matrix_to_rotation_6d(rotation) if free_rotation else batch.yaw.clone())
         self.log_size = torch.nn.Parameter(batch.size.log())
-        self.latent = torch.nn.Parameter(latent_mean.expand(len(batch), -1).clone())
+        self.shape = torch.nn.Parameter(batch.center.new_zeros(len(batch), prior.latent_size))
+        self.register_buffer("latent_mean", prior.latent_mean.to(batch.center))
+        self.register_buffer("latent_factor",
+                             torch.linalg.cholesky(prior.latent_cov.double()).to(batch.center))
+
+    @property
+    def latent(self) -> Tensor:
+        """(B, D) shape codes."""
+        return self.latent_mean + self.shape @ self.latent_factor.T
 
     def rotation_matrix(self) -> Tensor:
         if self.free_rotation:
@@ -238,7 +253,7 @@ def _evaluate(prior, params: _Parameters, batch: ObjectBatch, surfels, config: F
         "box": losses.box_loss(extent, batch.box2d, batch.free_edges),
         "ground": losses.ground_loss(_bottom_height(points, surfels.valid, batch.ground),
                                      batch.has_ground),
-        "latent": prior.mahalanobis(params.latent) / prior.latent_size,
+        "latent": params.shape.pow(2).mean(-1),
         "size": losses.size_prior_loss(params.log_size, batch.size_log_mean,
                                        batch.size_log_std),
     }
@@ -257,7 +272,7 @@ def _optimiser(params: _Parameters, config: FitConfig) -> torch.optim.Adam:
         {"params": [params.translation], "lr": config.lr_translation},
         {"params": [params.rotation], "lr": config.lr_rotation},
         {"params": [params.log_size], "lr": config.lr_log_size},
-        {"params": [params.latent], "lr": config.lr_latent},
+        {"params": [params.shape], "lr": config.lr_latent},
     ])
 
 
@@ -294,33 +309,34 @@ def fit(prior, batch: ObjectBatch, config: FitConfig = FitConfig(), seed: int = 
         last finite parameters and are flagged in ``finite``.
     """
     start = time.perf_counter()
-    params = _Parameters(batch, prior.latent_mean, config.free_rotation)
+    params = _Parameters(batch, prior, config.free_rotation)
     optimiser = _optimiser(params, config)
     initial_points, initial_valid = extract_surface_points(
         prior.sdf, params.latent.detach(), batch.size, config.surfels, seed)
-    extracted_latent = params.latent.detach().clone()
+    extracted_shape = params.shape.detach().clone()
     mean_surfels = project_to_surface(prior.sdf, params.latent.detach(), initial_points,
                                       initial_valid, config.surfels)
+    dropped = torch.zeros(len(batch), dtype=torch.long, device=batch.center.device)
     finite = torch.ones(len(batch), dtype=torch.bool, device=batch.center.device)
     best = torch.full((len(batch),), math.inf, device=batch.center.device)
     history: list[Tensor] = []
     iterations = 0
     for iterations in range(1, config.iterations + 1):
         shape_stage = config.fit_shape and iterations > config.pose_iterations
-        params.latent.requires_grad_(shape_stage)
+        params.shape.requires_grad_(shape_stage)
         if shape_stage:
-            moved = prior.mahalanobis(params.latent.detach() - extracted_latent
-                                      + prior.latent_mean)
-            stale = moved > config.reextract_distance**2
+            moved = (params.shape.detach() - extracted_shape).norm(dim=-1)
+            stale = (moved > config.reextract_distance) | (
+                dropped > config.reextract_dropped * initial_valid.sum(-1))
             if stale.any():
                 fresh, fresh_valid = extract_surface_points(
-                    prior.sdf, params.latent.detach()[stale], params.log_size.exp().detach()[stale],
-                    config.surfels, seed)
+                    prior.sdf, params.latent.detach()[stale],
+                    params.log_size.exp().detach()[stale], config.surfels, seed)
                 initial_points[stale], initial_valid[stale] = fresh, fresh_valid
-                extracted_latent[stale] = params.latent.detach()[stale]
+                extracted_shape[stale] = params.shape.detach()[stale]
             surfels = project_to_surface(prior.sdf, params.latent, initial_points,
                                          initial_valid, config.surfels)
-            initial_points = surfels.points.detach()
+            initial_points, dropped = surfels.points.detach(), surfels.dropped
         else:
             surfels = mean_surfels
         evaluation = _evaluate(prior, params, batch, surfels, config)
@@ -365,11 +381,11 @@ def _final(prior, params, batch, config, points, valid, finite, iterations, seco
         inlier = torch.where(counted > 0, near / counted.clamp(min=1), math.nan)
         return FitOutput(
             center=center.detach(), rotation=rotation.detach(), size=tight_size.detach(),
-            latent=params.latent.detach().clone(),
+            latent=params.latent.detach(),
             losses={k: v.detach() for k, v in evaluation.terms.items()},
             total=evaluation.total.detach(), extent=evaluation.extent.detach(),
             inlier_fraction=inlier.detach(),
-            mahalanobis=prior.mahalanobis(params.latent).detach(),
+            mahalanobis=params.shape.detach().pow(2).sum(-1),
             finite=finite & torch.isfinite(evaluation.total.detach()),
             silhouette=evaluation.rendered.silhouette.detach(),
             iterations=iterations, seconds=seconds)

@@ -362,3 +362,21 @@ def label_frame(image: np.ndarray | tuple[int, int], calib: Calib,
     config = dataclasses.replace(config, **options)
     frame = FrameInput("frame", size, calib, list(detections), points, depth)
     return label_frames([frame], prior, config)[0]
+
+
+def label_mesh(prior, latent: np.ndarray, label: ObjectLabel, resolution: int = 65):
+    """The fitted shape of a label as a camera-frame mesh (trimesh), filling its 3D box.
+
+    Args:
+        prior: the shape prior the label was fitted with. latent: (D,) its shape code.
+        label: the label; the decoded shape's tight box is mapped onto the label's box.
+        resolution: marching-cubes grid points per axis.
+    """
+    from shape_priors.extract import extract_meshes
+
+    code = torch.as_tensor(latent, dtype=torch.float32)[None].to(prior.latent_mean.device)
+    mesh = extract_meshes(prior.decoder, code, resolution)[0]
+    low, high = mesh.bounds
+    local = (mesh.vertices - (low + high) / 2) / np.maximum(high - low, 1e-9) * label.size
+    mesh.vertices = local @ label.rotation.T + label.center
+    return mesh

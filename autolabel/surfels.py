@@ -47,7 +47,7 @@ class SurfelSettings:
     """
 
     count: int = 1024
-    grid_resolution: int = 40
+    grid_resolution: int = 32
     grid_extent: float = 0.6
     newton_steps: int = 1
     differentiable_normals: bool = True

@@ -4,31 +4,41 @@ Output layout under ``--out``::
 
     label_2/<frame>.txt   KITTI labels, the score in the 16th column
     json/<frame>.json     the full labels (autolabel.io.labels.write_frame_json) with, per
-                          object, the method, the hypothesis source and whether it is weak
+                          object, the method, acceptance, reasons, latent, loss terms, source
+    viz/<frame>.png       with --viz: fitted boxes on the image and a bird's-eye view
+    meshes/<frame>_<i>.ply  with --save-meshes: each fitted shape in the camera frame
 
-Both files are written atomically, the JSON last: a frame whose JSON exists is finished and
-is skipped when the command runs again (resume after an interruption).
+Every file is written atomically, the JSON last: a frame whose JSON exists is finished and is
+skipped when the command runs again (resume after an interruption). A frame whose inputs are
+corrupt is reported and skipped; the others are labelled and the exit code is 1.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
 import numpy as np
 import typer
 from rich.console import Console
-from rich.progress import track
+from rich.progress import Progress
 
 from autolabel.errors import InputError
+from autolabel.fit import FitConfig
 from autolabel.init import frame_hypotheses, mean_size
+from autolabel.io.atomic import write_bytes_atomic
+from autolabel.io.depth import read_depth
 from autolabel.io.detections import Detection, read_detections
 from autolabel.io.kitti import IMAGE_SUFFIXES, read_calib, read_image, write_labels
 from autolabel.io.labels import write_frame_json
 from autolabel.io.pointcloud import POINT_CLOUD_SUFFIXES, read_points
+from autolabel.pipeline import FrameInput, LabelResult, PipelineConfig, label_frames, label_mesh
+from autolabel.prior import load_prior
+from autolabel.viz import fit_overview, save_png
 from cli.common import user_errors
 
-METHODS = ("lshape",)
+METHODS = ("render", "lshape")
 
 
 def _folder(path: Path, option: str) -> Path:
@@ -71,6 +81,80 @@ def _scan(folder: Path | None, frame_id: str) -> Path | None:
     return None
 
 
+@dataclasses.dataclass(frozen=True)
+class Sources:
+    """Where each frame's inputs live; :meth:`load` reads one frame."""
+
+    images: dict[str, Path]
+    calib: Path
+    lidar: Path | None
+    depth: Path | None
+    detections: dict[str, list[Detection]]
+
+    def load(self, frame_id: str) -> FrameInput:
+        """The frame's inputs (raises InputError naming the file when one is corrupt)."""
+        calib = read_calib(self.calib / f"{frame_id}.txt")
+        scan = _scan(self.lidar, frame_id)
+        points = (None if scan is None
+                  else calib.velo_to_rect(read_points(scan).astype(np.float64)))
+        depth_map = None
+        if self.depth is not None:
+            found = [self.depth / f"{frame_id}{suffix}" for suffix in (".png", ".npy")]
+            found = [path for path in found if path.is_file()]
+            if found:
+                depth_map = read_depth(found[0])
+        image = self.images[frame_id]
+        return FrameInput(frame_id, read_image(image).shape[:2], calib,
+                          self.detections.get(image.name, []), points, depth_map)
+
+
+@dataclasses.dataclass
+class FrameWriter:
+    """Writes a frame's outputs atomically: label_2, then viz and meshes, the JSON last."""
+
+    out: Path
+    method: str
+    viz: bool
+    save_meshes: bool
+    prior: object | None
+    images: dict[str, Path]
+
+    def write(self, frame: FrameInput, results: list[LabelResult]) -> None:
+        labels = [r.label for r in results]
+        extras = [{"method": self.method, **r.extras()} for r in results]
+        self._finish(frame, labels, [r.accepted for r in results], extras,
+                     [r.latent for r in results])
+
+    def write_lshape(self, frame: FrameInput, config: PipelineConfig) -> None:
+        start = time.perf_counter()
+        hypotheses, _ = frame_hypotheses(frame.points, frame.calib, frame.detections,
+                                         frame.image_size, config.init, depth=frame.depth)
+        labels = [h.to_label(d.category, d.box2d, d.score)
+                  for h, d in zip(hypotheses, frame.detections, strict=True)]
+        extras = [{"method": self.method, "source": h.source, "weak": h.weak,
+                   "accepted": True, "points": len(h.points),
+                   "seconds": (time.perf_counter() - start) / max(len(labels), 1)}
+                  for h in hypotheses]
+        self._finish(frame, labels, [True] * len(labels), extras, None)
+
+    def _finish(self, frame, labels, accepted, extras, latents) -> None:
+        write_labels(self.out / "label_2" / f"{frame.frame_id}.txt", labels)
+        if self.viz:
+            picture = fit_overview(self._image(frame), labels, accepted, frame.calib.P2,
+                                   frame.points)
+            save_png(self.out / "viz" / f"{frame.frame_id}.png", picture)
+        if self.save_meshes and latents is not None:
+            for index, (label, latent) in enumerate(zip(labels, latents, strict=True)):
+                mesh = label_mesh(self.prior, latent, label)
+                write_bytes_atomic(self.out / "meshes" / f"{frame.frame_id}_{index}.ply",
+                                   mesh.export(file_type="ply"))
+        write_frame_json(self.out / "json" / f"{frame.frame_id}.json", frame.frame_id, labels,
+                         extras, {"method": self.method})
+
+    def _image(self, frame: FrameInput) -> np.ndarray:
+        return read_image(self.images[frame.frame_id])
+
+
 def fit_command(
     images: Path = typer.Option(..., "--images", help="Folder of the frames' images (KITTI "
                                 "image_2); a frame is an image, its id the file stem."),
@@ -78,25 +162,42 @@ def fit_command(
                                          "results or per-image layout, see docs/formats.md)."),
     lidar: Path | None = typer.Option(None, "--lidar", help="Folder of point clouds "
                                       "<frame>.bin/.pcd/.ply in the LiDAR frame (default: "
-                                      "IMAGES/../velodyne when it exists; without LiDAR the "
-                                      "labels come from the 2D boxes alone and are weak)."),
+                                      "IMAGES/../velodyne when it exists)."),
+    depth: Path | None = typer.Option(None, "--depth", help="Folder of depth maps "
+                                      "<frame>.png (KITTI 16-bit, value/256 = metres) or .npy "
+                                      "(metres), used when there is no LiDAR."),
     calib: Path | None = typer.Option(None, "--calib", help="Folder of KITTI calib "
                                       "<frame>.txt files (default: IMAGES/../calib)."),
     out: Path = typer.Option(..., "--out", help="Output folder: label_2/ and json/ per frame; "
                              "frames already there are skipped."),
-    method: str = typer.Option("lshape", "--method", help="Labeling method: lshape (the "
-                               "classical LiDAR baseline)."),
+    method: str = typer.Option("render", "--method", help="render: render-and-compare with the "
+                               "shape prior; lshape: the classical LiDAR baseline."),
+    prior_path: Path | None = typer.Option(None, "--prior", help="Shape prior file (default: "
+                                           "the shipped car prior)."),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or "
+                               "cuda."),
+    batch: int = typer.Option(4, "--batch", min=1, help="Frames whose objects are fitted "
+                              "together in one batch."),
+    iterations: int = typer.Option(FitConfig().iterations, "--iterations", min=1,
+                                   help="Optimiser steps per batch."),
+    viz: bool = typer.Option(False, "--viz", help="Also write OUT/viz/<frame>.png: fitted "
+                             "boxes on the image and a bird's-eye view with the points."),
+    save_meshes: bool = typer.Option(False, "--save-meshes", help="Also write each fitted "
+                                     "shape as OUT/meshes/<frame>_<index>.ply (camera frame)."),
 ) -> None:
     """Label every frame: one 3D box per 2D detection, written as KITTI label_2 and JSON."""
-    if method not in METHODS:
-        raise NotImplementedError(f"--method {method!r}: only 'lshape' exists so far; the "
-                                  "render-and-compare fitter is issue 6")
     with user_errors():
+        if method not in METHODS:
+            raise InputError(None, f"--method {method!r} is not one of {', '.join(METHODS)}")
+        if lidar is not None and depth is not None:
+            raise InputError(None, "give --lidar or --depth, not both")
         frames = _images(_folder(images, "--images"))
         calib_folder = _folder(calib if calib is not None else images.parent / "calib",
                                "--calib")
         if lidar is not None:
             _folder(lidar, "--lidar")
+        elif depth is not None:
+            _folder(depth, "--depth")
         elif (images.parent / "velodyne").is_dir():
             lidar = images.parent / "velodyne"
         detections = read_detections(detections_path)
@@ -105,35 +206,36 @@ def fit_command(
             if not (calib_folder / f"{frame_id}.txt").is_file():
                 raise InputError(calib_folder / f"{frame_id}.txt", "no such file (the "
                                  f"calibration of image {frames[frame_id].name})")
-        todo = [f for f in frames if not (out / "json" / f"{f}.json").is_file()]
-        console = Console(stderr=True)
-        if lidar is None:
-            console.print("no LiDAR folder: labels come from the 2D boxes alone (weak)")
-        for frame_id in track(todo, description=f"labeling ({method})", console=console):
-            _label_frame(frame_id, frames[frame_id], calib_folder, lidar,
-                         detections.get(frames[frame_id].name, []), out, method)
-    typer.echo(f"labeled {len(todo)} frames ({len(frames) - len(todo)} already done) "
-               f"into {out}")
-
-
-def _label_frame(frame_id: str, image: Path, calib_folder: Path, lidar: Path | None,
-                 detections: list[Detection], out: Path, method: str) -> None:
-    start = time.perf_counter()
-    calib = read_calib(calib_folder / f"{frame_id}.txt")
-    scan = _scan(lidar, frame_id)
-    points = None if scan is None else calib.velo_to_rect(read_points(scan).astype(np.float64))
-    image_size = read_image(image).shape[:2]
-    hypotheses, plane = frame_hypotheses(points, calib, detections, image_size)
-    labels = [h.to_label(d.category, d.box2d, d.score)
-              for h, d in zip(hypotheses, detections, strict=True)]
-    extras = [{"method": method, "source": h.source, "weak": h.weak, "points": len(h.points)}
-              for h in hypotheses]
-    frame_extras = {
-        "method": method,
-        "lidar": None if scan is None else str(scan),
-        "ground_plane": None if plane is None else {"normal": plane.normal,
-                                                     "offset": plane.offset},
-        "seconds": round(time.perf_counter() - start, 4),
-    }
-    write_labels(out / "label_2" / f"{frame_id}.txt", labels)
-    write_frame_json(out / "json" / f"{frame_id}.json", frame_id, labels, extras, frame_extras)
+        prior = load_prior(prior_path) if method == "render" else None
+    sources = Sources(frames, calib_folder, lidar, depth, detections)
+    config = PipelineConfig(fit=dataclasses.replace(FitConfig(), iterations=iterations),
+                            device=device)
+    todo = [f for f in frames if not (out / "json" / f"{f}.json").is_file()]
+    console = Console(stderr=True)
+    if lidar is None and depth is None:
+        console.print("no LiDAR or depth folder: labels come from the 2D boxes alone (weak)")
+    failed = []
+    with Progress(console=console) as progress:
+        task = progress.add_task(f"labeling ({method})", total=len(todo))
+        for start in range(0, len(todo), batch):
+            chunk = todo[start:start + batch]
+            loaded = []
+            for frame_id in chunk:
+                try:
+                    loaded.append(sources.load(frame_id))
+                except (InputError, FileNotFoundError) as error:
+                    console.print(f"[red]skipped frame {frame_id}[/red]: {error}")
+                    failed.append(frame_id)
+            writer = FrameWriter(out, method, viz, save_meshes, prior, frames)
+            if method == "render":
+                for frame, results in zip(loaded, label_frames(loaded, prior, config),
+                                          strict=True):
+                    writer.write(frame, results)
+            else:
+                for frame in loaded:
+                    writer.write_lshape(frame, config)
+            progress.advance(task, len(chunk))
+    typer.echo(f"labeled {len(todo) - len(failed)} frames ({len(frames) - len(todo)} already "
+               f"done, {len(failed)} failed) into {out}")
+    if failed:
+        raise typer.Exit(1)

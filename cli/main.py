@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from cli import demo, fit, prior, synth
 from cli import eval as eval_cli
-from cli import fit, prior, synth
 
 app = typer.Typer(
     name="autolabel",
@@ -21,10 +21,11 @@ def main() -> None:
     """3D labels from 2D detections by differentiable render-and-compare."""
 
 
-app.add_typer(prior.app, name="prior")
-app.command("eval")(eval_cli.eval_command)
 app.command("fit")(fit.fit_command)
 app.command("synth")(synth.synth_command)
+app.command("eval")(eval_cli.eval_command)
+app.add_typer(prior.app, name="prior")
+app.command("demo")(demo.demo_command)
 
 if __name__ == "__main__":
     app()

@@ -28,8 +28,8 @@ class SdfDecoder(nn.Module):
     def __init__(
         self,
         latent_size: int = 16,
-        widths: tuple[int, ...] = (192, 192, 192, 192, 192, 192),
-        reinject: tuple[int, ...] = (3,),
+        widths: tuple[int, ...] = (128, 128, 128, 128),
+        reinject: tuple[int, ...] = (2,),
         dropout: float = 0.0,
         weight_norm: bool = False,
         tanh_output: bool = True,

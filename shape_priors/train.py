@@ -32,19 +32,19 @@ class PriorTrainConfig:
 
     latent_size: int = 16
     """Dimension D of each shape code."""
-    widths: tuple[int, ...] = (192, 192, 192, 192, 192, 192)
+    widths: tuple[int, ...] = (128, 128, 128, 128)
     """Hidden layer widths of the decoder."""
-    reinject: tuple[int, ...] = (3,)
+    reinject: tuple[int, ...] = (2,)
     """Hidden layers that see the input [latent, xyz] again."""
     dropout: float = 0.0
     """Dropout probability in the decoder."""
     weight_norm: bool = False
     """Weight normalisation of the decoder's hidden layers."""
-    epochs: int = 300
+    epochs: int = 200
     """Passes over all training shapes."""
     shapes_per_batch: int = 16
     """Shapes in one optimisation step."""
-    points_per_shape: int = 2048
+    points_per_shape: int = 1024
     """SDF samples drawn per shape and step (from the shape's cached samples)."""
     lr_decoder: float = 1e-3
     """Adam learning rate of the decoder weights at epoch 0."""
@@ -52,7 +52,7 @@ class PriorTrainConfig:
     """Adam learning rate of the latent codes at epoch 0."""
     lr_decay: float = 0.5
     """Factor applied to both learning rates every ``lr_decay_every`` epochs."""
-    lr_decay_every: int = 100
+    lr_decay_every: int = 50
     """Epochs between learning-rate decays."""
     latent_reg: float = 1e-4
     """Weight of the mean squared norm of the batch's codes in the loss."""

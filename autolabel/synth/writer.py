@@ -27,8 +27,8 @@ from autolabel.io.atomic import atomic_path, write_text_atomic
 from autolabel.io.depth import write_depth_png
 from autolabel.io.detections import write_detections_coco
 from autolabel.io.kitti import write_calib, write_labels
-from autolabel.synth.draw import draw_boxes
 from autolabel.synth.generate import SynthFrame
+from autolabel.viz import draw_boxes, save_png
 
 DETECTIONS_FILE = "detections.json"
 
@@ -48,15 +48,10 @@ def write_frame(root: str | Path, frame: SynthFrame, viz: bool = True) -> None:
     if frame.depth is not None:
         write_depth_png(root / "depth" / name, frame.depth)
     if viz:
-        _save_png(root / "viz" / name, draw_boxes(frame.render.image, labels, calib.P2))
+        save_png(root / "viz" / name, draw_boxes(frame.render.image, labels, calib.P2))
     write_text_atomic(root / "scene" / f"{frame.frame_id}.json",
                       json.dumps(_scene_record(frame), indent=1) + "\n")
-    _save_png(root / "image_2" / name, Image.fromarray(frame.render.image))
-
-
-def _save_png(path: Path, picture: Image.Image) -> None:
-    with atomic_path(path) as temporary:
-        picture.save(temporary, format="PNG")
+    save_png(root / "image_2" / name, Image.fromarray(frame.render.image))
 
 
 def _scene_record(frame: SynthFrame) -> dict:
