@@ -40,13 +40,13 @@ class LossWeights:
     """Weights of the loss terms (see :mod:`autolabel.losses` for each term's units)."""
 
     points: float = 4.0
-    free_space: float = 2.0
+    free_space: float = 1.0
     silhouette: float = 1.0
-    box: float = 2.0
+    box: float = 0.5
     nocs: float = 1.0
     ground: float = 1.0
     latent: float = 0.05
-    size: float = 0.05
+    size: float = 0.01
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,8 +69,8 @@ class FitConfig:
         weights, render, surfels: loss weights, renderer and surfel settings.
     """
 
-    iterations: int = 100
-    pose_iterations: int = 40
+    iterations: int = 60
+    pose_iterations: int = 30
     lr_translation: float = 0.05
     lr_rotation: float = 0.03
     lr_log_size: float = 0.01
@@ -132,9 +132,10 @@ class FitOutput:
     """Fitted parameters and final diagnostics of B objects (detached tensors).
 
     Attributes:
-        center: (B, 3) centre of the fitted shape's tight box, camera frame.
-        rotation: (B, 3, 3) camera-from-object. size: (B, 3) tight box (l, w, h) of the
-            fitted, scaled shape. latent: (B, D).
+        center: (B, 3) centre of the fitted shape's box, camera frame.
+        rotation: (B, 3, 3) camera-from-object. size: (B, 3) its (l, w, h): every shape of
+            the prior fills the normalised cube, so the fitted scale is its tight box.
+        latent: (B, D).
         losses: term name -> (B,) weighted-free value of each loss term at the end.
         total: (B,) the weighted sum. extent: (B, 4) projected extent of the shape (pixels).
         inlier_fraction: (B,) share of observed points within 0.2 m of the surface (NaN
@@ -216,10 +217,14 @@ def _projected_extent(points: Tensor, valid: Tensor, projection: Tensor) -> Tens
     return torch.cat([low, high], dim=-1)
 
 
-def _bottom_height(points: Tensor, valid: Tensor, ground: Tensor) -> Tensor:
-    """(B,) height above the ground plane of each shape's lowest valid surfel."""
-    height = (points * ground[:, None, :3]).sum(-1) + ground[:, None, 3]
-    return torch.where(valid, height, torch.full_like(height, float("inf"))).amin(1)
+def _bottom_height(center: Tensor, rotation: Tensor, size: Tensor, ground: Tensor) -> Tensor:
+    """(B,) height above the ground plane of the centre of each box's bottom face.
+
+    Every shape of the prior rests on the bottom face of its normalised cube (the wheels
+    touch z = -0.5), so the box bottom is the shape's ground contact.
+    """
+    bottom = center - rotation[..., 2] * size[..., 2:3] / 2
+    return (bottom * ground[:, :3]).sum(-1) + ground[:, 3]
 
 
 @dataclasses.dataclass
@@ -251,8 +256,8 @@ def _evaluate(prior, params: _Parameters, batch: ObjectBatch, surfels, config: F
                                              batch.observed_depth),
         "silhouette": losses.silhouette_loss(rendered.silhouette, batch.mask) * batch.has_mask,
         "box": losses.box_loss(extent, batch.box2d, batch.free_edges),
-        "ground": losses.ground_loss(_bottom_height(points, surfels.valid, batch.ground),
-                                     batch.has_ground),
+        "ground": losses.ground_loss(
+            _bottom_height(params.translation, rotation, size, batch.ground), batch.has_ground),
         "latent": params.shape.pow(2).mean(-1),
         "size": losses.size_prior_loss(params.log_size, batch.size_log_mean,
                                        batch.size_log_std),
@@ -365,22 +370,12 @@ def _final(prior, params, batch, config, points, valid, finite, iterations, seco
     with torch.no_grad():
         evaluation = _evaluate(prior, params, batch, surfels, config)
         rotation = params.rotation_matrix()
-        size = params.log_size.exp()
-        far = torch.tensor(math.inf, dtype=size.dtype, device=size.device)
-        keep = surfels.valid.unsqueeze(-1)
-        low = torch.where(keep, surfels.points, far).amin(1)
-        high = torch.where(keep, surfels.points, -far).amax(1)
-        has_surface = surfels.valid.any(1, keepdim=True)
-        low = torch.where(has_surface, low, -0.5)
-        high = torch.where(has_surface, high, 0.5)
-        tight_size = (high - low) * size
-        offset = (high + low) / 2 * size
-        center = params.translation + (rotation @ offset.unsqueeze(-1)).squeeze(-1)
         counted = batch.points_valid.sum(-1)
         near = ((evaluation.distances.abs() < 0.2) & batch.points_valid).sum(-1)
         inlier = torch.where(counted > 0, near / counted.clamp(min=1), math.nan)
         return FitOutput(
-            center=center.detach(), rotation=rotation.detach(), size=tight_size.detach(),
+            center=params.translation.detach().clone(), rotation=rotation.detach(),
+            size=params.log_size.detach().exp(),
             latent=params.latent.detach(),
             losses={k: v.detach() for k, v in evaluation.terms.items()},
             total=evaluation.total.detach(), extent=evaluation.extent.detach(),

@@ -71,7 +71,7 @@ def point_sdf_loss(distance: Tensor, valid: Tensor, huber: float = 0.1) -> Tenso
 
 
 def free_space_loss(depth: Tensor, silhouette: Tensor, observed: Tensor,
-                    margin: float = 0.1) -> Tensor:
+                    margin: float = 0.1, cap: float = 0.5) -> Tensor:
     """Penalty for rendered surface in front of points the sensor saw through it, metres.
 
     A sensor ray that reached depth ``observed`` passed through free space up to there, so
@@ -81,15 +81,18 @@ def free_space_loss(depth: Tensor, silhouette: Tensor, observed: Tensor,
         depth: (B, S, S) rendered depth. silhouette: (B, S, S) rendered coverage.
         observed: (B, S, S) depth of the sensor's nearest return per window pixel, 0 if none.
         margin: metres of tolerance for sensor noise.
+        cap: metres; a violation counts at most this much, so that background far behind a
+            soft silhouette edge (or seen past it from the LiDAR's slightly different
+            viewpoint) does not outweigh everything else.
     Returns:
         (B,) mean violation in metres over the window pixels with a return.
 
     >>> round(free_space_loss(torch.full((1, 1, 2), 5.0), torch.ones(1, 1, 2),
-    ...                       torch.tensor([[[8.0, 5.0]]])).item(), 6)
-    1.45
+    ...                       torch.tensor([[[5.3, 5.0]]])).item(), 6)
+    0.1
     """
     seen = observed > 0
-    violation = torch.relu(observed - depth - margin) * silhouette * seen
+    violation = (observed - depth - margin).clamp(0, cap) * silhouette * seen
     return violation.sum((-1, -2)) / seen.sum((-1, -2)).clamp(min=1)
 
 

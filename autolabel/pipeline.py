@@ -36,8 +36,8 @@ from autolabel.label import ObjectLabel
 from autolabel.render import detection_windows
 from autolabel.verify import VerifyConfig, box_iou_2d, mask_iou, plausibility, verify
 
-# Spread of log-size around the class mean (roughly KITTI cars' l, w, h spread).
-SIZE_LOG_STD = (0.12, 0.07, 0.08)
+# Spread of log-size around the class mean: wide enough for vans and SUVs among cars.
+SIZE_LOG_STD = (0.15, 0.1, 0.15)
 
 
 @dataclasses.dataclass(frozen=True)

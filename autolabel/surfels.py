@@ -193,7 +193,13 @@ def _thin_evenly(points: Tensor, scale: Tensor, spacing: float, count: int,
     kept = shuffled[first]
     if kept.shape[0] > count:
         kept = kept[torch.randperm(kept.shape[0], generator=generator)[:count].to(points.device)]
-    return kept
+    # Thinning can miss the shape's extremes (a wheel touches the ground along a line), which
+    # set its projected extent: put back the support points in 26 directions.
+    directions = torch.stack(torch.meshgrid(*[torch.tensor([-1.0, 0.0, 1.0])] * 3,
+                                            indexing="ij"), -1).reshape(-1, 3)
+    directions = directions[directions.abs().sum(-1) > 0].to(points)
+    support = points[((points * scale) @ directions.T).argmax(0)]
+    return torch.cat([support, kept])[:count]
 
 
 def extract_surface_points(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 import typer
 
 from cli import demo, fit, prior, synth
@@ -17,8 +18,14 @@ app = typer.Typer(
 
 
 @app.callback()
-def main() -> None:
+def main(
+    threads: int = typer.Option(1, "--threads", min=0, help="CPU threads for torch (0: torch's "
+                                "default, one per core). One is fastest for this workload on "
+                                "small or busy machines; more help large batches."),
+) -> None:
     """3D labels from 2D detections by differentiable render-and-compare."""
+    if threads:
+        torch.set_num_threads(threads)
 
 
 app.command("fit")(fit.fit_command)
