@@ -118,6 +118,29 @@ class LabelResult:
                 "seconds": self.seconds}
 
 
+@dataclasses.dataclass
+class FrameResult:
+    """One frame's labels and frame-level facts.
+
+    Attributes:
+        frame_id: the frame. labels: one :class:`LabelResult` per detection, in order.
+        ground_plane: the plane estimated from the frame's points, or None.
+        seconds: the frame's share of the batch's wall time.
+    """
+
+    frame_id: str
+    labels: list[LabelResult]
+    ground_plane: GroundPlane | None
+    seconds: float
+
+    def extras(self) -> dict:
+        """The JSON-ready frame-level fields of the per-frame JSON."""
+        plane = self.ground_plane
+        return {"ground_plane": None if plane is None else {"normal": plane.normal.tolist(),
+                                                            "offset": float(plane.offset)},
+                "seconds": round(self.seconds, 4)}
+
+
 def resolve_device(name: str) -> torch.device:
     """'auto' -> CUDA when available else CPU; otherwise the named device."""
     if name == "auto":
@@ -186,18 +209,21 @@ class _Object:
     plane: GroundPlane | None
 
 
-def _hypotheses(frames: Sequence[FrameInput], config: PipelineConfig) -> list[_Object]:
-    objects = []
+def _hypotheses(frames: Sequence[FrameInput], config: PipelineConfig
+                ) -> tuple[list[_Object], list[GroundPlane | None]]:
+    objects, planes = [], []
     for f, frame in enumerate(frames):
         if not frame.detections:
+            planes.append(None)
             continue
         initial, plane = frame_hypotheses(frame.points, frame.calib, frame.detections,
                                           frame.image_size, config.init, depth=frame.depth)
+        planes.append(plane)
         for d, hypothesis in enumerate(initial):
             variants = yaw_hypotheses(hypothesis)
             keep = {1: [0], 2: [0, 2], 4: [0, 1, 2, 3]}[config.yaw_hypotheses]
             objects.extend(_Object(f, d, k, variants[k], plane) for k in keep)
-    return objects
+    return objects, planes
 
 
 def _observed_points(hypothesis: Hypothesis, limit: int, rng: np.random.Generator):
@@ -314,32 +340,35 @@ def _result(frame: FrameInput, obj: _Object, i: int, output: FitOutput, batch: O
 
 
 def label_frames(frames: Sequence[FrameInput], prior=None,
-                 config: PipelineConfig = PipelineConfig()) -> list[list[LabelResult]]:
+                 config: PipelineConfig = PipelineConfig()) -> list[FrameResult]:
     """Label every detection of a chunk of frames, all objects fitted in one batch.
 
     Args:
         frames: the chunk's inputs. prior: a :class:`~autolabel.prior.ShapePrior`; the
             shipped car prior when None. config: all settings.
     Returns:
-        Per frame, one :class:`LabelResult` per detection, in detection order.
+        Per frame a :class:`FrameResult` with one :class:`LabelResult` per detection.
     """
     if prior is None:
         from autolabel.prior import load_prior
         prior = load_prior()
+    start = time.perf_counter()
     device = resolve_device(config.device)
     prior = prior.to(device)
-    objects = _hypotheses(frames, config)
+    objects, planes = _hypotheses(frames, config)
     results: list[list[LabelResult]] = [[] for _ in frames]
-    if not objects:
-        return results
-    batch = build_batch(frames, objects, config, device)
-    start = time.perf_counter()
-    output = fit(prior, batch, config.fit, config.seed)
-    share = (time.perf_counter() - start) / len({(o.frame, o.detection) for o in objects})
-    best = _best_per_detection(objects, output)
-    for (f, _), i in sorted(best.items()):
-        results[f].append(_result(frames[f], objects[i], i, output, batch, prior, config, share))
-    return results
+    if objects:
+        batch = build_batch(frames, objects, config, device)
+        fit_start = time.perf_counter()
+        output = fit(prior, batch, config.fit, config.seed)
+        share = (time.perf_counter() - fit_start) / len({(o.frame, o.detection)
+                                                          for o in objects})
+        for (f, _), i in sorted(_best_per_detection(objects, output).items()):
+            results[f].append(_result(frames[f], objects[i], i, output, batch, prior, config,
+                                      share))
+    seconds = (time.perf_counter() - start) / len(frames)
+    return [FrameResult(frame.frame_id, labels, plane, seconds)
+            for frame, labels, plane in zip(frames, results, planes, strict=True)]
 
 
 def label_frame(image: np.ndarray | tuple[int, int], calib: Calib,
@@ -361,7 +390,7 @@ def label_frame(image: np.ndarray | tuple[int, int], calib: Calib,
     size = tuple(image) if isinstance(image, tuple) else tuple(np.shape(image)[:2])
     config = dataclasses.replace(config, **options)
     frame = FrameInput("frame", size, calib, list(detections), points, depth)
-    return label_frames([frame], prior, config)[0]
+    return label_frames([frame], prior, config)[0].labels
 
 
 def label_mesh(prior, latent: np.ndarray, label: ObjectLabel, resolution: int = 65):

@@ -33,7 +33,7 @@ from autolabel.io.detections import Detection, read_detections
 from autolabel.io.kitti import IMAGE_SUFFIXES, read_calib, read_image, write_labels
 from autolabel.io.labels import write_frame_json
 from autolabel.io.pointcloud import POINT_CLOUD_SUFFIXES, read_points
-from autolabel.pipeline import FrameInput, LabelResult, PipelineConfig, label_frames, label_mesh
+from autolabel.pipeline import FrameInput, FrameResult, PipelineConfig, label_frames, label_mesh
 from autolabel.prior import load_prior
 from autolabel.viz import fit_overview, save_png
 from cli.common import user_errors
@@ -119,25 +119,24 @@ class FrameWriter:
     prior: object | None
     images: dict[str, Path]
 
-    def write(self, frame: FrameInput, results: list[LabelResult]) -> None:
-        labels = [r.label for r in results]
-        extras = [{"method": self.method, **r.extras()} for r in results]
-        self._finish(frame, labels, [r.accepted for r in results], extras,
-                     [r.latent for r in results])
+    def write(self, frame: FrameInput, result: FrameResult) -> None:
+        labels = [r.label for r in result.labels]
+        extras = [{"method": self.method, **r.extras()} for r in result.labels]
+        self._finish(frame, labels, [r.accepted for r in result.labels], extras,
+                     [r.latent for r in result.labels], result.extras())
 
     def write_lshape(self, frame: FrameInput, config: PipelineConfig) -> None:
         start = time.perf_counter()
-        hypotheses, _ = frame_hypotheses(frame.points, frame.calib, frame.detections,
+        hypotheses, plane = frame_hypotheses(frame.points, frame.calib, frame.detections,
                                          frame.image_size, config.init, depth=frame.depth)
         labels = [h.to_label(d.category, d.box2d, d.score)
                   for h, d in zip(hypotheses, frame.detections, strict=True)]
         extras = [{"method": self.method, "source": h.source, "weak": h.weak,
-                   "accepted": True, "points": len(h.points),
-                   "seconds": (time.perf_counter() - start) / max(len(labels), 1)}
-                  for h in hypotheses]
-        self._finish(frame, labels, [True] * len(labels), extras, None)
+                   "accepted": True, "points": len(h.points)} for h in hypotheses]
+        self._finish(frame, labels, [True] * len(labels), extras, None,
+                     FrameResult(frame.frame_id, [], plane, time.perf_counter() - start).extras())
 
-    def _finish(self, frame, labels, accepted, extras, latents) -> None:
+    def _finish(self, frame, labels, accepted, extras, latents, frame_extras) -> None:
         write_labels(self.out / "label_2" / f"{frame.frame_id}.txt", labels)
         if self.viz:
             picture = fit_overview(self._image(frame), labels, accepted, frame.calib.P2,
@@ -149,7 +148,7 @@ class FrameWriter:
                 write_bytes_atomic(self.out / "meshes" / f"{frame.frame_id}_{index}.ply",
                                    mesh.export(file_type="ply"))
         write_frame_json(self.out / "json" / f"{frame.frame_id}.json", frame.frame_id, labels,
-                         extras, {"method": self.method})
+                         extras, {"method": self.method, **frame_extras})
 
     def _image(self, frame: FrameInput) -> np.ndarray:
         return read_image(self.images[frame.frame_id])

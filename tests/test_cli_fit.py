@@ -60,7 +60,7 @@ def snapshot(folder: Path) -> dict[str, tuple[int, int, bytes]]:
 def test_lshape_labels_of_unoccluded_synthetic_cars_reach_bev_iou_0_7(scene, tmp_path):
     result = fit(scene / "image_2", scene / "detections.json", tmp_path)
     assert result.exit_code == 0, result.output
-    assert "labeled 2 frames (0 already done)" in result.output
+    assert "labeled 2 frames (0 already done, 0 failed)" in result.output
     checked = 0
     for frame in FRAMES:
         record = read_frame_json(tmp_path / "json" / f"{frame}.json")
@@ -83,7 +83,7 @@ def test_second_run_skips_finished_frames_and_changes_no_file(scene, tmp_path):
     assert len(before) == 4
     result = fit(scene / "image_2", scene / "detections.json", tmp_path)
     assert result.exit_code == 0, result.output
-    assert "labeled 0 frames (2 already done)" in result.output
+    assert "labeled 0 frames (2 already done, 0 failed)" in result.output
     assert snapshot(tmp_path) == before
 
 
@@ -94,7 +94,7 @@ def test_deleting_one_frame_json_redoes_only_that_frame(scene, tmp_path):
     (tmp_path / "json" / "000001.json").unlink()
     result = fit(scene / "image_2", scene / "detections.json", tmp_path)
     assert result.exit_code == 0, result.output
-    assert "labeled 1 frames (1 already done)" in result.output
+    assert "labeled 1 frames (1 already done, 0 failed)" in result.output
     after = snapshot(tmp_path)
     assert sorted(after) == sorted(before)
     changed = sorted(name for name in after if after[name][:2] != before[name][:2])

@@ -1,0 +1,54 @@
+import torch
+
+from autolabel import losses
+
+
+def test_silhouette_loss_is_one_minus_iou_of_two_half_overlapping_squares():
+    a = torch.zeros(1, 4, 4)
+    b = torch.zeros(1, 4, 4)
+    a[:, :, :2] = 1
+    b[:, :, 1:3] = 1
+    assert torch.isclose(losses.silhouette_loss(a, b), torch.tensor([1 - 4 / 12]))
+
+
+def test_point_sdf_loss_is_quadratic_near_zero_linear_far_and_ignores_padding():
+    distance = torch.tensor([[0.05, 5.0], [1.0, 0.0]])
+    valid = torch.tensor([[True, False], [True, True]])
+    value = losses.point_sdf_loss(distance, valid, huber=0.1)
+    assert torch.allclose(value, torch.tensor([0.05**2 / 2 / 0.1, (1.0 - 0.05) / 2]))
+
+
+def test_free_space_penalises_only_surface_in_front_of_returns_up_to_the_cap():
+    depth = torch.tensor([[[10.0, 10.0, 10.0, 10.0]]])
+    silhouette = torch.ones(1, 1, 4)
+    observed = torch.tensor([[[10.05, 10.3, 30.0, 0.0]]])  # noise, 0.2 m, far, no return
+    value = losses.free_space_loss(depth, silhouette, observed, margin=0.1, cap=0.5)
+    assert torch.isclose(value, torch.tensor([(0.0 + 0.2 + 0.5) / 3]))
+
+
+def test_box_loss_ignores_edges_cut_by_the_image_border():
+    extent = torch.tensor([[0.0, 0.0, 100.0, 50.0]])
+    box = torch.tensor([[20.0, 0.0, 100.0, 50.0]])
+    free = torch.tensor([[True, False, False, False]])
+    assert losses.box_loss(extent, box, free).item() == 0.0
+    assert losses.box_loss(extent, box, torch.zeros_like(free)).item() > 0
+
+
+def test_ground_loss_is_zero_without_a_plane_and_grows_with_height():
+    heights = torch.tensor([0.5, 0.5, 0.0])
+    value = losses.ground_loss(heights, torch.tensor([False, True, True]), huber=0.1)
+    assert value[0] == 0 and value[2] == 0 and torch.isclose(value[1], torch.tensor(0.45))
+
+
+def test_size_prior_is_zero_at_the_mean_and_one_at_one_standard_deviation():
+    mean, std = torch.log(torch.tensor([[4.0, 1.7, 1.5]])), torch.tensor([[0.1, 0.1, 0.1]])
+    assert losses.size_prior_loss(mean, mean, std).item() == 0
+    assert torch.isclose(losses.size_prior_loss(mean + 0.1, mean, std), torch.tensor([1.0]))
+
+
+def test_nocs_loss_weights_by_coverage_and_validity():
+    nocs = torch.zeros(1, 1, 2, 3)
+    target = torch.ones(1, 1, 2, 3)
+    valid = torch.tensor([[[True, False]]])
+    value = losses.nocs_loss(nocs, torch.ones(1, 1, 2), target, valid)
+    assert torch.isclose(value, torch.tensor([3.0]))
