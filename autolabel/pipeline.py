@@ -157,13 +157,14 @@ def window_samples(image: np.ndarray, window: np.ndarray, size: int) -> np.ndarr
     Returns:
         (B, S, S) samples; 0 outside the image.
 
-    >>> window_samples(np.arange(16.0).reshape(4, 4), np.array([[-0.5, -0.5, 3.5, 3.5]]), 2)
+    >>> window_samples(np.arange(16.0).reshape(4, 4), np.array([[0.0, 0.0, 4.0, 4.0]]), 2)
     array([[[ 5.,  7.],
             [13., 15.]]])
     """
     steps = (np.arange(size) + 0.5) / size
-    columns = np.rint(window[:, 0:1] + steps * (window[:, 2:3] - window[:, 0:1])).astype(int)
-    rows = np.rint(window[:, 1:2] + steps * (window[:, 3:4] - window[:, 1:2])).astype(int)
+    columns = np.floor(window[:, 0:1] + steps * (window[:, 2:3] - window[:, 0:1]) + 0.5)
+    rows = np.floor(window[:, 1:2] + steps * (window[:, 3:4] - window[:, 1:2]) + 0.5)
+    columns, rows = columns.astype(int), rows.astype(int)
     height, width = image.shape
     inside = ((rows >= 0) & (rows < height))[:, :, None] & ((columns >= 0) & (columns < width))[
         :, None, :]
