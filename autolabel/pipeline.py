@@ -33,7 +33,13 @@ from autolabel.init import (
 from autolabel.io.detections import Detection
 from autolabel.io.kitti import Calib
 from autolabel.label import ObjectLabel
-from autolabel.render import detection_windows
+from autolabel.render import Rendered, RenderSettings, detection_windows, render
+from autolabel.surfels import (
+    extract_surface_points,
+    pose_surfels,
+    project_to_surface,
+    surfel_spacing,
+)
 from autolabel.verify import VerifyConfig, box_iou_2d, mask_iou, plausibility, verify
 
 # Spread of log-size around the class mean: wide enough for vans and SUVs among cars.
@@ -284,7 +290,7 @@ def build_batch(frames: Sequence[FrameInput], objects: Sequence[_Object],
                                 for o in objects]))
 
     def tensor(array, dtype=torch.float32):
-        return torch.as_tensor(np.asarray(array), dtype=dtype, device=device)
+        return torch.as_tensor(np.array(array), dtype=dtype, device=device)
 
     return ObjectBatch(
         projection=tensor(projection), box2d=tensor(box2d),
@@ -410,3 +416,34 @@ def label_mesh(prior, latent: np.ndarray, label: ObjectLabel, resolution: int = 
     local = (mesh.vertices - (low + high) / 2) / np.maximum(high - low, 1e-9) * label.size
     mesh.vertices = local @ label.rotation.T + label.center
     return mesh
+
+
+def render_labels(prior, latents: np.ndarray, labels: Sequence[ObjectLabel],
+                  projection: np.ndarray, settings: RenderSettings = RenderSettings(),
+                  seed: int = 0) -> Rendered:
+    """Render the shapes of labels (their boxes filled by the given codes) into windows.
+
+    Args:
+        prior: the shape prior. latents: (B, D) one code per label. labels: B labels.
+        projection: (3, 4) camera matrix. settings: renderer knobs; the windows are square
+            regions around each label's ``box2d``.
+    Returns:
+        :class:`~autolabel.render.Rendered` for the B labels.
+    """
+    device = prior.latent_mean.device
+
+    def tensor(values):
+        return torch.as_tensor(np.asarray(values), dtype=torch.float32, device=device)
+
+    latent = tensor(latents).reshape(len(labels), -1)
+    size = tensor([label.size for label in labels])
+    points, valid = extract_surface_points(prior.sdf, latent, size, seed=seed)
+    surfels = project_to_surface(prior.sdf, latent, points, valid)
+    camera_points, normals = pose_surfels(surfels, tensor([label.center for label in labels]),
+                                          tensor([label.rotation for label in labels]), size)
+    window = detection_windows(tensor([label.box2d for label in labels]),
+                               settings.window_margin)
+    with torch.no_grad():
+        return render(camera_points, normals, surfels.points, surfels.valid,
+                      surfel_spacing(size, points.shape[1]),
+                      tensor(projection).expand(len(labels), 3, 4), window, settings)

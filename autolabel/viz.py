@@ -343,3 +343,28 @@ def _draw_footprints(draw: ImageDraw.ImageDraw, view: BevView, labels: Sequence[
         center = corners.mean(axis=0)
         front = (corners[0] + corners[3]) / 2  # corners 0 and 3 are the front face
         draw.line([tuple(center), tuple(front)], fill=colour, width=width)
+
+
+def paint_silhouettes(image: np.ndarray, silhouettes: np.ndarray, windows: np.ndarray,
+                      colours: Sequence[tuple[int, int, int]], opacity: float = 0.5
+                      ) -> np.ndarray:
+    """Tint the image where rendered silhouettes cover it.
+
+    Args:
+        image: (H, W, 3) uint8. silhouettes: (B, S, S) coverage in [0, 1] of B render
+            windows. windows: (B, 4) their image regions (x0, y0, x1, y1).
+        colours: one RGB colour per window. opacity: tint at full coverage.
+    Returns:
+        (H, W, 3) uint8 copy of the image with the silhouettes blended in.
+    """
+    result = image.astype(np.float32)
+    height, width = image.shape[:2]
+    rows, columns = np.mgrid[0:height, 0:width]
+    for silhouette, (x0, y0, x1, y1), colour in zip(silhouettes, windows, colours, strict=True):
+        size = silhouette.shape[0]
+        inside = (columns >= x0) & (columns < x1) & (rows >= y0) & (rows < y1)
+        i = ((rows[inside] - y0) / (y1 - y0) * size).astype(int).clip(0, size - 1)
+        j = ((columns[inside] - x0) / (x1 - x0) * size).astype(int).clip(0, size - 1)
+        alpha = opacity * silhouette[i, j][:, None]
+        result[inside] = (1 - alpha) * result[inside] + alpha * np.asarray(colour, np.float32)
+    return result.round().clip(0, 255).astype(np.uint8)

@@ -127,8 +127,12 @@ def main() -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--detached-normals", action="store_true",
                         help="normals without a graph to the latent (the fitter's fast mode)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (0: torch's default)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
                           else ("cpu" if args.device == "auto" else args.device))
     prior = load_prior(args.prior, device=device)

@@ -1,12 +1,19 @@
 import math
+from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 
 from autolabel import geometry as g
 from autolabel import render as rd
 from autolabel import shapes
 from autolabel import surfels as sf
+from autolabel.io.kitti import read_calib, read_image, read_labels
+from autolabel.pipeline import render_labels
+from autolabel.prior import load_prior
+from autolabel.verify import box_iou_2d
+from autolabel.viz import paint_silhouettes, save_png
 
 CAMERA = torch.tensor([[[721.5, 0.0, 609.6, 0.0], [0.0, 721.5, 172.9, 0.0], [0.0, 0.0, 1.0, 0.0]]],
                       dtype=torch.float64)
@@ -166,3 +173,30 @@ def test_chunked_rendering_equals_rendering_all_objects_at_once(chunk):
     parts = rd.render(*args, rd.RenderSettings(chunk_objects=chunk))
     assert torch.allclose(whole.silhouette, parts.silhouette)
     assert torch.allclose(whole.depth, parts.depth)
+
+
+KITTI = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "kitti_dev"
+
+
+@pytest.mark.skipif(not KITTI.is_dir(), reason="../shared/data/kitti_dev is not there")
+def test_learned_prior_at_labelled_kitti_poses_covers_the_2d_boxes(tmp_path):
+    prior = load_prior()
+    frame = "000003"  # one unoccluded, untruncated car 13 m ahead
+    calib = read_calib(KITTI / "calib" / f"{frame}.txt")
+    cars = [label for label in read_labels(KITTI / "label_2" / f"{frame}.txt")
+            if label.category == "Car" and label.occlusion == 0 and label.truncation == 0]
+    latents = prior.latent_mean[None].expand(len(cars), -1).numpy()
+    rendered = render_labels(prior, latents, cars, calib.P2)
+    for car, silhouette, window in zip(cars, rendered.silhouette, rendered.window, strict=True):
+        covered = silhouette > 0.5
+        rows, columns = covered.any(1).nonzero()[:, 0], covered.any(0).nonzero()[:, 0]
+        scale = float(window[2] - window[0]) / SETTINGS.window_size
+        box = torch.stack([columns.min(), rows.min(), columns.max() + 1, rows.max() + 1])
+        box = (box * scale + window[[0, 1, 0, 1]]).double()[None]
+        iou = float(box_iou_2d(box, torch.as_tensor(car.box2d)[None])[0])
+        assert iou >= 0.7, (iou, box, car.box2d)
+    image = read_image(KITTI / "image_2" / f"{frame}.png")
+    overlay = paint_silhouettes(image, rendered.silhouette.numpy(), rendered.window.numpy(),
+                                [(0, 255, 0)] * len(cars))
+    save_png(tmp_path / "overlay.png", Image.fromarray(overlay))
+    assert (overlay != image).any()

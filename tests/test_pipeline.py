@@ -1,0 +1,20 @@
+import numpy as np
+
+from autolabel.pipeline import sparse_depth_windows, window_samples
+
+CAMERA = np.array([[100.0, 0.0, 50.0, 0.0], [0.0, 100.0, 50.0, 0.0], [0.0, 0.0, 1.0, 0.0]])
+
+
+def test_sparse_depth_keeps_the_nearest_point_per_window_pixel():
+    # Both points project onto image pixel (50, 50), the centre of the window's pixel (1, 1).
+    points = np.array([[0.0, 0.0, 10.0], [0.0, 0.0, 6.0], [0.0, 0.0, -5.0]])
+    window = np.array([[44.0, 44.0, 56.0, 56.0]])
+    depth = sparse_depth_windows(points, CAMERA, window, 2)
+    assert depth.shape == (1, 2, 2)
+    assert depth[0, 1, 1] == 6.0 and (depth[0].ravel()[:3] == 0).all()
+
+
+def test_window_samples_are_zero_outside_the_image():
+    image = np.ones((4, 4))
+    samples = window_samples(image, np.array([[-4.0, 0.0, 4.0, 8.0]]), 2)
+    assert samples.tolist() == [[[0.0, 1.0], [0.0, 0.0]]]
