@@ -10,6 +10,7 @@ document with a key per method. :func:`lshape` is the classical baseline every b
 from __future__ import annotations
 
 import dataclasses
+import functools
 import io
 import json
 import math
@@ -46,6 +47,8 @@ from autolabel.io.kitti import (
     read_velodyne,
 )
 from autolabel.label import ObjectLabel
+from autolabel.pipeline import FrameInput, label_frames
+from autolabel.prior import load_prior
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -101,6 +104,21 @@ def lshape(frame: Frame, detections: Sequence[Detection]) -> FrameLabels:
     labels = label_frame_lshape(frame.points, frame.calib, detections, frame.image_size,
                                 depth=frame.depth if frame.points is None else None)
     return FrameLabels(labels, [True] * len(labels))
+
+
+def render_and_compare(frame: Frame, detections: Sequence[Detection]) -> FrameLabels:
+    """The render-and-compare fitter (``autolabel.pipeline``) with the shipped prior and its
+    default settings, on LiDAR, else the frame's depth map, else the 2D boxes alone; labels
+    carry its verification verdict."""
+    inputs = FrameInput(frame.frame_id, frame.image_size, frame.calib, list(detections),
+                        frame.points, frame.depth if frame.points is None else None)
+    results = label_frames([inputs], _shipped_prior())[0].labels
+    return FrameLabels([r.label for r in results], [r.accepted for r in results])
+
+
+@functools.cache
+def _shipped_prior():
+    return load_prior()
 
 
 def image_file(root: Path, frame_id: str) -> Path:

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -32,12 +33,13 @@ from benchmarks.common import (  # noqa: E402
     load_kitti,
     lshape,
     method_record,
+    render_and_compare,
     report,
     run_labeler,
     write_json,
 )
 
-METHODS: dict[str, Labeler] = {"lshape": lshape}
+METHODS: dict[str, Labeler] = {"lshape": lshape, "render": render_and_compare}
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
@@ -49,9 +51,13 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--jitter", type=float, default=0.0,
                         help="Std. dev. (pixels) of the noise on ground-truth box edges.")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the box jitter.")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (0: torch's default); see docs/decisions.md")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" /
                         "kitti_dev.json", help="Where to write the JSON results.")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     frames = load_kitti(args.root)
     if args.detections is not None:

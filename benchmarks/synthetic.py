@@ -46,6 +46,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import torch
 from rich.progress import track
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,12 +70,13 @@ from benchmarks.common import (  # noqa: E402
     load_kitti,
     lshape,
     method_record,
+    render_and_compare,
     report,
     run_labeler,
     write_json,
 )
 
-METHODS: dict[str, Labeler] = {"lshape": lshape}
+METHODS: dict[str, Labeler] = {"lshape": lshape, "render": render_and_compare}
 SETTINGS = ("lidar", "depth", "box")
 CACHE = ROOT / "benchmarks" / "cache" / "synthetic"
 # The scenes: the generator's defaults with the depth map on and no pictures.
@@ -129,6 +131,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--frames", type=int, default=50,
                         help="Number of frames (frames 0 .. N-1 of the data set).")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the synthetic data set.")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (0: torch's default); see docs/decisions.md")
     parser.add_argument("--setting", action="append", choices=SETTINGS, default=None,
                         help="Sensor setting; repeat for several (default: all three).")
     parser.add_argument("--cache", type=Path, default=CACHE,
@@ -136,6 +140,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" /
                         "synthetic.json", help="Where to write the JSON results.")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.frames < 1:
         parser.error(f"--frames must be at least 1, got {args.frames}")
     settings = args.setting or list(SETTINGS)
