@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -447,3 +447,28 @@ def render_labels(prior, latents: np.ndarray, labels: Sequence[ObjectLabel],
         return render(camera_points, normals, surfels.points, surfels.valid,
                       surfel_spacing(size, points.shape[1]),
                       tensor(projection).expand(len(labels), 3, 4), window, settings)
+
+
+def label_dataset(frames: Iterable[FrameInput], prior=None,
+                  config: PipelineConfig = PipelineConfig(), batch: int = 4
+                  ) -> Iterator[FrameResult]:
+    """Label a stream of frames, ``batch`` frames (all their objects) per optimisation.
+
+    Args:
+        frames: any iterable of :class:`FrameInput` (e.g. a generator reading files lazily).
+        prior: shape prior (default: the shipped car prior). config: all settings.
+        batch: frames fitted together.
+    Yields:
+        One :class:`FrameResult` per frame, in order, as soon as its batch is done.
+    """
+    if prior is None:
+        from autolabel.prior import load_prior
+        prior = load_prior()
+    chunk: list[FrameInput] = []
+    for frame in frames:
+        chunk.append(frame)
+        if len(chunk) == batch:
+            yield from label_frames(chunk, prior, config)
+            chunk = []
+    if chunk:
+        yield from label_frames(chunk, prior, config)

@@ -18,3 +18,19 @@ def test_window_samples_are_zero_outside_the_image():
     image = np.ones((4, 4))
     samples = window_samples(image, np.array([[-4.0, 0.0, 4.0, 8.0]]), 2)
     assert samples.tolist() == [[[0.0, 1.0], [0.0, 0.0]]]
+
+
+def test_label_dataset_yields_one_result_per_frame_in_order_across_batches(monkeypatch):
+    import autolabel
+    from autolabel import pipeline
+
+    seen = []
+
+    def fake_label_frames(chunk, prior, config):
+        seen.append([frame for frame in chunk])
+        return [pipeline.FrameResult(frame, [], None, 0.0) for frame in chunk]
+
+    monkeypatch.setattr(pipeline, "label_frames", fake_label_frames)
+    results = list(autolabel.label_dataset(iter(["a", "b", "c"]), prior=object(), batch=2))
+    assert [r.frame_id for r in results] == ["a", "b", "c"]
+    assert seen == [["a", "b"], ["c"]]
