@@ -27,6 +27,7 @@ from PIL import Image, ImageDraw
 
 from autolabel.errors import InputError
 from autolabel.io.atomic import write_text_atomic
+from autolabel.io.jsonfile import read_json
 
 BBOX_FORMATS = ("xyxy", "xywh")
 
@@ -289,15 +290,7 @@ def read_detections(path: str | Path) -> dict[str, list[Detection]]:
             ``images``, an unknown category_id, or a malformed mask.
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "no such file")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise InputError(path, f"malformed JSON: {error.msg}",
-                         f"line {error.lineno}, column {error.colno}") from None
-    except UnicodeDecodeError as error:
-        raise InputError(path, f"not a UTF-8 text file ({error.reason})") from None
+    data = read_json(path)
     reader = _Reader(path)
     if isinstance(data, list):
         raise reader.error("a bare list of COCO results cannot be mapped to image files; "

@@ -26,6 +26,7 @@ import torch
 
 from autolabel.errors import InputError
 from autolabel.io.atomic import write_text_atomic
+from autolabel.io.jsonfile import read_json
 from autolabel.io.kitti import DONT_CARE
 from autolabel.label import ObjectLabel
 
@@ -123,13 +124,7 @@ def read_frame_json(path: str | Path) -> FrameRecord:
             non-finite number, a rotation that is not a rotation, or a non-positive size.
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "no such file")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise InputError(path, f"malformed JSON: {error.msg}",
-                         f"line {error.lineno}, column {error.colno}") from None
+    data = read_json(path)
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise InputError(path, f"not an {FORMAT} file", field="format")
     version = data.get("version")
