@@ -33,9 +33,22 @@ from autolabel.io.detections import Detection, read_detections
 from autolabel.io.kitti import IMAGE_SUFFIXES, read_calib, read_image, write_labels
 from autolabel.io.labels import write_frame_json
 from autolabel.io.pointcloud import POINT_CLOUD_SUFFIXES, read_points
-from autolabel.pipeline import FrameInput, FrameResult, PipelineConfig, label_frames, label_mesh
+from autolabel.pipeline import (
+    FrameInput,
+    FrameResult,
+    PipelineConfig,
+    label_frames,
+    label_mesh,
+    render_labels,
+)
 from autolabel.prior import load_prior
-from autolabel.viz import fit_overview, save_png
+from autolabel.viz import (
+    ACCEPTED_COLOUR,
+    REJECTED_COLOUR,
+    fit_overview,
+    paint_silhouettes,
+    save_png,
+)
 from cli.common import user_errors
 
 METHODS = ("render", "lshape")
@@ -139,8 +152,13 @@ class FrameWriter:
     def _finish(self, frame, labels, accepted, extras, latents, frame_extras) -> None:
         write_labels(self.out / "label_2" / f"{frame.frame_id}.txt", labels)
         if self.viz:
-            picture = fit_overview(self._image(frame), labels, accepted, frame.calib.P2,
-                                   frame.points)
+            image = self._image(frame)
+            if latents is not None and labels:
+                rendered = render_labels(self.prior, np.stack(latents), labels, frame.calib.P2)
+                colours = [ACCEPTED_COLOUR if ok else REJECTED_COLOUR for ok in accepted]
+                image = paint_silhouettes(image, rendered.silhouette.cpu().numpy(),
+                                          rendered.window.cpu().numpy(), colours)
+            picture = fit_overview(image, labels, accepted, frame.calib.P2, frame.points)
             save_png(self.out / "viz" / f"{frame.frame_id}.png", picture)
         if self.save_meshes and latents is not None:
             for index, (label, latent) in enumerate(zip(labels, latents, strict=True)):
@@ -223,7 +241,8 @@ def fit_command(
                 try:
                     loaded.append(sources.load(frame_id))
                 except (InputError, FileNotFoundError) as error:
-                    console.print(f"[red]skipped frame {frame_id}[/red]: {error}")
+                    console.print(f"skipped frame {frame_id}: {error}", soft_wrap=True,
+                                  markup=False, highlight=False)
                     failed.append(frame_id)
             writer = FrameWriter(out, method, viz, save_meshes, prior, frames)
             if method == "render":

@@ -133,9 +133,10 @@ def train_prior(
         {"params": decoder.parameters(), "lr": config.lr_decoder},
         {"params": [latents], "lr": config.lr_latent},
     ])
+    extents = torch.from_numpy(np.stack([s.extent for s in samples]))  # identifies the shapes
     history: list[float] = []
     if checkpoint is not None and Path(checkpoint).exists():
-        history = _resume(Path(checkpoint), config, len(samples), decoder, latents, optimiser)
+        history = _resume(Path(checkpoint), config, extents, decoder, latents, optimiser)
     decoder.train()
     with _progress(show_progress) as progress:
         task = progress.add_task("training", total=config.epochs, completed=len(history),
@@ -149,7 +150,8 @@ def train_prior(
             done = epoch + 1
             if checkpoint is not None and (done % config.checkpoint_every == 0
                                            or done == config.epochs):
-                _save_checkpoint(Path(checkpoint), config, decoder, latents, optimiser, history)
+                _save_checkpoint(Path(checkpoint), config, extents, decoder, latents, optimiser,
+                                 history)
     decoder.eval()
     return TrainedPrior(decoder=decoder, latents=latents.detach(), config=config,
                         history=history)
@@ -188,12 +190,13 @@ def _progress(enabled: bool) -> Progress:
     )
 
 
-def _save_checkpoint(path: Path, config: PriorTrainConfig, decoder: SdfDecoder,
-                     latents: Tensor, optimiser: torch.optim.Optimizer,
+def _save_checkpoint(path: Path, config: PriorTrainConfig, extents: Tensor,
+                     decoder: SdfDecoder, latents: Tensor, optimiser: torch.optim.Optimizer,
                      history: list[float]) -> None:
     """Write the training state atomically (a partial file never replaces a good one)."""
     state = {
         "config": asdict(config),
+        "extents": extents,
         "decoder": decoder.state_dict(),
         "latents": latents.detach(),
         "optimiser": optimiser.state_dict(),
@@ -205,12 +208,15 @@ def _save_checkpoint(path: Path, config: PriorTrainConfig, decoder: SdfDecoder,
     partial.replace(path)
 
 
-def _resume(path: Path, config: PriorTrainConfig, n_shapes: int, decoder: SdfDecoder,
+def _resume(path: Path, config: PriorTrainConfig, extents: Tensor, decoder: SdfDecoder,
             latents: Tensor, optimiser: torch.optim.Optimizer) -> list[float]:
-    """Load a checkpoint into the training state; returns the loss history it holds."""
+    """Load a checkpoint into the training state; returns the loss history it holds.
+
+    extents: (S, 3) tight box sizes of the training shapes, which must match the checkpoint's.
+    """
     try:
         state = torch.load(path, map_location=latents.device, weights_only=True)
-        saved = state["config"]
+        saved, saved_extents = state["config"], state["extents"].cpu()
         history = [float(x) for x in state["history"]]
     except Exception as error:  # torch.load raises many types for a damaged file
         raise InputError(path, f"cannot resume from this checkpoint ({error}); delete it "
@@ -218,8 +224,9 @@ def _resume(path: Path, config: PriorTrainConfig, n_shapes: int, decoder: SdfDec
     changed = sorted(f.name for f in fields(config)
                      if f.name not in _RESUMABLE_CHANGES
                      and _comparable(saved.get(f.name)) != _comparable(getattr(config, f.name)))
-    if changed or state["latents"].shape[0] != n_shapes:
-        reason = f"settings {changed} differ" if changed else "the number of shapes differs"
+    same_shapes = saved_extents.shape == extents.shape and torch.equal(saved_extents, extents)
+    if changed or not same_shapes:
+        reason = f"settings {changed} differ" if changed else "the training shapes differ"
         raise InputError(path, f"checkpoint is from another training run ({reason}); delete it "
                          "or choose another checkpoint path")
     decoder.load_state_dict(state["decoder"])

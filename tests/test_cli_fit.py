@@ -142,3 +142,26 @@ def test_detections_of_an_image_not_in_the_folder_are_a_one_line_error_naming_th
     result = fit(scene / "image_2", detections, tmp_path / "out")
     assert_one_line_error(result, detections, "999999.png")
     assert "no such image" in result.output
+
+
+def test_render_method_labels_the_scene_and_skips_a_corrupt_frame(scene, tmp_path):
+    copy = tmp_path / "scene"
+    shutil.copytree(scene, copy)
+    scan = copy / "velodyne" / "000001.bin"
+    scan.write_bytes(scan.read_bytes()[:-3])  # no longer a multiple of 16 bytes
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["fit", "--images", str(copy / "image_2"), "--detections",
+                                 str(copy / "detections.json"), "--out", str(out),
+                                 "--iterations", "30", "--viz"])
+    assert result.exit_code == 1, result.output
+    assert "skipped frame 000001" in result.output and str(scan) in result.output
+    assert not (out / "json" / "000001.json").exists()
+    record = read_frame_json(out / "json" / "000000.json")
+    truth = [label for label in read_labels(copy / "label_2" / "000000.txt")
+             if label.category == "Car" and label.occlusion == 0 and label.truncation <= 0.15]
+    iou = bev_iou(labels_to_boxes(truth), labels_to_boxes(record.labels))
+    assert (iou.max(dim=1).values >= MIN_BEV_IOU).all(), iou
+    for extra in record.extras:
+        assert extra["method"] == "render" and extra["source"] == "lidar"
+        assert {"accepted", "reasons", "latent", "losses", "evidence"} <= set(extra)
+    assert (out / "viz" / "000000.png").is_file()

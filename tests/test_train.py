@@ -60,6 +60,13 @@ def test_resume_refuses_a_checkpoint_from_other_settings(shapes, tmp_path):
                     show_progress=False)
 
 
+def test_resume_refuses_a_checkpoint_of_other_training_shapes(shapes, tmp_path):
+    checkpoint = tmp_path / "run.ckpt"
+    train_prior(shapes[:2], replace(TINY, epochs=1), checkpoint, show_progress=False)
+    with pytest.raises(InputError, match=r"\(the training shapes differ\)"):
+        train_prior(shapes[1:], replace(TINY, epochs=2), checkpoint, show_progress=False)
+
+
 def test_resume_reports_a_damaged_checkpoint_with_its_name(shapes, tmp_path):
     checkpoint = tmp_path / "broken.ckpt"
     checkpoint.write_bytes(b"not a checkpoint")
