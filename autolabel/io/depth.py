@@ -14,6 +14,7 @@ from PIL import Image, UnidentifiedImageError
 
 from autolabel.errors import InputError
 from autolabel.io.atomic import atomic_path
+from autolabel.io.files import require_file
 
 KITTI_DEPTH_SCALE = 256.0  # PNG units per metre in KITTI's depth benchmark
 MILLIMETRES = 1000.0  # PNG units per metre for maps stored in millimetres
@@ -35,13 +36,8 @@ def read_depth(path: str | Path, scale: float = KITTI_DEPTH_SCALE) -> np.ndarray
             suffix, a PNG that is not 16-bit single-channel, an array that is not 2D and
             real-valued, or a negative depth (naming the first such pixel).
     """
-    path = Path(path)
+    path = require_file(path, DEPTH_SUFFIXES, "depth map")
     suffix = path.suffix.lower()
-    if suffix not in DEPTH_SUFFIXES:
-        raise InputError(path, f"unsupported depth map suffix {path.suffix!r}; expected one "
-                         f"of {', '.join(DEPTH_SUFFIXES)}")
-    if not path.is_file():
-        raise InputError(path, "no such file")
     if suffix == ".png":
         return _read_png(path, scale)
     return _read_npy(path)

@@ -27,7 +27,7 @@ from PIL import Image, ImageDraw
 
 from autolabel.errors import InputError
 from autolabel.io.atomic import write_text_atomic
-from autolabel.io.jsonfile import read_json
+from autolabel.io.files import read_json
 
 BBOX_FORMATS = ("xyxy", "xywh")
 

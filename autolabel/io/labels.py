@@ -26,7 +26,7 @@ import torch
 
 from autolabel.errors import InputError
 from autolabel.io.atomic import write_text_atomic
-from autolabel.io.jsonfile import read_json
+from autolabel.io.files import read_json
 from autolabel.io.kitti import DONT_CARE
 from autolabel.label import ObjectLabel
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from autolabel.errors import InputError
+from autolabel.io.files import require_file
 from autolabel.io.kitti import read_velodyne
 
 POINT_CLOUD_SUFFIXES = (".bin", ".pcd", ".ply")
@@ -28,13 +29,8 @@ def read_points(path: str | Path) -> np.ndarray:
         InputError: naming the file, for a missing file, an unsupported suffix, a file
             open3d cannot parse, or a cloud with no finite points.
     """
-    path = Path(path)
+    path = require_file(path, POINT_CLOUD_SUFFIXES, "point cloud")
     suffix = path.suffix.lower()
-    if suffix not in POINT_CLOUD_SUFFIXES:
-        raise InputError(path, f"unsupported point cloud suffix {path.suffix!r}; expected one "
-                         f"of {', '.join(POINT_CLOUD_SUFFIXES)}")
-    if not path.is_file():
-        raise InputError(path, "no such file")
     if suffix == ".bin":
         points = read_velodyne(path)[:, :3]
     else:

@@ -1,4 +1,4 @@
-"""Reading a JSON file with errors that name the file, the line and the column."""
+"""Checks and readers shared by the file formats, with errors that name the file."""
 
 from __future__ import annotations
 
@@ -7,6 +7,22 @@ from pathlib import Path
 from typing import Any
 
 from autolabel.errors import InputError
+
+
+def require_file(path: str | Path, suffixes: tuple[str, ...], kind: str) -> Path:
+    """The path, after checking that it has one of the suffixes and exists.
+
+    Raises:
+        InputError: naming the file, for another suffix (listing the accepted ones) or a
+            missing file.
+    """
+    path = Path(path)
+    if path.suffix.lower() not in suffixes:
+        raise InputError(path, f"unsupported {kind} suffix {path.suffix!r}; expected one of "
+                         f"{', '.join(suffixes)}")
+    if not path.is_file():
+        raise InputError(path, "no such file")
+    return path
 
 
 def read_json(path: str | Path) -> Any:
