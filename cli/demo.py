@@ -38,7 +38,8 @@ def demo_command(
          "--batch", str(frames))
     _run("eval", "--gt", str(scene / "label_2"), "--pred", str(labels / "label_2"), "--json",
          str(out / "metrics.json"))
-    typer.echo("pictures (fitted boxes, green accepted / red rejected, and a bird's-eye view):")
+    typer.echo("pictures (fitted shapes and boxes, green accepted / red rejected, and a "
+               "bird's-eye view):")
     for picture in sorted((labels / "viz").glob("*.png")):
         typer.echo(f"  {picture}")
     typer.echo(f"ground truth drawn on the images: {scene / 'viz'}")
