@@ -244,13 +244,6 @@ def _observed_points(hypothesis: Hypothesis, limit: int, rng: np.random.Generato
     return padded, valid
 
 
-def _frame_observation(frame: FrameInput) -> np.ndarray:
-    """The points whose rays define free space: LiDAR, or the depth map back-projected."""
-    if frame.points is not None:
-        return np.asarray(frame.points, dtype=np.float64)
-    return np.zeros((0, 3))
-
-
 def build_batch(frames: Sequence[FrameInput], objects: Sequence[_Object],
                 config: PipelineConfig, device: torch.device) -> ObjectBatch:
     """Tensors of all hypotheses of a chunk of frames (see :class:`ObjectBatch`)."""
@@ -274,8 +267,8 @@ def build_batch(frames: Sequence[FrameInput], objects: Sequence[_Object],
             observed[rows] = window_samples(np.asarray(frame.depth, np.float32), window[rows],
                                             size)
         else:
-            observed[rows] = sparse_depth_windows(_frame_observation(frame), frame.calib.P2,
-                                                  window[rows], size)
+            points = np.zeros((0, 3)) if frame.points is None else frame.points
+            observed[rows] = sparse_depth_windows(points, frame.calib.P2, window[rows], size)
         for i in rows:
             detection_mask = frame.detections[objects[i].detection].mask
             if detection_mask is not None:

@@ -232,6 +232,7 @@ def fit_command(
     if lidar is None and depth is None:
         console.print("no LiDAR or depth folder: labels come from the 2D boxes alone (weak)")
     failed = []
+    writer = FrameWriter(out, method, viz, save_meshes, prior, frames)
     with Progress(console=console) as progress:
         task = progress.add_task(f"labeling ({method})", total=len(todo))
         for start in range(0, len(todo), batch):
@@ -244,7 +245,6 @@ def fit_command(
                     console.print(f"skipped frame {frame_id}: {error}", soft_wrap=True,
                                   markup=False, highlight=False)
                     failed.append(frame_id)
-            writer = FrameWriter(out, method, viz, save_meshes, prior, frames)
             if method == "render":
                 for frame, results in zip(loaded, label_frames(loaded, prior, config),
                                           strict=True):
