@@ -25,12 +25,15 @@ from autolabel import geometry as g
 from autolabel import losses
 from autolabel.render import Rendered, RenderSettings, render
 from autolabel.surfels import (
+    Surfels,
     SurfelSettings,
     extract_surface_points,
+    facing_subset,
     pose_surfels,
     project_to_surface,
     surfel_spacing,
 )
+from autolabel.tensors import gather_rows, scatter_rows
 
 LOSS_TERMS = ("points", "free_space", "silhouette", "box", "nocs", "ground", "latent", "size")
 
@@ -66,6 +69,8 @@ class FitConfig:
         reextract_distance: re-extract an object's surfels when its latent has moved this far
             (Mahalanobis) since the last extraction; Newton steps track smaller changes.
         reextract_dropped: ... or when this fraction of its surfels failed to converge.
+        facing_cos: the shape stage re-projects only surfels whose normal makes a cosine above
+            this with the direction to the camera (the renderer culls the others).
         weights, render, surfels: loss weights, renderer and surfel settings.
     """
 
@@ -83,7 +88,8 @@ class FitConfig:
     reextract_dropped: float = 0.1
     weights: LossWeights = LossWeights()
     render: RenderSettings = RenderSettings()
-    surfels: SurfelSettings = SurfelSettings(differentiable_normals=False)
+    facing_cos: float = -0.5
+    surfels: SurfelSettings = SurfelSettings(newton_steps=0, differentiable_normals=False)
 
 
 @dataclasses.dataclass
@@ -246,7 +252,7 @@ def _evaluate(prior, params: _Parameters, batch: ObjectBatch, surfels, config: F
     points, normals = pose_surfels(surfels, params.translation, rotation, size)
     rendered = render(points, normals, surfels.points, surfels.valid,
                       surfel_spacing(size, points.shape[1]), batch.projection, batch.window,
-                      config.render)
+                      config.render, with_attributes=batch.nocs is not None)
     extent = _projected_extent(points, surfels.valid, batch.projection)
     distances = _metric_sdf(prior, params.latent, batch.points, params.translation, rotation,
                             size)
@@ -316,12 +322,12 @@ def fit(prior, batch: ObjectBatch, config: FitConfig = FitConfig(), seed: int = 
     start = time.perf_counter()
     params = _Parameters(batch, prior, config.free_rotation)
     optimiser = _optimiser(params, config)
-    initial_points, initial_valid = extract_surface_points(
-        prior.sdf, params.latent.detach(), batch.size, config.surfels, seed)
-    extracted_shape = params.shape.detach().clone()
-    mean_surfels = project_to_surface(prior.sdf, params.latent.detach(), initial_points,
-                                      initial_valid, config.surfels)
-    dropped = torch.zeros(len(batch), dtype=torch.long, device=batch.center.device)
+    points, valid = extract_surface_points(prior.sdf, params.latent.detach(), batch.size,
+                                           config.surfels, seed)
+    mean_surfels = project_to_surface(prior.sdf, params.latent.detach(), points, valid,
+                                      config.surfels)
+    tracker = _SurfelTracker(mean_surfels, params.shape.detach().clone(),
+                             g.camera_centres(batch.projection))
     finite = torch.ones(len(batch), dtype=torch.bool, device=batch.center.device)
     best = torch.full((len(batch),), math.inf, device=batch.center.device)
     history: list[Tensor] = []
@@ -329,21 +335,8 @@ def fit(prior, batch: ObjectBatch, config: FitConfig = FitConfig(), seed: int = 
     for iterations in range(1, config.iterations + 1):
         shape_stage = config.fit_shape and iterations > config.pose_iterations
         params.shape.requires_grad_(shape_stage)
-        if shape_stage:
-            moved = (params.shape.detach() - extracted_shape).norm(dim=-1)
-            stale = (moved > config.reextract_distance) | (
-                dropped > config.reextract_dropped * initial_valid.sum(-1))
-            if stale.any():
-                fresh, fresh_valid = extract_surface_points(
-                    prior.sdf, params.latent.detach()[stale],
-                    params.log_size.exp().detach()[stale], config.surfels, seed)
-                initial_points[stale], initial_valid[stale] = fresh, fresh_valid
-                extracted_shape[stale] = params.shape.detach()[stale]
-            surfels = project_to_surface(prior.sdf, params.latent, initial_points,
-                                         initial_valid, config.surfels)
-            initial_points, dropped = surfels.points.detach(), surfels.dropped
-        else:
-            surfels = mean_surfels
+        surfels = (tracker.project(prior, params, config, seed) if shape_stage
+                   else mean_surfels)
         evaluation = _evaluate(prior, params, batch, surfels, config)
         optimiser.zero_grad(set_to_none=True)
         total = torch.where(finite, evaluation.total, torch.zeros_like(evaluation.total))
@@ -358,15 +351,67 @@ def fit(prior, batch: ObjectBatch, config: FitConfig = FitConfig(), seed: int = 
             gain = history[-config.patience - 1] - history[-1]
             if bool((gain < config.early_stop).all()):
                 break
-    return _final(prior, params, batch, config, initial_points, initial_valid, finite,
-                  iterations, time.perf_counter() - start)
+    return _final(prior, params, batch, config, tracker.surfels, finite, iterations,
+                  time.perf_counter() - start)
 
 
-def _final(prior, params, batch, config, points, valid, finite, iterations, seconds
-           ) -> FitOutput:
+class _SurfelTracker:
+    """The surfels of every object as its latent moves (the shape stage of :func:`fit`).
+
+    Each iteration re-projects only the surfels facing the camera (the renderer culls the
+    others) with Newton steps from where they were last, and writes them back; an object's
+    surfels are extracted afresh when its latent has moved far or too many failed to converge.
+
+    Attributes:
+        surfels: canonical surfels (B, N) of all objects, detached.
+        extracted_shape: (B, D) whitened latent at each object's last extraction.
+        camera_centre: (B, 3) optical centres in the camera frame.
+    """
+
+    def __init__(self, surfels: Surfels, extracted_shape: Tensor, camera_centre: Tensor):
+        self.surfels = surfels
+        self.extracted_shape = extracted_shape
+        self.camera_centre = camera_centre
+        self.dropped = torch.zeros_like(surfels.dropped)
+
+    def project(self, prior, params: _Parameters, config: FitConfig, seed: int) -> Surfels:
+        """Facing surfels (B, K) of the current shapes, with gradients to the latent."""
+        self._reextract_stale(prior, params, config, seed)
+        state = self.surfels
+        index, kept = facing_subset(state, params.translation.detach(),
+                                    params.rotation_matrix().detach(),
+                                    params.log_size.exp().detach(), self.camera_centre,
+                                    config.facing_cos)
+        projected = project_to_surface(prior.sdf, params.latent, gather_rows(state.points, index),
+                                       kept, config.surfels)
+        self.dropped = projected.dropped
+        self.surfels = Surfels(
+            scatter_rows(state.points, index, projected.points.detach(), projected.valid),
+            scatter_rows(state.normals, index, projected.normals.detach(), projected.valid),
+            state.valid, projected.dropped)
+        return projected
+
+    def _reextract_stale(self, prior, params: _Parameters, config: FitConfig, seed: int):
+        moved = (params.shape.detach() - self.extracted_shape).norm(dim=-1)
+        stale = (moved > config.reextract_distance) | (
+            self.dropped > config.reextract_dropped * self.surfels.valid.sum(-1))
+        if not stale.any():
+            return
+        latent = params.latent.detach()[stale]
+        points, valid = extract_surface_points(prior.sdf, latent,
+                                               params.log_size.exp().detach()[stale],
+                                               config.surfels, seed)
+        fresh = project_to_surface(prior.sdf, latent, points, valid, config.surfels)
+        for name in ("points", "normals", "valid"):
+            getattr(self.surfels, name)[stale] = getattr(fresh, name)
+        self.extracted_shape[stale] = params.shape.detach()[stale]
+        self.dropped[stale] = 0
+
+
+def _final(prior, params, batch, config, surfels, finite, iterations, seconds) -> FitOutput:
     """Diagnostics and tight boxes of the fitted shapes."""
-    surfels = project_to_surface(prior.sdf, params.latent.detach(), points, valid,
-                                 config.surfels)
+    surfels = project_to_surface(prior.sdf, params.latent.detach(), surfels.points,
+                                 surfels.valid, config.surfels)
     with torch.no_grad():
         evaluation = _evaluate(prior, params, batch, surfels, config)
         rotation = params.rotation_matrix()

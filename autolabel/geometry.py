@@ -273,6 +273,11 @@ def points_in_frustum(
     return (depth > min_depth) & (u >= x1) & (u <= x2) & (v >= y1) & (v <= y2)
 
 
+def camera_centres(projection: Tensor) -> Tensor:
+    """Optical centres of 3x4 cameras in the camera frame: (B, 3) from (B, 3, 4)."""
+    return -torch.linalg.solve(projection[:, :, :3], projection[:, :, 3])
+
+
 def projected_box2d(corners: Tensor, projection: Tensor) -> Tensor:
     """Axis-aligned 2D box around projected points (e.g. a 3D box's 8 corners).
 

@@ -30,7 +30,10 @@ import dataclasses
 import torch
 from torch import Tensor
 
-from autolabel.geometry import project_points
+from autolabel.geometry import camera_centres, project_points
+from autolabel.tensors import compact, gather_rows
+
+CULL_LOGIT = 7.0  # surfels with a cull weight below sigmoid(-7) (~1e-3) are not splatted
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,15 +80,17 @@ class Rendered:
     Attributes:
         silhouette: (B, S, S) coverage in [0, 1].
         depth: (B, S, S) camera-frame z in metres; 0 where nothing is rendered.
-        nocs: (B, S, S, 3) canonical coordinates mapped to [0, 1] (x, y, z + 0.5).
-        normals: (B, S, S, 3) camera-frame unit normals (blended, so not exactly unit).
+        nocs: (B, S, S, 3) canonical coordinates mapped to [0, 1] (x, y, z + 0.5), or None
+            when rendered without attributes.
+        normals: (B, S, S, 3) camera-frame unit normals (blended, so not exactly unit), or
+            None.
         window: (B, 4) the windows' image regions (x0, y0, x1, y1).
     """
 
     silhouette: Tensor
     depth: Tensor
-    nocs: Tensor
-    normals: Tensor
+    nocs: Tensor | None
+    normals: Tensor | None
     window: Tensor
 
 
@@ -126,11 +131,6 @@ def window_projection(projection: Tensor, window: Tensor, window_size: int) -> T
     return crop @ projection
 
 
-def camera_centres(projection: Tensor) -> Tensor:
-    """Optical centres of 3x4 cameras in the camera frame: (B, 3) from (B, 3, 4)."""
-    return -torch.linalg.solve(projection[:, :, :3], projection[:, :, 3])
-
-
 @dataclasses.dataclass
 class Splats:
     """Per-surfel, per-neighbour-pixel contributions (B objects, N surfels, K^2 pixels).
@@ -160,6 +160,37 @@ def _screen_jacobian(points: Tensor, projection: Tensor) -> tuple[Tensor, Tensor
     return pixels, depth, jacobian / depth.clamp(min=1e-3)[..., None, None]
 
 
+def _facing_logit(points: Tensor, normals: Tensor, projection: Tensor,
+                  settings: RenderSettings) -> Tensor:
+    """(B, N) argument of the back-face cull's sigmoid: positive for camera-facing surfels."""
+    view = points - camera_centres(projection).unsqueeze(1)
+    facing = -(normals * torch.nn.functional.normalize(view, dim=-1)).sum(-1)
+    return (facing + settings.facing_offset) / settings.facing_softness
+
+
+def cull_back_faces(points: Tensor, normals: Tensor, canonical: Tensor, valid: Tensor,
+                    projection: Tensor, settings: RenderSettings
+                    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Drop the surfels that face away from the camera before splatting.
+
+    A surfel whose cull weight is below ``sigmoid(-CULL_LOGIT)`` (about 1e-3) would add
+    next to nothing, so it is removed; every object keeps its remaining surfels first and is
+    padded (invalid) to the largest remaining count of the batch. Typically half the surfels
+    go, which halves the cost of splatting and compositing.
+
+    Args:
+        points, normals: (B, N, 3) camera frame. canonical: (B, N, 3). valid: (B, N) bool.
+        projection: (B, 3, 4). settings: renderer knobs.
+    Returns:
+        points, normals, canonical (B, N', 3) and valid (B, N') with N' <= N.
+    """
+    with torch.no_grad():
+        keep = valid & (_facing_logit(points, normals, projection, settings) > -CULL_LOGIT)
+    index, kept = compact(keep)
+    return (gather_rows(points, index), gather_rows(normals, index),
+            gather_rows(canonical, index), kept)
+
+
 def splat(
     points: Tensor, normals: Tensor, valid: Tensor, spacing: Tensor,
     projection: Tensor, settings: RenderSettings,
@@ -184,21 +215,21 @@ def splat(
     """
     size, k = settings.window_size, settings.footprint
     pixels, depth, jacobian = _screen_jacobian(points, projection)
-    radius = settings.radius_scale * spacing.view(-1, 1, 1, 1)
-    tangent = torch.eye(3, dtype=points.dtype, device=points.device) - (
-        normals.unsqueeze(-1) * normals.unsqueeze(-2))
-    footprint = radius.pow(2) * (jacobian @ tangent @ jacobian.transpose(-1, -2))
+    # J (I - n n^T) J^T = J J^T - (J n)(J n)^T, written out per entry.
+    radius_sq = (settings.radius_scale * spacing).pow(2).view(-1, 1)
+    along = (jacobian * normals.unsqueeze(-2)).sum(-1)  # (B, N, 2): J n
+    u_row, v_row = jacobian[..., 0, :], jacobian[..., 1, :]
+    a = radius_sq * ((u_row * u_row).sum(-1) - along[..., 0] ** 2)
+    b = radius_sq * ((u_row * v_row).sum(-1) - along[..., 0] * along[..., 1])
+    c = radius_sq * ((v_row * v_row).sum(-1) - along[..., 1] ** 2)
     # Cap the ellipse so that it fits the K x K neighbourhood (scaling keeps its shape).
-    a, b, c = footprint[..., 0, 0], footprint[..., 0, 1], footprint[..., 1, 1]
     largest = (a + c) / 2 + torch.sqrt(((a - c) / 2) ** 2 + b * b + 1e-12)
     shrink = (settings.max_radius**2 / largest.clamp(min=1e-12)).clamp(max=1.0)
     filtered = settings.softness**2
     a, b, c = a * shrink + filtered, b * shrink, c * shrink + filtered
     determinant = a * c - b * b
 
-    view = points - camera_centres(projection).unsqueeze(1)
-    facing = -(normals * torch.nn.functional.normalize(view, dim=-1)).sum(-1)
-    facing_weight = torch.sigmoid((facing + settings.facing_offset) / settings.facing_softness)
+    facing_weight = torch.sigmoid(_facing_logit(points, normals, projection, settings))
 
     offsets = torch.arange(k, device=points.device) - k // 2
     dy, dx = torch.meshgrid(offsets, offsets, indexing="ij")
@@ -220,17 +251,17 @@ def splat(
 
 
 def composite(
-    splats: Splats, attributes: Tensor, settings: RenderSettings
-) -> tuple[Tensor, Tensor, Tensor]:
+    splats: Splats, attributes: Tensor | None, settings: RenderSettings
+) -> tuple[Tensor, Tensor, Tensor | None]:
     """Blend splats into silhouette, depth and attribute images.
 
     Args:
         splats: from :func:`splat` for B objects and N surfels.
-        attributes: (B, N, C) per-surfel values blended with the soft z-buffer.
+        attributes: (B, N, C) per-surfel values blended with the soft z-buffer, or None.
         settings: renderer knobs.
     Returns:
         silhouette: (B, S, S); depth: (B, S, S), 0 where empty; blended attributes
-        (B, S, S, C), 0 where empty.
+        (B, S, S, C), 0 where empty (None without attributes).
     """
     batch, count, taps = splats.alpha.shape
     pixels_per_object = settings.window_size**2
@@ -250,20 +281,23 @@ def composite(
                                  reduce="amin")
     behind = (depth - front[index]).clamp(min=0)
     weight = splats.alpha.reshape(-1) * torch.exp(-behind / settings.depth_temperature)
-    values = torch.cat([depth.unsqueeze(-1), attributes.unsqueeze(2).expand(-1, -1, taps, -1)
-                        .reshape(-1, attributes.shape[-1])], dim=-1)
-    weight_sum = empty.index_add(0, index, weight)
+    normaliser = empty.index_add(0, index, weight).clamp(min=1e-8)
+    shape = (batch, settings.window_size, settings.window_size)
+    blended_depth = empty.index_add(0, index, weight * depth) / normaliser
+    if attributes is None:
+        return silhouette.reshape(shape), blended_depth.reshape(shape), None
+    values = attributes.unsqueeze(2).expand(-1, -1, taps, -1).reshape(-1, attributes.shape[-1])
     blended = torch.zeros(total, values.shape[-1], dtype=values.dtype, device=values.device)
     blended = blended.index_add(0, index, weight.unsqueeze(-1) * values)
-    blended = blended / weight_sum.clamp(min=1e-8).unsqueeze(-1)
-    shape = (batch, settings.window_size, settings.window_size)
-    return (silhouette.reshape(shape), blended[:, 0].reshape(shape),
-            blended[:, 1:].reshape(*shape, -1))
+    blended = blended / normaliser.unsqueeze(-1)
+    return (silhouette.reshape(shape), blended_depth.reshape(shape),
+            blended.reshape(*shape, -1))
 
 
 def render(
     points: Tensor, normals: Tensor, canonical: Tensor, valid: Tensor, spacing: Tensor,
     projection: Tensor, window: Tensor, settings: RenderSettings = RenderSettings(),
+    with_attributes: bool = True,
 ) -> Rendered:
     """Render posed surfels of B objects into their windows.
 
@@ -273,17 +307,28 @@ def render(
         valid: (B, N) bool. spacing: (B,) metres between neighbouring surfels.
         projection: (B, 3, 4) full-image camera matrices. window: (B, 4) (x0, y0, x1, y1).
         settings: renderer knobs.
+        with_attributes: also blend NOCS and normal images (skipping them saves a third of
+            the compositing when only silhouette and depth are compared).
     Returns:
-        :class:`Rendered` with S x S images per object.
+        :class:`Rendered` with S x S images per object (``nocs`` and ``normals`` None
+        without attributes).
     """
     window_cameras = window_projection(projection, window, settings.window_size)
     outputs = []
     step = settings.chunk_objects
     for start in range(0, points.shape[0], step):
         part = slice(start, start + step)
-        splats = splat(points[part], normals[part], valid[part], spacing[part],
-                       window_cameras[part], settings)
-        attributes = torch.cat([canonical[part] + 0.5, normals[part]], dim=-1)
+        front, front_normals, front_canonical, front_valid = cull_back_faces(
+            points[part], normals[part], canonical[part], valid[part], window_cameras[part],
+            settings)
+        splats = splat(front, front_normals, front_valid, spacing[part], window_cameras[part],
+                       settings)
+        attributes = (torch.cat([front_canonical + 0.5, front_normals], dim=-1)
+                      if with_attributes else None)
         outputs.append(composite(splats, attributes, settings))
-    silhouette, depth, blended = (torch.cat(parts) for parts in zip(*outputs, strict=True))
-    return Rendered(silhouette, depth, blended[..., :3], blended[..., 3:], window)
+    silhouette, depth, blended = (list(parts) for parts in zip(*outputs, strict=True))
+    if not with_attributes:
+        return Rendered(torch.cat(silhouette), torch.cat(depth), None, None, window)
+    blended = torch.cat(blended)
+    return Rendered(torch.cat(silhouette), torch.cat(depth), blended[..., :3],
+                    blended[..., 3:], window)

@@ -27,6 +27,7 @@ from torch import Tensor
 
 from autolabel.geometry import transform_points
 from autolabel.shapes import ShapeSource
+from autolabel.tensors import compact
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,7 +38,10 @@ class SurfelSettings:
         count: surfels per object (N), the same for every object of a batch.
         grid_resolution: grid points per axis for the one-off band extraction.
         grid_extent: half side of the canonical cube that the grid covers.
-        newton_steps: graph-free Newton steps per re-projection (one more keeps the graph).
+        newton_steps: graph-free Newton steps per re-projection (one more keeps the graph);
+            0 suits a fitter that starts every re-projection where the last one ended.
+        extraction_newton_steps: the same for the grid points of an extraction, which start
+            up to a grid cell away from the surface.
         differentiable_normals: keep the normals' graph to the latent (``create_graph``).
             Without it positions still get the exact first-order gradient
             ``-(df/dz) grad f / |grad f|^2`` (the term with ``d grad f / dz`` is multiplied by
@@ -50,6 +54,7 @@ class SurfelSettings:
     grid_resolution: int = 32
     grid_extent: float = 0.6
     newton_steps: int = 1
+    extraction_newton_steps: int = 2
     differentiable_normals: bool = True
     tolerance: float = 2e-3
     query_chunk: int = 65536
@@ -170,7 +175,8 @@ def _surface_points(sdf: ShapeSource, latent: Tensor, settings: SurfelSettings,
     if band.shape[0] > limit:
         band = band[torch.randperm(band.shape[0], generator=generator)[:limit].to(band.device)]
     valid = torch.ones(1, band.shape[0], dtype=torch.bool, device=band.device)
-    projected = project_to_surface(sdf, latent, band[None], valid, settings)
+    steps = dataclasses.replace(settings, newton_steps=settings.extraction_newton_steps)
+    projected = project_to_surface(sdf, latent, band[None], valid, steps)
     return projected.points[0][projected.valid[0]].detach()
 
 
@@ -234,6 +240,30 @@ def extract_surface_points(
         points[b, : kept.shape[0]] = kept
         valid[b, : kept.shape[0]] = True
     return points, valid
+
+
+def facing_subset(surfels: Surfels, center: Tensor, rotation: Tensor, size: Tensor,
+                  camera_centre: Tensor, min_cos: float) -> tuple[Tensor, Tensor]:
+    """The surfels that face the camera at a pose, compacted per object.
+
+    Surfels turned away from the camera are culled by the renderer, so an iteration only
+    needs to re-project the others (about half); ``min_cos`` leaves a margin for the pose
+    to change before the next selection.
+
+    Args:
+        surfels: canonical surfels (B, N). center: (B, 3). rotation: (B, 3, 3). size: (B, 3).
+        camera_centre: (B, 3) optical centres in the camera frame.
+        min_cos: keep surfels whose normal makes a cosine above this with the direction to
+            the camera.
+    Returns:
+        index (B, K) into the N surfels and kept (B, K) bool (see
+        :func:`autolabel.tensors.compact`).
+    """
+    with torch.no_grad():
+        points, normals = pose_surfels(surfels, center, rotation, size)
+        towards = torch.nn.functional.normalize(camera_centre.unsqueeze(1) - points, dim=-1)
+        facing = (normals * towards).sum(-1) > min_cos
+    return compact(surfels.valid & facing)
 
 
 def pose_surfels(

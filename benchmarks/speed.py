@@ -3,9 +3,10 @@
     python benchmarks/speed.py [--prior FILE] [--batches 1 16 64 256] [--device auto]
 
 Each batch holds that many cars in front of a KITTI camera, rendered with the shape prior
-into 64x64 windows and compared with targets rendered at perturbed poses. One iteration is:
-surfels (Newton re-projection with normals, differentiable in the latent), rasterisation
-(posing, splatting, compositing), losses (silhouette and depth) and backward to translation,
+into 64x64 windows and compared with targets rendered at perturbed poses. One iteration is
+what the fitter's shape stage does: surfels (selecting the camera-facing ones and a Newton
+re-projection, differentiable in the latent, with the fitter's surfel settings), rasterisation
+(posing, back-face culling, splatting, compositing silhouette and depth), losses (silhouette and depth) and backward to translation,
 yaw, log-size and latent. Prints a table and writes ``benchmarks/results/speed.json``.
 Peak memory is the process's resident high-water mark on CPU (batches run in increasing
 order, so each figure includes the smaller ones) and allocated memory on CUDA.
@@ -14,6 +15,7 @@ order, so each figure includes the smaller ones) and allocated memory on CUDA.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import resource
@@ -25,7 +27,9 @@ import torch
 
 from autolabel import geometry as g
 from autolabel import losses, surfels
+from autolabel.fit import FitConfig
 from autolabel.prior import load_prior
+from autolabel.tensors import gather_rows
 from autolabel.render import RenderSettings, detection_windows, render
 
 RESULTS = Path(__file__).resolve().parent / "results" / "speed.json"
@@ -56,17 +60,21 @@ def _iteration(prior, params, fixed, settings, surfel_settings, device) -> dict[
     """One timed forward+backward pass; returns seconds per stage."""
     times = {}
     start = _synchronise(device)
-    projected = surfels.project_to_surface(prior.sdf, params["latent"], fixed["points"],
-                                           fixed["valid"], surfel_settings)
+    rotation = g.yaw_to_rotation(params["yaw"])
+    size = params["log_size"].exp()
+    index, kept = surfels.facing_subset(fixed["surfels"], params["centre"].detach(),
+                                        rotation.detach(), size.detach(),
+                                        g.camera_centres(fixed["camera"]), FitConfig().facing_cos)
+    projected = surfels.project_to_surface(prior.sdf, params["latent"],
+                                           gather_rows(fixed["surfels"].points, index), kept,
+                                           surfel_settings)
     times["surfels"] = _synchronise(device) - start
 
     start = _synchronise(device)
-    rotation = g.yaw_to_rotation(params["yaw"])
-    size = params["log_size"].exp()
     points, normals = surfels.pose_surfels(projected, params["centre"], rotation, size)
     rendered = render(points, normals, projected.points, projected.valid,
                       surfels.surfel_spacing(size, points.shape[1]), fixed["camera"],
-                      fixed["window"], settings)
+                      fixed["window"], settings, with_attributes=False)
     times["rasterise"] = _synchronise(device) - start
 
     start = _synchronise(device)
@@ -100,7 +108,7 @@ def measure(prior, batch: int, repeats: int, device: torch.device,
         target = render(target_points, target_normals, target_surfels.points,
                         target_surfels.valid, surfels.surfel_spacing(size, points.shape[1]),
                         camera, window, settings)
-    fixed = {"points": points, "valid": valid, "camera": camera, "window": window,
+    fixed = {"surfels": target_surfels, "camera": camera, "window": window,
              "mask": (target.silhouette > 0.5).float(), "depth": target.depth}
     params = {"centre": centre, "yaw": yaw, "log_size": size.log(), "latent": latent}
     params = {k: v.clone().requires_grad_(True) for k, v in params.items()}
@@ -125,8 +133,8 @@ def main() -> None:
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 16, 64, 256])
     parser.add_argument("--repeats", type=int, default=5, help="timed iterations per batch")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    parser.add_argument("--detached-normals", action="store_true",
-                        help="normals without a graph to the latent (the fitter's fast mode)")
+    parser.add_argument("--differentiable-normals", action="store_true",
+                        help="keep the normals' graph to the latent (the fitter detaches them)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (0: torch's default)")
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -136,7 +144,8 @@ def main() -> None:
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
                           else ("cpu" if args.device == "auto" else args.device))
     prior = load_prior(args.prior, device=device)
-    surfel_settings = surfels.SurfelSettings(differentiable_normals=not args.detached_normals)
+    surfel_settings = dataclasses.replace(FitConfig().surfels,
+                                          differentiable_normals=args.differentiable_normals)
     rows = [measure(prior, batch, args.repeats, device, surfel_settings)
             for batch in sorted(args.batches)]
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
@@ -153,6 +162,7 @@ def main() -> None:
               + f" {row['peak_memory_mb']:>8.0f}")
     result = {"device": device.type, "device_name": name, "threads": torch.get_num_threads(),
               "surfels_per_object": surfel_settings.count,
+              "newton_steps": surfel_settings.newton_steps,
               "differentiable_normals": surfel_settings.differentiable_normals,
               "decoder": prior.decoder.config, "rows": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
