@@ -89,7 +89,7 @@ class FitConfig:
     weights: LossWeights = LossWeights()
     render: RenderSettings = RenderSettings()
     facing_cos: float = -0.5
-    surfels: SurfelSettings = SurfelSettings(newton_steps=0, differentiable_normals=False)
+    surfels: SurfelSettings = SurfelSettings(differentiable_normals=False)
 
 
 @dataclasses.dataclass
@@ -251,7 +251,7 @@ def _evaluate(prior, params: _Parameters, batch: ObjectBatch, surfels, config: F
     size = params.log_size.exp()
     points, normals = pose_surfels(surfels, params.translation, rotation, size)
     rendered = render(points, normals, surfels.points, surfels.valid,
-                      surfel_spacing(size, points.shape[1]), batch.projection, batch.window,
+                      surfel_spacing(size, config.surfels.count), batch.projection, batch.window,
                       config.render, with_attributes=batch.nocs is not None)
     extent = _projected_extent(points, surfels.valid, batch.projection)
     distances = _metric_sdf(prior, params.latent, batch.points, params.translation, rotation,

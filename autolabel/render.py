@@ -56,6 +56,10 @@ class RenderSettings:
             so discs seen edge-on at the contour keep their full weight.
         facing_softness: width of the back-face cull ramp in units of cos(angle).
         max_alpha: cap of one splat's coverage, so that log(1 - alpha) stays finite.
+        max_spacing: pixels; an object whose surfels would lie further apart than this in
+            its window (a car seen from behind fills the window with one small face) is
+            rendered at a lower resolution and stretched over the window, so that its discs
+            still close up without a larger neighbourhood.
         chunk_objects: objects rendered at once; bounds memory for any batch size.
     """
 
@@ -70,6 +74,7 @@ class RenderSettings:
     facing_offset: float = 0.1
     facing_softness: float = 0.04
     max_alpha: float = 0.995
+    max_spacing: float = 3.0
     chunk_objects: int = 64
 
 
@@ -313,7 +318,10 @@ def render(
         :class:`Rendered` with S x S images per object (``nocs`` and ``normals`` None
         without attributes).
     """
-    window_cameras = window_projection(projection, window, settings.window_size)
+    size = settings.window_size
+    resolution = render_resolution(points, valid, spacing,
+                                   window_projection(projection, window, size), settings)
+    window_cameras = window_projection(projection, window, size * resolution)
     outputs = []
     step = settings.chunk_objects
     for start in range(0, points.shape[0], step):
@@ -327,8 +335,67 @@ def render(
                       if with_attributes else None)
         outputs.append(composite(splats, attributes, settings))
     silhouette, depth, blended = (list(parts) for parts in zip(*outputs, strict=True))
-    if not with_attributes:
-        return Rendered(torch.cat(silhouette), torch.cat(depth), None, None, window)
-    blended = torch.cat(blended)
-    return Rendered(torch.cat(silhouette), torch.cat(depth), blended[..., :3],
-                    blended[..., 3:], window)
+    silhouette, depth = torch.cat(silhouette), torch.cat(depth)
+    blended = torch.cat(blended) if with_attributes else None
+    silhouette, depth, blended = stretch(silhouette, depth, blended, resolution)
+    if blended is None:
+        return Rendered(silhouette, depth, None, None, window)
+    return Rendered(silhouette, depth, blended[..., :3], blended[..., 3:], window)
+
+
+def render_resolution(points: Tensor, valid: Tensor, spacing: Tensor, window_cameras: Tensor,
+                      settings: RenderSettings) -> Tensor:
+    """(B,) fraction of the window's resolution at which to render each object, in (0, 1].
+
+    The surfel spacing in window pixels is largest at the object's nearest point; the
+    fraction brings it down to ``settings.max_spacing`` (1 where it already is). Detached: a
+    choice of resolution, not a parameter.
+
+    Args:
+        points: (B, N, 3) camera frame. valid: (B, N). spacing: (B,) metres.
+        window_cameras: (B, 3, 4) full-resolution window cameras.
+    """
+    with torch.no_grad():
+        _, depth = project_points(points, window_cameras)
+        nearest = torch.where(valid, depth, torch.full_like(depth, torch.inf)).amin(1)
+        focal = window_cameras[:, :2, :3].norm(dim=-1).amax(-1)  # window pixels per unit x/z
+        pixels = focal * spacing / nearest.clamp(min=1e-3)
+        return (settings.max_spacing / pixels.clamp(min=1e-12)).clamp(max=1.0)
+
+
+def stretch(silhouette: Tensor, depth: Tensor, blended: Tensor | None, resolution: Tensor
+            ) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Stretch each object's top-left ``S * resolution`` pixels over its whole window.
+
+    Bilinear resampling (differentiable); depth and attributes are resampled premultiplied
+    by the coverage, so that empty pixels (depth 0) do not drag the values at the edge.
+
+    Args:
+        silhouette: (B, S, S). depth: (B, S, S). blended: (B, S, S, C) or None.
+        resolution: (B,) in (0, 1]; objects at 1 are returned as they are.
+    Returns:
+        The same images at full resolution.
+    """
+    if bool((resolution >= 1).all()):
+        return silhouette, depth, blended
+    batch, size = silhouette.shape[0], silhouette.shape[-1]
+    layers = [silhouette.unsqueeze(1), (depth * silhouette).unsqueeze(1)]
+    if blended is not None:
+        layers.append((blended * silhouette.unsqueeze(-1)).permute(0, 3, 1, 2))
+    stack = torch.cat(layers, dim=1)
+    theta = torch.zeros(batch, 2, 3, dtype=stack.dtype, device=stack.device)
+    theta[:, 0, 0] = theta[:, 1, 1] = resolution
+    theta[:, :, 2] = (resolution - 1).unsqueeze(-1)
+    grid = torch.nn.functional.affine_grid(theta, list(stack.shape), align_corners=False)
+    stretched = torch.nn.functional.grid_sample(stack, grid, mode="bilinear",
+                                                padding_mode="zeros", align_corners=False)
+    full = (resolution >= 1).view(batch, 1, 1, 1)
+    stack = torch.where(full, stack, stretched)
+    coverage = stack[:, 0]
+    weight = coverage.clamp(min=1e-6)
+    depth = torch.where(coverage > 1e-6, stack[:, 1] / weight, torch.zeros_like(coverage))
+    if blended is not None:
+        blended = torch.where((coverage > 1e-6).unsqueeze(-1),
+                              stack[:, 2:].permute(0, 2, 3, 1) / weight.unsqueeze(-1),
+                              torch.zeros_like(blended))
+    return coverage, depth, blended

@@ -46,7 +46,9 @@ class SurfelSettings:
             Without it positions still get the exact first-order gradient
             ``-(df/dz) grad f / |grad f|^2`` (the term with ``d grad f / dz`` is multiplied by
             f, which is zero on the surface) and one iteration costs about half as much.
-        tolerance: |sdf| in canonical units above which a projected point has not converged.
+        tolerance: canonical units; a point whose last Newton step is longer than this has
+            not converged (the step is first-order exact, so a short last step lands on the
+            surface to within its square times the curvature).
         query_chunk: points per SDF call during grid extraction (bounds memory).
     """
 
@@ -56,7 +58,7 @@ class SurfelSettings:
     newton_steps: int = 1
     extraction_newton_steps: int = 2
     differentiable_normals: bool = True
-    tolerance: float = 2e-3
+    tolerance: float = 1e-2
     query_chunk: int = 65536
 
 
@@ -120,12 +122,13 @@ def project_to_surface(
         current = _newton_step(values.detach(), gradient, current).detach()
     values, gradient = _sdf_and_gradient(sdf, latent, current, settings.differentiable_normals)
     surface = _newton_step(values, gradient, current)
-    # The last step moves a point by less than the tolerance, so the gradient where it
+    # The last step is short (within the tolerance), so the gradient where it
     # started is its normal; reusing it saves a second pass through the network.
     normals = torch.nn.functional.normalize(gradient, dim=-1)
     if not latent.requires_grad:  # keep no graph to the (detached) starting points
         surface, normals = surface.detach(), normals.detach()
-    converged = values.detach().abs() < settings.tolerance
+    step = values.detach().abs() / gradient.detach().norm(dim=-1).clamp(min=1e-12)
+    converged = step < settings.tolerance
     converged &= torch.isfinite(surface.detach()).all(-1)
     dropped = (valid & ~converged).sum(-1)
     keep = valid & converged
@@ -182,21 +185,31 @@ def _surface_points(sdf: ShapeSource, latent: Tensor, settings: SurfelSettings,
 
 def _thin_evenly(points: Tensor, scale: Tensor, spacing: float, count: int,
                  generator: torch.Generator) -> Tensor:
-    """Keep one point per metric voxel of side ``spacing``, then at most ``count`` of them.
+    """Keep the point nearest the centre of each occupied metric voxel, at most ``count``.
+
+    The voxel side is the smallest of a few multiples of ``spacing`` that leaves at most
+    ``count`` occupied voxels, so the kept points are spread evenly (a random cut of a denser
+    set would leave gaps that a disc of one spacing's radius does not close).
 
     Args:
         points: (M, 3) canonical. scale: (3,) metres per canonical unit along each axis.
     Returns:
         (K, 3) with K <= count.
     """
-    order = torch.randperm(points.shape[0], generator=generator).to(points.device)
-    shuffled = points[order]
-    voxels = torch.floor(shuffled * scale / spacing).long()
-    _, inverse = torch.unique(voxels, dim=0, return_inverse=True)
-    first = torch.full((int(inverse.max()) + 1,), shuffled.shape[0], device=points.device)
-    first = first.scatter_reduce(0, inverse, torch.arange(len(inverse), device=points.device),
-                                 reduce="amin")
-    kept = shuffled[first]
+    metric = points * scale
+    for factor in (0.8, 0.85, 0.9, 0.95, 1.0, 1.05, 1.1, 1.2, 1.35, 1.5):
+        side = spacing * factor
+        voxels = torch.floor(metric / side)
+        _, inverse = torch.unique(voxels.long(), dim=0, return_inverse=True)
+        if int(inverse.max()) + 1 <= count:
+            break
+    offset = (metric / side - voxels - 0.5).pow(2).sum(-1)
+    # Order by (voxel, distance to its centre); the first point of every voxel is kept.
+    order = torch.argsort(offset)
+    order = order[torch.argsort(inverse[order], stable=True)]
+    first = torch.ones_like(order, dtype=torch.bool)
+    first[1:] = inverse[order][1:] != inverse[order][:-1]
+    kept = points[order[first]]
     if kept.shape[0] > count:
         kept = kept[torch.randperm(kept.shape[0], generator=generator)[:count].to(points.device)]
     # Thinning can miss the shape's extremes (a wheel touches the ground along a line), which
@@ -234,9 +247,7 @@ def extract_surface_points(
         on_surface = surfaces[int(which[b])]
         if on_surface.shape[0] == 0:
             continue
-        # Thin slightly finer than the target spacing, so the count is met where possible.
-        kept = _thin_evenly(on_surface, size[b], float(spacing[b]) * 0.85, settings.count,
-                            generator)
+        kept = _thin_evenly(on_surface, size[b], float(spacing[b]), settings.count, generator)
         points[b, : kept.shape[0]] = kept
         valid[b, : kept.shape[0]] = True
     return points, valid

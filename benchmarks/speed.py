@@ -73,7 +73,7 @@ def _iteration(prior, params, fixed, settings, surfel_settings, device) -> dict[
     start = _synchronise(device)
     points, normals = surfels.pose_surfels(projected, params["centre"], rotation, size)
     rendered = render(points, normals, projected.points, projected.valid,
-                      surfels.surfel_spacing(size, points.shape[1]), fixed["camera"],
+                      surfels.surfel_spacing(size, surfel_settings.count), fixed["camera"],
                       fixed["window"], settings, with_attributes=False)
     times["rasterise"] = _synchronise(device) - start
 

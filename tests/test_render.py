@@ -200,3 +200,36 @@ def test_learned_prior_at_labelled_kitti_poses_covers_the_2d_boxes(tmp_path):
                                 [(0, 255, 0)] * len(cars))
     save_png(tmp_path / "overlay.png", Image.fromarray(overlay))
     assert (overlay != image).any()
+
+
+def test_a_car_seen_from_behind_renders_without_holes():
+    """A car's back fills the window with one small face: too few surfels for 64 x 64, so it
+    is rendered at a lower resolution and stretched; its interior must be covered."""
+    prior = load_prior()
+    latent = prior.latent_mean[None].double()
+    size = torch.tensor([[5.2, 1.8, 1.8]], dtype=torch.float64)
+    center = torch.tensor([[-0.5, 0.75, 25.0]], dtype=torch.float64)
+    yaw = torch.tensor([math.pi / 2], dtype=torch.float64)  # heading away from the camera
+    rendered, _, _ = _render(lambda z, x: prior.sdf(z.float(), x.float()).double(), latent,
+                             center, yaw, size)
+    covered = rendered.silhouette[0] > 0.5
+    rows, columns = covered.any(1).nonzero()[:, 0], covered.any(0).nonzero()[:, 0]
+    inner = rendered.silhouette[0, rows.min() + 4: rows.max() - 3, columns.min() + 4:
+                                columns.max() - 3]
+    assert (inner > 0.5).double().mean() >= 0.98
+
+
+def test_rendering_at_half_resolution_and_stretching_matches_full_resolution(monkeypatch):
+    radius, center = 1.0, torch.tensor([[0.5, 1.0, 30.0]], dtype=torch.float64)
+    latent = torch.tensor([[0.5]], dtype=torch.float64)
+    size = torch.full((1, 3), 2 * radius, dtype=torch.float64)
+    yaw = torch.tensor([0.3], dtype=torch.float64)
+    full, window, surfels = _render(shapes.sphere_sdf, latent, center, yaw, size)
+    monkeypatch.setattr(rd, "render_resolution",
+                        lambda *args: torch.full((1,), 0.5, dtype=torch.float64))
+    half, _, _ = _render(shapes.sphere_sdf, latent, center, yaw, size, window, surfels)
+    a, b = full.silhouette[0] > 0.5, half.silhouette[0] > 0.5
+    assert float((a & b).sum() / (a | b).sum()) >= 0.9
+    middle = SETTINGS.window_size // 2
+    assert abs(float(half.depth[0, middle, middle] - full.depth[0, middle, middle])) < 0.01
+    assert torch.allclose(half.nocs[0, middle, middle], full.nocs[0, middle, middle], atol=0.03)
