@@ -88,7 +88,7 @@ class FitConfig:
     reextract_dropped: float = 0.1
     weights: LossWeights = LossWeights()
     render: RenderSettings = RenderSettings()
-    facing_cos: float = -0.5
+    facing_cos: float = -0.3
     surfels: SurfelSettings = SurfelSettings(differentiable_normals=False)
 
 
