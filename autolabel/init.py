@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import open3d as o3d
@@ -70,8 +70,12 @@ CLASS_MEAN_SIZE: dict[str, tuple[float, float, float]] = {
 SOURCES = ("lidar", "depth", "box")
 
 
-def mean_size(category: str) -> np.ndarray:
+def mean_size(category: str, class_sizes: Mapping[str, Sequence[float]] | None = None
+              ) -> np.ndarray:
     """The class's mean (length, width, height) in metres; the name compares case-insensitively.
+
+    ``class_sizes`` replaces the KITTI table (:data:`CLASS_MEAN_SIZE`): class statistics are
+    a property of a data set (nuScenes cars average 4.6 m, KITTI's 3.9 m).
 
     >>> mean_size("car").tolist()
     [3.88, 1.63, 1.53]
@@ -79,11 +83,12 @@ def mean_size(category: str) -> np.ndarray:
     Raises:
         ValueError: for a class without statistics, naming the known ones.
     """
-    for name, size in CLASS_MEAN_SIZE.items():
+    table = CLASS_MEAN_SIZE if class_sizes is None else class_sizes
+    for name, size in table.items():
         if name.lower() == category.lower():
             return np.array(size, dtype=np.float64)
     raise ValueError(f"no size statistics for class {category!r}; known classes: "
-                     f"{', '.join(CLASS_MEAN_SIZE)}")
+                     f"{', '.join(table)}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,6 +118,8 @@ class InitConfig:
         depth_ground_pixels: at most about this many pixels of the whole depth map are
             back-projected to fit the ground plane.
         seed: seeds open3d's RANSAC.
+        class_sizes: mean (length, width, height) per class as ``((name, (l, w, h)), ...)``;
+            None for KITTI's (:data:`CLASS_MEAN_SIZE`).
     """
 
     ground_threshold: float = 0.15
@@ -131,6 +138,11 @@ class InitConfig:
     depth_pixels: int = 4000
     depth_ground_pixels: int = 30000
     seed: int = 0
+    class_sizes: tuple[tuple[str, tuple[float, float, float]], ...] | None = None
+
+    def mean_size(self, category: str) -> np.ndarray:
+        """The class's mean (l, w, h) under these settings (see :func:`mean_size`)."""
+        return mean_size(category, None if self.class_sizes is None else dict(self.class_sizes))
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -543,7 +555,7 @@ def box_from_cluster(points: np.ndarray, category: str, projection: np.ndarray,
     Returns:
         The hypothesis, heading pointing away from the sensor.
     """
-    mean = mean_size(category)
+    mean = config.mean_size(category)
     sensor = np.zeros(3) if sensor is None else np.asarray(sensor, dtype=np.float64)
     bev = points[:, [0, 2]]
     contour = visible_contour(bev, sensor[[0, 2]], config.contour_resolution)
@@ -577,7 +589,7 @@ def box_from_cluster(points: np.ndarray, category: str, projection: np.ndarray,
 
 
 def box_only_hypothesis(box2d: np.ndarray, category: str, projection: np.ndarray,
-                        iterations: int = 5) -> Hypothesis:
+                        iterations: int = 5, config: InitConfig = InitConfig()) -> Hypothesis:
     """A weak hypothesis from the 2D box and the class's mean size alone.
 
     The box of mean size sits on the ray through the 2D box centre, heading along that ray
@@ -587,10 +599,11 @@ def box_only_hypothesis(box2d: np.ndarray, category: str, projection: np.ndarray
 
     Args:
         box2d: (4,) pixels. category: class name. projection: (3, 4).
+        config: supplies the class statistics.
     Returns:
         A hypothesis with source 'box' and no points.
     """
-    size = mean_size(category)
+    size = config.mean_size(category)
     box2d = np.asarray(box2d, dtype=np.float64)
     projection = np.asarray(projection, dtype=np.float64)
     height_px = max(box2d[3] - box2d[1], 1.0)
@@ -629,12 +642,12 @@ def object_hypothesis(points: np.ndarray, category: str, projection: np.ndarray,
         A points-based hypothesis, or the box-only one when fewer than
         ``config.min_object_points`` object points are found.
     """
-    fallback = box_only_hypothesis(box2d, category, projection)
+    fallback = box_only_hypothesis(box2d, category, projection, config=config)
     inside = points[frustum_mask(points, projection, box2d)]
     if plane is not None:
         inside = inside[plane.height(inside) > config.ground_clearance]
     cluster = select_cluster(inside, projection, box2d, float(fallback.center[2]), config)
-    cluster = trim_cluster(cluster, mean_size(category), sensor)
+    cluster = trim_cluster(cluster, config.mean_size(category), sensor)
     if len(cluster) < config.min_object_points:
         return fallback
     return box_from_cluster(cluster, category, projection, box2d, plane, sensor, image_size,

@@ -27,7 +27,6 @@ from autolabel.init import (
     Hypothesis,
     InitConfig,
     frame_hypotheses,
-    mean_size,
     yaw_hypotheses,
 )
 from autolabel.io.detections import Detection
@@ -279,8 +278,8 @@ def build_batch(frames: Sequence[FrameInput], objects: Sequence[_Object],
                                  for o in objects), strict=True)
     ground = np.array([np.append(o.plane.normal, o.plane.offset) if o.plane is not None
                        else np.zeros(4) for o in objects])
-    log_mean = np.log(np.stack([mean_size(frames[o.frame].detections[o.detection].category)
-                                for o in objects]))
+    categories = [frames[o.frame].detections[o.detection].category for o in objects]
+    log_mean = np.log(np.stack([config.init.mean_size(name) for name in categories]))
 
     def tensor(array, dtype=torch.float32):
         return torch.as_tensor(np.array(array), dtype=dtype, device=device)

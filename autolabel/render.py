@@ -378,7 +378,7 @@ def stretch(silhouette: Tensor, depth: Tensor, blended: Tensor | None, resolutio
     """
     if bool((resolution >= 1).all()):
         return silhouette, depth, blended
-    batch, size = silhouette.shape[0], silhouette.shape[-1]
+    batch = silhouette.shape[0]
     layers = [silhouette.unsqueeze(1), (depth * silhouette).unsqueeze(1)]
     if blended is not None:
         layers.append((blended * silhouette.unsqueeze(-1)).permute(0, 3, 1, 2))

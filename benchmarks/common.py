@@ -34,7 +34,7 @@ from autolabel.evaluate import (
     to_json,
 )
 from autolabel.geometry import points_in_box
-from autolabel.init import label_frame_lshape
+from autolabel.init import InitConfig, label_frame_lshape
 from autolabel.io.atomic import write_text_atomic
 from autolabel.io.detections import Detection
 from autolabel.io.kitti import (
@@ -47,7 +47,7 @@ from autolabel.io.kitti import (
     read_velodyne,
 )
 from autolabel.label import ObjectLabel
-from autolabel.pipeline import FrameInput, label_frames
+from autolabel.pipeline import FrameInput, PipelineConfig, label_frames
 from autolabel.prior import load_prior
 
 
@@ -96,23 +96,25 @@ class FrameLabels:
 Labeler = Callable[[Frame, Sequence[Detection]], FrameLabels]
 
 
-def lshape(frame: Frame, detections: Sequence[Detection]) -> FrameLabels:
+def lshape(frame: Frame, detections: Sequence[Detection],
+           init: InitConfig = InitConfig()) -> FrameLabels:
     """The classical baseline (``autolabel.init``): L-shape boxes on the object's LiDAR
     cluster, or on its back-projected depth pixels when the frame has a depth map and no
     LiDAR, else boxes from the 2D box and the class's mean size. It has no verification
     step, so it accepts every label."""
     labels = label_frame_lshape(frame.points, frame.calib, detections, frame.image_size,
-                                depth=frame.depth if frame.points is None else None)
+                                config=init, depth=frame.depth if frame.points is None else None)
     return FrameLabels(labels, [True] * len(labels))
 
 
-def render_and_compare(frame: Frame, detections: Sequence[Detection]) -> FrameLabels:
+def render_and_compare(frame: Frame, detections: Sequence[Detection],
+                       config: PipelineConfig = PipelineConfig()) -> FrameLabels:
     """The render-and-compare fitter (``autolabel.pipeline``) with the shipped prior and its
     default settings, on LiDAR, else the frame's depth map, else the 2D boxes alone; labels
     carry its verification verdict."""
     inputs = FrameInput(frame.frame_id, frame.image_size, frame.calib, list(detections),
                         frame.points, frame.depth if frame.points is None else None)
-    results = label_frames([inputs], _shipped_prior())[0].labels
+    results = label_frames([inputs], _shipped_prior(), config)[0].labels
     return FrameLabels([r.label for r in results], [r.accepted for r in results])
 
 

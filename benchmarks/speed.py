@@ -6,8 +6,9 @@ Each batch holds that many cars in front of a KITTI camera, rendered with the sh
 into 64x64 windows and compared with targets rendered at perturbed poses. One iteration is
 what the fitter's shape stage does: surfels (selecting the camera-facing ones and a Newton
 re-projection, differentiable in the latent, with the fitter's surfel settings), rasterisation
-(posing, back-face culling, splatting, compositing silhouette and depth), losses (silhouette and depth) and backward to translation,
-yaw, log-size and latent. Prints a table and writes ``benchmarks/results/speed.json``.
+(posing, back-face culling, splatting, compositing silhouette and depth), losses (silhouette
+and depth) and backward to translation, yaw, log-size and latent. Prints a table and writes
+``benchmarks/results/speed.json``.
 Peak memory is the process's resident high-water mark on CPU (batches run in increasing
 order, so each figure includes the smaller ones) and allocated memory on CUDA.
 """
@@ -29,8 +30,8 @@ from autolabel import geometry as g
 from autolabel import losses, surfels
 from autolabel.fit import FitConfig
 from autolabel.prior import load_prior
-from autolabel.tensors import gather_rows
 from autolabel.render import RenderSettings, detection_windows, render
+from autolabel.tensors import gather_rows
 
 RESULTS = Path(__file__).resolve().parent / "results" / "speed.json"
 KITTI_P2 = [[721.5377, 0.0, 609.5593, 44.85728], [0.0, 721.5377, 172.854, 0.2163791],

@@ -14,6 +14,7 @@ from autolabel.geometry import box_corners, project_points, projected_box2d, yaw
 from autolabel.init import (
     GroundPlane,
     Hypothesis,
+    InitConfig,
     box_from_cluster,
     box_only_hypothesis,
     depth_to_points,
@@ -239,3 +240,15 @@ def test_depth_map_of_a_car_gives_a_depth_hypothesis_with_bev_iou_at_least_0_9()
 def test_frame_hypotheses_refuses_lidar_and_depth_together():
     with pytest.raises(ValueError, match="not both"):
         frame_hypotheses(np.zeros((5, 3)), Calib(P2), [], depth=np.ones((4, 4)))
+
+
+def test_class_sizes_of_a_data_set_replace_kittis_statistics():
+    config = InitConfig(class_sizes=(("Car", (4.65, 1.84, 1.64)),))
+    assert config.mean_size("car").tolist() == [4.65, 1.84, 1.64]
+    projection = np.array([[721.5, 0.0, 609.6, 0.0], [0.0, 721.5, 172.9, 0.0],
+                           [0.0, 0.0, 1.0, 0.0]])
+    box = np.array([560.0, 160.0, 660.0, 230.0])
+    weak = box_only_hypothesis(box, "Car", projection, config=config)
+    assert np.allclose(weak.size, [4.65, 1.84, 1.64])
+    with pytest.raises(ValueError, match="'Van'.*known classes: Car"):
+        config.mean_size("Van")
