@@ -38,8 +38,7 @@ class SurfelSettings:
         count: surfels per object (N), the same for every object of a batch.
         grid_resolution: grid points per axis for the one-off band extraction.
         grid_extent: half side of the canonical cube that the grid covers.
-        newton_steps: graph-free Newton steps per re-projection (one more keeps the graph);
-            0 suits a fitter that starts every re-projection where the last one ended.
+        newton_steps: graph-free Newton steps per re-projection (one more keeps the graph).
         extraction_newton_steps: the same for the grid points of an extraction, which start
             up to a grid cell away from the surface.
         differentiable_normals: keep the normals' graph to the latent (``create_graph``).
