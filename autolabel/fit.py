@@ -28,12 +28,12 @@ from autolabel.surfels import (
     Surfels,
     SurfelSettings,
     extract_surface_points,
-    facing_subset,
     pose_surfels,
+    project_facing,
     project_to_surface,
     surfel_spacing,
 )
-from autolabel.tensors import gather_rows, scatter_rows
+from autolabel.tensors import scatter_rows
 
 LOSS_TERMS = ("points", "free_space", "silhouette", "box", "nocs", "ground", "latent", "size")
 
@@ -322,10 +322,7 @@ def fit(prior, batch: ObjectBatch, config: FitConfig = FitConfig(), seed: int = 
     start = time.perf_counter()
     params = _Parameters(batch, prior, config.free_rotation)
     optimiser = _optimiser(params, config)
-    points, valid = extract_surface_points(prior.sdf, params.latent.detach(), batch.size,
-                                           config.surfels, seed)
-    mean_surfels = project_to_surface(prior.sdf, params.latent.detach(), points, valid,
-                                      config.surfels)
+    mean_surfels = _extract(prior, params.latent.detach(), batch.size, config, seed)
     tracker = _SurfelTracker(mean_surfels, params.shape.detach().clone(),
                              g.camera_centres(batch.projection))
     finite = torch.ones(len(batch), dtype=torch.bool, device=batch.center.device)
@@ -355,15 +352,24 @@ def fit(prior, batch: ObjectBatch, config: FitConfig = FitConfig(), seed: int = 
                   time.perf_counter() - start)
 
 
+def _extract(prior, latent: Tensor, size: Tensor, config: FitConfig, seed: int) -> Surfels:
+    """Fresh surfels (B, N) of the shapes ``latent`` at ``size``, detached."""
+    points, valid = extract_surface_points(prior.sdf, latent, size, config.surfels, seed)
+    surfels = project_to_surface(prior.sdf, latent, points, valid, config.surfels)
+    surfels.dropped = torch.zeros_like(surfels.dropped)
+    return surfels
+
+
 class _SurfelTracker:
     """The surfels of every object as its latent moves (the shape stage of :func:`fit`).
 
     Each iteration re-projects only the surfels facing the camera (the renderer culls the
-    others) with Newton steps from where they were last, and writes them back; an object's
-    surfels are extracted afresh when its latent has moved far or too many failed to converge.
+    others) from where they were last, and writes them back; an object's surfels are
+    extracted afresh when its latent has moved far or too many failed to converge.
 
     Attributes:
-        surfels: canonical surfels (B, N) of all objects, detached.
+        surfels: canonical surfels (B, N) of all objects, detached; ``dropped`` counts the
+            failures of the last re-projection.
         extracted_shape: (B, D) whitened latent at each object's last extraction.
         camera_centre: (B, 3) optical centres in the camera frame.
     """
@@ -372,19 +378,15 @@ class _SurfelTracker:
         self.surfels = surfels
         self.extracted_shape = extracted_shape
         self.camera_centre = camera_centre
-        self.dropped = torch.zeros_like(surfels.dropped)
 
     def project(self, prior, params: _Parameters, config: FitConfig, seed: int) -> Surfels:
         """Facing surfels (B, K) of the current shapes, with gradients to the latent."""
         self._reextract_stale(prior, params, config, seed)
         state = self.surfels
-        index, kept = facing_subset(state, params.translation.detach(),
-                                    params.rotation_matrix().detach(),
-                                    params.log_size.exp().detach(), self.camera_centre,
-                                    config.facing_cos)
-        projected = project_to_surface(prior.sdf, params.latent, gather_rows(state.points, index),
-                                       kept, config.surfels)
-        self.dropped = projected.dropped
+        projected, index = project_facing(
+            prior.sdf, params.latent, state, params.translation.detach(),
+            params.rotation_matrix().detach(), params.log_size.exp().detach(),
+            self.camera_centre, config.facing_cos, config.surfels)
         self.surfels = Surfels(
             scatter_rows(state.points, index, projected.points.detach(), projected.valid),
             scatter_rows(state.normals, index, projected.normals.detach(), projected.valid),
@@ -394,18 +396,14 @@ class _SurfelTracker:
     def _reextract_stale(self, prior, params: _Parameters, config: FitConfig, seed: int):
         moved = (params.shape.detach() - self.extracted_shape).norm(dim=-1)
         stale = (moved > config.reextract_distance) | (
-            self.dropped > config.reextract_dropped * self.surfels.valid.sum(-1))
+            self.surfels.dropped > config.reextract_dropped * self.surfels.valid.sum(-1))
         if not stale.any():
             return
-        latent = params.latent.detach()[stale]
-        points, valid = extract_surface_points(prior.sdf, latent,
-                                               params.log_size.exp().detach()[stale],
-                                               config.surfels, seed)
-        fresh = project_to_surface(prior.sdf, latent, points, valid, config.surfels)
-        for name in ("points", "normals", "valid"):
+        fresh = _extract(prior, params.latent.detach()[stale],
+                         params.log_size.exp().detach()[stale], config, seed)
+        for name in ("points", "normals", "valid", "dropped"):
             getattr(self.surfels, name)[stale] = getattr(fresh, name)
         self.extracted_shape[stale] = params.shape.detach()[stale]
-        self.dropped[stale] = 0
 
 
 def _final(prior, params, batch, config, surfels, finite, iterations, seconds) -> FitOutput:

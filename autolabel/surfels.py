@@ -27,7 +27,7 @@ from torch import Tensor
 
 from autolabel.geometry import transform_points
 from autolabel.shapes import ShapeSource
-from autolabel.tensors import compact
+from autolabel.tensors import compact, gather_rows
 
 
 @dataclasses.dataclass(frozen=True)
@@ -182,6 +182,15 @@ def _surface_points(sdf: ShapeSource, latent: Tensor, settings: SurfelSettings,
     return projected.points[0][projected.valid[0]].detach()
 
 
+def _voxel_keys(voxels: Tensor) -> Tensor:
+    """One int64 per integer voxel (M, 3) -> (M,), equal exactly for equal voxels (a 1-D
+    ``unique`` is many times faster than ``unique(dim=0)``)."""
+    low = voxels.amin(0)
+    extent = voxels.amax(0) - low + 1
+    shifted = voxels - low
+    return (shifted[:, 0] * extent[1] + shifted[:, 1]) * extent[2] + shifted[:, 2]
+
+
 def _thin_evenly(points: Tensor, scale: Tensor, spacing: float, count: int,
                  generator: torch.Generator) -> Tensor:
     """Keep the point nearest the centre of each occupied metric voxel, at most ``count``.
@@ -199,7 +208,7 @@ def _thin_evenly(points: Tensor, scale: Tensor, spacing: float, count: int,
     for factor in (0.8, 0.85, 0.9, 0.95, 1.0, 1.05, 1.1, 1.2, 1.35, 1.5):
         side = spacing * factor
         voxels = torch.floor(metric / side)
-        _, inverse = torch.unique(voxels.long(), dim=0, return_inverse=True)
+        _, inverse = torch.unique(_voxel_keys(voxels.long()), return_inverse=True)
         if int(inverse.max()) + 1 <= count:
             break
     offset = (metric / side - voxels - 0.5).pow(2).sum(-1)
@@ -252,28 +261,36 @@ def extract_surface_points(
     return points, valid
 
 
-def facing_subset(surfels: Surfels, center: Tensor, rotation: Tensor, size: Tensor,
-                  camera_centre: Tensor, min_cos: float) -> tuple[Tensor, Tensor]:
-    """The surfels that face the camera at a pose, compacted per object.
+def project_facing(
+    sdf: ShapeSource, latent: Tensor, surfels: Surfels, center: Tensor, rotation: Tensor,
+    size: Tensor, camera_centre: Tensor, min_cos: float,
+    settings: SurfelSettings = SurfelSettings(),
+) -> tuple[Surfels, Tensor]:
+    """Re-project only the surfels that face the camera at the given pose.
 
     Surfels turned away from the camera are culled by the renderer, so an iteration only
-    needs to re-project the others (about half); ``min_cos`` leaves a margin for the pose
-    to change before the next selection.
+    needs to re-project the others; ``min_cos`` leaves a margin below the renderer's cull.
 
     Args:
-        surfels: canonical surfels (B, N). center: (B, 3). rotation: (B, 3, 3). size: (B, 3).
+        sdf: shape source. latent: (B, D), may require grad.
+        surfels: canonical surfels (B, N) near the surface, with normals (detached).
+        center: (B, 3). rotation: (B, 3, 3). size: (B, 3): the pose, detached.
         camera_centre: (B, 3) optical centres in the camera frame.
         min_cos: keep surfels whose normal makes a cosine above this with the direction to
             the camera.
+        settings: Newton steps and tolerance.
     Returns:
-        index (B, K) into the N surfels and kept (B, K) bool (see
-        :func:`autolabel.tensors.compact`).
+        The projected facing surfels (B, K), K <= N, and index (B, K) of each among the N
+        (rows padded as in :func:`autolabel.tensors.compact`; padding is invalid).
     """
     with torch.no_grad():
         points, normals = pose_surfels(surfels, center, rotation, size)
         towards = torch.nn.functional.normalize(camera_centre.unsqueeze(1) - points, dim=-1)
         facing = (normals * towards).sum(-1) > min_cos
-    return compact(surfels.valid & facing)
+    index, kept = compact(surfels.valid & facing)
+    projected = project_to_surface(sdf, latent, gather_rows(surfels.points, index), kept,
+                                   settings)
+    return projected, index
 
 
 def pose_surfels(

@@ -31,7 +31,6 @@ from autolabel import losses, surfels
 from autolabel.fit import FitConfig
 from autolabel.prior import load_prior
 from autolabel.render import RenderSettings, detection_windows, render
-from autolabel.tensors import gather_rows
 
 RESULTS = Path(__file__).resolve().parent / "results" / "speed.json"
 KITTI_P2 = [[721.5377, 0.0, 609.5593, 44.85728], [0.0, 721.5377, 172.854, 0.2163791],
@@ -63,12 +62,10 @@ def _iteration(prior, params, fixed, settings, surfel_settings, device) -> dict[
     start = _synchronise(device)
     rotation = g.yaw_to_rotation(params["yaw"])
     size = params["log_size"].exp()
-    index, kept = surfels.facing_subset(fixed["surfels"], params["centre"].detach(),
-                                        rotation.detach(), size.detach(),
-                                        g.camera_centres(fixed["camera"]), FitConfig().facing_cos)
-    projected = surfels.project_to_surface(prior.sdf, params["latent"],
-                                           gather_rows(fixed["surfels"].points, index), kept,
-                                           surfel_settings)
+    projected, _ = surfels.project_facing(
+        prior.sdf, params["latent"], fixed["surfels"], params["centre"].detach(),
+        rotation.detach(), size.detach(), g.camera_centres(fixed["camera"]),
+        FitConfig().facing_cos, surfel_settings)
     times["surfels"] = _synchronise(device) - start
 
     start = _synchronise(device)
