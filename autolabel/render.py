@@ -334,7 +334,7 @@ def render(
         attributes = (torch.cat([front_canonical + 0.5, front_normals], dim=-1)
                       if with_attributes else None)
         outputs.append(composite(splats, attributes, settings))
-    silhouette, depth, blended = (list(parts) for parts in zip(*outputs, strict=True))
+    silhouette, depth, blended = zip(*outputs, strict=True)
     silhouette, depth = torch.cat(silhouette), torch.cat(depth)
     blended = torch.cat(blended) if with_attributes else None
     silhouette, depth, blended = stretch(silhouette, depth, blended, resolution)
@@ -387,10 +387,10 @@ def stretch(silhouette: Tensor, depth: Tensor, blended: Tensor | None, resolutio
     theta[:, 0, 0] = theta[:, 1, 1] = resolution
     theta[:, :, 2] = (resolution - 1).unsqueeze(-1)
     grid = torch.nn.functional.affine_grid(theta, list(stack.shape), align_corners=False)
-    stretched = torch.nn.functional.grid_sample(stack, grid, mode="bilinear",
-                                                padding_mode="zeros", align_corners=False)
-    full = (resolution >= 1).view(batch, 1, 1, 1)
-    stack = torch.where(full, stack, stretched)
+    # At resolution 1 the samples fall on pixel centres, so those objects come back as they
+    # were (bilinear weights 1 and 0).
+    stack = torch.nn.functional.grid_sample(stack, grid, mode="bilinear",
+                                            padding_mode="zeros", align_corners=False)
     coverage = stack[:, 0]
     weight = coverage.clamp(min=1e-6)
     depth = torch.where(coverage > 1e-6, stack[:, 1] / weight, torch.zeros_like(coverage))

@@ -230,6 +230,9 @@ def test_rendering_at_half_resolution_and_stretching_matches_full_resolution(mon
     half, _, _ = _render(shapes.sphere_sdf, latent, center, yaw, size, window, surfels)
     a, b = full.silhouette[0] > 0.5, half.silhouette[0] > 0.5
     assert float((a & b).sum() / (a | b).sum()) >= 0.9
+    # The stretch must not shift the image: the centroids agree to a fraction of a pixel.
+    shift = b.nonzero().double().mean(0) - a.nonzero().double().mean(0)
+    assert float(shift.abs().max()) < 0.25, shift
     middle = SETTINGS.window_size // 2
     assert abs(float(half.depth[0, middle, middle] - full.depth[0, middle, middle])) < 0.01
     assert torch.allclose(half.nocs[0, middle, middle], full.nocs[0, middle, middle], atol=0.03)
