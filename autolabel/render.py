@@ -358,7 +358,8 @@ def render_resolution(points: Tensor, valid: Tensor, spacing: Tensor, window_cam
     with torch.no_grad():
         _, depth = project_points(points, window_cameras)
         nearest = torch.where(valid, depth, torch.full_like(depth, torch.inf)).amin(1)
-        focal = window_cameras[:, :2, :3].norm(dim=-1).amax(-1)  # window pixels per unit x/z
+        # Window pixels per unit of x/z: the cameras are K [I | t] (the rectified frame).
+        focal = torch.maximum(window_cameras[:, 0, 0], window_cameras[:, 1, 1])
         pixels = focal * spacing / nearest.clamp(min=1e-3)
         return (settings.max_spacing / pixels.clamp(min=1e-12)).clamp(max=1.0)
 
