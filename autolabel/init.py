@@ -117,7 +117,7 @@ class InitConfig:
             mask, else its box) are back-projected (every k-th row and column).
         depth_ground_pixels: at most about this many pixels of the whole depth map are
             back-projected to fit the ground plane.
-        seed: seeds open3d's RANSAC.
+        seed: seeds the ground plane's RANSAC.
         class_sizes: mean (length, width, height) per class as ``((name, (l, w, h)), ...)``;
             None for KITTI's (:data:`CLASS_MEAN_SIZE`).
     """
@@ -272,8 +272,46 @@ def _stride_for(pixels: int, budget: int) -> int:
     return max(1, math.ceil(math.sqrt(pixels / max(budget, 1))))
 
 
+def ransac_plane(points: np.ndarray, threshold: float, iterations: int,
+                 rng: np.random.Generator) -> tuple[np.ndarray, float, np.ndarray] | None:
+    """The plane with the most points within ``threshold``, refined by least squares.
+
+    Seeded and single-threaded, so the same points always give the same plane (open3d's
+    ``segment_plane`` runs its iterations in parallel and was not reproducible across runs).
+
+    Args:
+        points: (N, 3), N >= 3. threshold: inlier distance. iterations: planes tried.
+        rng: the source of the samples.
+    Returns:
+        unit normal (3,), offset (plane ``normal . x + offset = 0``), inliers (N,) bool;
+        None when every sample was degenerate (collinear points).
+
+    >>> flat = np.c_[np.random.default_rng(0).uniform(-5, 5, (50, 2)), np.zeros(50)]
+    >>> normal, offset, inliers = ransac_plane(flat, 0.1, 20, np.random.default_rng(0))
+    >>> np.round(np.abs(normal), 6).tolist(), abs(round(offset, 6)), int(inliers.sum())
+    ([0.0, 0.0, 1.0], 0.0, 50)
+    """
+    corners = points[rng.integers(0, len(points), size=(iterations, 3))]
+    normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
+    lengths = np.linalg.norm(normals, axis=1)
+    usable = lengths > 1e-9
+    if not usable.any():
+        return None
+    normals = normals[usable] / lengths[usable, None]
+    offsets = -(normals * corners[usable, 0]).sum(1)
+    counts = np.concatenate([
+        (np.abs(points @ normals[i:i + 32].T + offsets[i:i + 32]) < threshold).sum(0)
+        for i in range(0, len(normals), 32)])
+    best = int(np.argmax(counts))
+    inliers = np.abs(points @ normals[best] + offsets[best]) < threshold
+    centre = points[inliers].mean(0)
+    normal = np.linalg.svd(points[inliers] - centre, full_matrices=False)[2][-1]
+    offset = -float(normal @ centre)
+    return normal, offset, np.abs(points @ normal + offset) < threshold
+
+
 def fit_ground_plane(points: np.ndarray, config: InitConfig = InitConfig()) -> GroundPlane | None:
-    """Fit the ground plane of a frame with RANSAC (open3d ``segment_plane``).
+    """Fit the ground plane of a frame with RANSAC (:func:`ransac_plane`).
 
     Only points below the camera (y > 0) within ``config.ground_range`` in front of it take
     part. A plane tilted more than ``config.ground_max_tilt`` from horizontal (a wall) is
@@ -282,27 +320,26 @@ def fit_ground_plane(points: np.ndarray, config: InitConfig = InitConfig()) -> G
     Args:
         points: (N, 3) camera frame, metres.
     Returns:
-        The plane, or None when fewer than 3 candidate points remain or no plane is level.
+        The plane, or None when fewer than 3 candidate points remain, they are collinear, or
+        no plane is level.
     """
     points = np.asarray(points, dtype=np.float64)
     near = (points[:, 1] > 0) & (points[:, 2] > 0)
     near &= np.hypot(points[:, 0], points[:, 2]) < config.ground_range
     candidates = points[near]
+    rng = np.random.default_rng(config.seed)
     for _ in range(3):
         if len(candidates) < 3:
             return None
-        cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(candidates))
-        o3d.utility.random.seed(config.seed)
-        model, inliers = cloud.segment_plane(config.ground_threshold, 3,
-                                             config.ground_iterations)
-        normal, offset = np.asarray(model[:3], dtype=np.float64), float(model[3])
-        scale = np.linalg.norm(normal)
-        normal, offset = normal / scale, float(offset / scale)
+        found = ransac_plane(candidates, config.ground_threshold, config.ground_iterations, rng)
+        if found is None:
+            return None
+        normal, offset, inliers = found
         if normal[1] > 0:
             normal, offset = -normal, -offset
         if -normal[1] >= math.cos(config.ground_max_tilt):
             return GroundPlane(normal, offset)
-        candidates = np.delete(candidates, inliers, axis=0)
+        candidates = candidates[~inliers]
     return None
 
 

@@ -252,3 +252,14 @@ def test_class_sizes_of_a_data_set_replace_kittis_statistics():
     assert np.allclose(weak.size, [4.65, 1.84, 1.64])
     with pytest.raises(ValueError, match="'Van'.*known classes: Car"):
         config.mean_size("Van")
+
+
+@pytest.mark.skipif(not KITTI_DEV.is_dir(), reason="../shared/data/kitti_dev is not there")
+def test_the_ground_plane_of_a_real_scan_is_the_same_every_time():
+    calib = read_calib(KITTI_DEV / "calib" / "000000.txt")
+    points = calib.velo_to_rect(read_velodyne(KITTI_DEV / "velodyne" / "000000.bin")[:, :3])
+    planes = [fit_ground_plane(points) for _ in range(4)]
+    for plane in planes[1:]:
+        assert np.array_equal(plane.normal, planes[0].normal)
+        assert plane.offset == planes[0].offset
+    assert 1.4 < planes[0].offset < 1.9  # the camera is about 1.65 m above the road
