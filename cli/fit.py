@@ -26,8 +26,9 @@ from rich.progress import Progress
 
 from autolabel.errors import InputError
 from autolabel.fit import FitConfig
-from autolabel.init import frame_hypotheses, mean_size
+from autolabel.init import CLASS_MEAN_SIZE, InitConfig, frame_hypotheses
 from autolabel.io.atomic import write_bytes_atomic
+from autolabel.io.class_sizes import read_class_sizes
 from autolabel.io.depth import read_depth
 from autolabel.io.detections import Detection, read_detections
 from autolabel.io.kitti import IMAGE_SUFFIXES, read_calib, read_image, write_labels
@@ -70,7 +71,7 @@ def _images(folder: Path) -> dict[str, Path]:
 
 
 def _check_detections(path: Path, detections: dict[str, list[Detection]],
-                      images: dict[str, Path]) -> None:
+                      images: dict[str, Path], init: InitConfig) -> None:
     """Every detection names a known image and a class with size statistics."""
     names = {image.name for image in images.values()}
     for name, items in detections.items():
@@ -78,7 +79,7 @@ def _check_detections(path: Path, detections: dict[str, list[Detection]],
             raise InputError(path, "no such image in the --images folder", name)
         for index, detection in enumerate(items):
             try:
-                mean_size(detection.category)
+                init.mean_size(detection.category)
             except ValueError as error:
                 raise InputError(path, str(error), f"{name}[{index}]", "category") from None
 
@@ -201,6 +202,10 @@ def fit_command(
                              "boxes on the image and a bird's-eye view with the points."),
     save_meshes: bool = typer.Option(False, "--save-meshes", help="Also write each fitted "
                                      "shape as OUT/meshes/<frame>_<index>.ply (camera frame)."),
+    class_sizes_path: Path | None = typer.Option(None, "--class-sizes", help="JSON of class -> "
+                                                 "mean [length, width, height] in metres of "
+                                                 "this data set; overrides KITTI's means for "
+                                                 "the classes it names."),
 ) -> None:
     """Label every frame: one 3D box per 2D detection, written as KITTI label_2 and JSON."""
     with user_errors():
@@ -217,8 +222,12 @@ def fit_command(
             _folder(depth, "--depth")
         elif (images.parent / "velodyne").is_dir():
             lidar = images.parent / "velodyne"
+        sizes = dict(CLASS_MEAN_SIZE)
+        if class_sizes_path is not None:
+            sizes.update(read_class_sizes(class_sizes_path))
+        init = InitConfig(class_sizes=tuple(sizes.items()))
         detections = read_detections(detections_path)
-        _check_detections(detections_path, detections, frames)
+        _check_detections(detections_path, detections, frames, init)
         for frame_id in frames:
             if not (calib_folder / f"{frame_id}.txt").is_file():
                 raise InputError(calib_folder / f"{frame_id}.txt", "no such file (the "
@@ -226,7 +235,7 @@ def fit_command(
         prior = load_prior(prior_path) if method == "render" else None
     sources = Sources(frames, calib_folder, lidar, depth, detections)
     config = PipelineConfig(fit=dataclasses.replace(FitConfig(), iterations=iterations),
-                            device=device)
+                            init=init, device=device)
     todo = [f for f in frames if not (out / "json" / f"{f}.json").is_file()]
     console = Console(stderr=True)
     if lidar is None and depth is None:

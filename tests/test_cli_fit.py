@@ -165,3 +165,25 @@ def test_render_method_labels_the_scene_and_skips_a_corrupt_frame(scene, tmp_pat
         assert extra["method"] == "render" and extra["source"] == "lidar"
         assert {"accepted", "reasons", "latent", "losses", "evidence"} <= set(extra)
     assert (out / "viz" / "000000.png").is_file()
+
+
+def test_class_sizes_file_sets_the_size_of_box_only_labels(scene, tmp_path):
+    # Without LiDAR next to the images every label is the box-only one of the class mean size.
+    shutil.copytree(scene / "image_2", tmp_path / "frames" / "image_2")
+    shutil.copytree(scene / "calib", tmp_path / "frames" / "calib")
+    sizes = tmp_path / "sizes.json"
+    sizes.write_text(json.dumps({"Car": [4.65, 1.84, 1.64]}))
+    result = fit(tmp_path / "frames" / "image_2", scene / "detections.json", tmp_path / "out",
+                 "--class-sizes", str(sizes))
+    assert result.exit_code == 0, result.output
+    labels = read_labels(tmp_path / "out" / "label_2" / f"{FRAMES[0]}.txt")
+    assert labels and all(label.size.tolist() == [4.65, 1.84, 1.64] for label in labels)
+
+
+def test_class_sizes_with_a_bad_entry_are_a_one_line_error_naming_file_and_class(scene,
+                                                                                   tmp_path):
+    sizes = tmp_path / "sizes.json"
+    sizes.write_text(json.dumps({"Car": [4.6, 1.9]}))
+    result = fit(scene / "image_2", scene / "detections.json", tmp_path / "out",
+                 "--class-sizes", str(sizes))
+    assert_one_line_error(result, sizes, "'Car': expected [length, width, height]")
