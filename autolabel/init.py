@@ -2,11 +2,12 @@
 
 This is the classical baseline labeler and the fitter's initialisation. For one frame:
 
-1. the ground plane is fitted once on all points below the camera (open3d ``segment_plane``,
-   RANSAC), and kept: the fitter uses it for ground contact;
+1. the ground plane is fitted once on all points below the camera (seeded RANSAC), and
+   kept: the fitter uses it for ground contact;
 2. per detection, the points in the box's frustum that are not ground are clustered
    (open3d ``cluster_dbscan``) and the cluster that best explains the box is kept: widest
-   horizontal coverage of the box, at a depth that agrees with the box height;
+   horizontal coverage of the box, at a depth that agrees with the box height; with an
+   instance mask, every cluster that projects mostly inside the mask is kept;
 3. the yaw (modulo pi/2) comes from an L-shape fit of the cluster's bird's-eye view: the
    search-based rectangle fit of Zhang et al. (IV 2017, "Efficient L-shape fitting for
    vehicle detection using laser scanners") with their closeness criterion;
@@ -104,6 +105,8 @@ class InitConfig:
         ground_clearance: frustum points less than this high above the plane are ground.
         cluster_eps: DBSCAN neighbourhood radius, metres.
         cluster_min_points: DBSCAN core-point count.
+        mask_share: with an instance mask, the clusters with at least this share of their
+            points inside it make up the object (:func:`select_cluster`).
         min_object_points: fewer cluster points than this fall back to the box-only hypothesis.
         depth_tolerance: log-depth standard deviation with which a cluster's depth is compared
             to the depth the box height implies.
@@ -129,6 +132,7 @@ class InitConfig:
     ground_clearance: float = 0.2
     cluster_eps: float = 0.5
     cluster_min_points: int = 4
+    mask_share: float = 0.8
     min_object_points: int = 10
     depth_tolerance: float = 0.35
     contour_resolution: float = math.radians(0.25)
@@ -364,25 +368,38 @@ def _project(points: np.ndarray, projection: np.ndarray) -> np.ndarray:
 
 
 def select_cluster(points: np.ndarray, projection: np.ndarray, box2d: np.ndarray,
-                   expected_depth: float, config: InitConfig = InitConfig()) -> np.ndarray:
+                   expected_depth: float, config: InitConfig = InitConfig(),
+                   mask: np.ndarray | None = None) -> np.ndarray:
     """The object's points among a frustum's non-ground points (DBSCAN clusters).
 
-    Each cluster is scored by the overlap (1D IoU) of its horizontal image extent with the
-    box's, times the agreement of its median depth with ``expected_depth`` (a log-normal
-    weight of width ``config.depth_tolerance``); the best-scoring cluster wins. Occluders
-    cover only part of the box and sit nearer than its height implies; background seen past
-    the object lies farther.
+    With an instance mask, the object is every cluster that projects mostly inside it (a
+    share of at least ``config.mask_share`` of its points): a car seen from behind often
+    splits into a cluster on its rear face and one on its rear window, with the unlit trunk
+    lid between them, and the mask says both are the car while occluders and background
+    fall outside it. Without a mask (or when no cluster qualifies), each cluster is scored
+    by the overlap (1D IoU) of its horizontal image extent with the box's, times the
+    agreement of its median depth with ``expected_depth`` (a log-normal weight of width
+    ``config.depth_tolerance``); the best-scoring cluster wins. Occluders cover only part of
+    the box and sit nearer than its height implies; background seen past the object lies
+    farther.
 
     Args:
         points: (N, 3) camera frame. projection: (3, 4). box2d: (4,) pixels.
         expected_depth: metres, e.g. the depth of the box-only hypothesis.
+        mask: (H, W) bool instance mask over the image, or None.
     Returns:
-        (M, 3) the chosen cluster's points; (0, 3) when DBSCAN finds no cluster.
+        (M, 3) the object's points; (0, 3) when DBSCAN finds no cluster.
     """
     if len(points) < config.cluster_min_points:
         return np.zeros((0, 3))
     cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points))
     labels = np.asarray(cloud.cluster_dbscan(config.cluster_eps, config.cluster_min_points))
+    if mask is not None:
+        inside = pixels_in_mask(_project(points, projection), mask)
+        chosen = [label for label in range(labels.max(initial=-1) + 1)
+                  if inside[labels == label].mean() >= config.mask_share]
+        if chosen:
+            return points[np.isin(labels, chosen)]
     best, best_score = None, 0.0
     x1, x2 = box2d[0], box2d[2]
     for label in range(labels.max(initial=-1) + 1):
@@ -396,6 +413,21 @@ def select_cluster(points: np.ndarray, projection: np.ndarray, box2d: np.ndarray
         if score > best_score:
             best, best_score = cluster, score
     return np.zeros((0, 3)) if best is None else best
+
+
+def pixels_in_mask(pixels: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Which pixels (N, 2) as (u, v) fall on a True cell of ``mask`` (H, W); (N,) bool,
+    False outside the image.
+
+    >>> pixels_in_mask(np.array([[0.4, 0.2], [1.0, 0.0], [-1.0, 0.0]]), np.eye(2, dtype=bool))
+    array([ True, False, False])
+    """
+    column, row = np.round(pixels).astype(np.int64).T
+    height, width = mask.shape
+    inside = (column >= 0) & (column < width) & (row >= 0) & (row < height)
+    hit = np.zeros(len(pixels), dtype=bool)
+    hit[inside] = mask[row[inside], column[inside]]
+    return hit
 
 
 def trim_cluster(points: np.ndarray, size: np.ndarray, sensor: np.ndarray | None = None
@@ -667,7 +699,8 @@ def object_hypothesis(points: np.ndarray, category: str, projection: np.ndarray,
                       box2d: np.ndarray, plane: GroundPlane | None,
                       sensor: np.ndarray | None = None,
                       image_size: tuple[int, int] | None = None,
-                      config: InitConfig = InitConfig(), source: str = "lidar") -> Hypothesis:
+                      config: InitConfig = InitConfig(), source: str = "lidar",
+                      mask: np.ndarray | None = None) -> Hypothesis:
     """The best single hypothesis for one detection from a frame's points.
 
     Args:
@@ -675,6 +708,9 @@ def object_hypothesis(points: np.ndarray, category: str, projection: np.ndarray,
             back-projected).
         category, projection, box2d, plane, sensor, image_size, source: as in
             :func:`box_from_cluster`.
+        mask: the detection's (H, W) instance mask, or None; see :func:`select_cluster`
+            (points back-projected from the mask itself must not pass it: they all lie
+            inside it, background at its edges too).
     Returns:
         A points-based hypothesis, or the box-only one when fewer than
         ``config.min_object_points`` object points are found.
@@ -683,7 +719,8 @@ def object_hypothesis(points: np.ndarray, category: str, projection: np.ndarray,
     inside = points[frustum_mask(points, projection, box2d)]
     if plane is not None:
         inside = inside[plane.height(inside) > config.ground_clearance]
-    cluster = select_cluster(inside, projection, box2d, float(fallback.center[2]), config)
+    cluster = select_cluster(inside, projection, box2d, float(fallback.center[2]), config,
+                             mask)
     cluster = trim_cluster(cluster, config.mean_size(category), sensor)
     if len(cluster) < config.min_object_points:
         return fallback
@@ -726,7 +763,7 @@ def frame_hypotheses(points: np.ndarray | None, calib: Calib, detections: Sequen
     sensor = (calib.velo_to_rect(np.zeros(3)) if calib.Tr_velo_to_cam is not None
               else np.zeros(3))
     hypotheses = [object_hypothesis(points, d.category, calib.P2, d.box2d, plane, sensor,
-                                    image_size, config)
+                                    image_size, config, mask=d.mask)
                   for d in detections]
     return hypotheses, plane
 

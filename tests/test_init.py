@@ -23,6 +23,7 @@ from autolabel.init import (
     label_frame_lshape,
     lshape_angle,
     mean_size,
+    select_cluster,
     yaw_hypotheses,
 )
 from autolabel.io.detections import Detection
@@ -116,6 +117,34 @@ def test_box_of_a_car_seen_from_behind_grows_away_from_the_sensor():
     np.testing.assert_allclose(hypothesis.center, truth.numpy(), atol=0.1)
     np.testing.assert_allclose(hypothesis.size, [3.88, 1.63, 1.53], atol=0.05)
     assert abs(hypothesis.yaw + math.pi / 2) < math.radians(2.0)  # heading away from us
+
+
+def test_an_instance_mask_keeps_both_clusters_of_a_car_seen_from_behind_and_not_an_occluder():
+    # The rear face (0.3-1.0 m high, z = 10) and the rear window (1.1-1.45 m, z = 11.5) are
+    # 1.5 m apart: two DBSCAN clusters. An occluder stands in front, to the right.
+    rng = np.random.default_rng(4)
+
+    def block(x, height, z, count):
+        return np.stack([rng.uniform(*x, count), GROUND_Y - rng.uniform(*height, count),
+                         rng.uniform(z - 0.05, z + 0.05, count)], axis=1)
+
+    rear = block((-0.8, 0.8), (0.3, 1.0), 10.0, 150)
+    window = block((-0.7, 0.7), (1.1, 1.45), 11.5, 150)
+    occluder = block((0.9, 2.4), (0.3, 1.4), 7.0, 150)
+    pixels = project_points(torch.as_tensor(np.concatenate([rear, window])),
+                            torch.as_tensor(P2))[0].numpy()
+    box2d = np.concatenate([pixels.min(0), pixels.max(0)])
+    occluder_left = project_points(torch.as_tensor(occluder), torch.as_tensor(P2))[0][:, 0].min()
+    mask = np.zeros((375, 1242), dtype=bool)
+    x1, y1, x2, y2 = np.round(box2d).astype(int)
+    mask[y1:y2 + 1, x1:min(x2 + 1, int(occluder_left))] = True
+    points = np.concatenate([rear, window, occluder])
+    expected_depth = 11.0
+
+    with_mask = select_cluster(points, P2, box2d, expected_depth, mask=mask)
+    assert len(with_mask) == 300 and with_mask[:, 2].min() > 9.0
+    without = select_cluster(points, P2, box2d, expected_depth)
+    assert len(without) == 150
 
 
 @pytest.mark.parametrize(("center", "yaw"), [((2.0, 10.0), 0.4), ((-6.0, 25.0), -1.5),
