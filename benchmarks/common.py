@@ -49,6 +49,7 @@ from autolabel.io.kitti import (
 from autolabel.label import ObjectLabel
 from autolabel.pipeline import FrameInput, PipelineConfig, label_frames
 from autolabel.prior import load_prior
+from autolabel.verify import box_iou_2d
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -281,6 +282,38 @@ def evaluate_methods(frames: Sequence[Frame], runs: Mapping[str, MethodRun],
     ground_truth = {frame.frame_id: frame.labels for frame in frames}
     return {name: evaluate(ground_truth, run.predictions, classes=classes)
             for name, run in runs.items()}
+
+
+def detection_ceiling(frames: Sequence[Frame], detections: Mapping[str, Sequence[Detection]],
+                      category: str = "Car", min_box_iou: float = 0.5) -> dict:
+    """The best a labeler can score with these detections: AP of the exact ground-truth box
+    of every labelled object that some detection of its class finds (2D IoU at least
+    ``min_box_iou``), and no label for the rest (a missed object cannot be labelled; a false
+    detection labelled perfectly would be dropped).
+
+    Returns:
+        ``{"labels", "ap_r40"}``: the labels the ceiling keeps and the AP table of
+        :func:`autolabel.evaluate.to_json` for ``category``.
+    """
+    ground_truth, kept, count = {}, {}, 0
+    for frame in frames:
+        ground_truth[frame.frame_id] = frame.labels
+        ours = [label for label in frame.labels if label.category.lower() == category.lower()]
+        found = [d.box2d for d in detections.get(frame.image_name, [])
+                 if d.category.lower() == category.lower()]
+        kept[frame.frame_id] = []
+        if not ours or not found:
+            continue
+        truth = torch.as_tensor(np.array([label.box2d for label in ours]), dtype=torch.float64)
+        boxes = torch.as_tensor(np.array(found), dtype=torch.float64)
+        rows, cols = torch.meshgrid(torch.arange(len(ours)), torch.arange(len(boxes)),
+                                    indexing="ij")
+        overlap = box_iou_2d(truth[rows.flatten()], boxes[cols.flatten()]).reshape(rows.shape)
+        kept[frame.frame_id] = [dataclasses.replace(label, score=1.0) for label, iou in
+                                zip(ours, overlap.amax(1), strict=True) if iou >= min_box_iou]
+        count += len(kept[frame.frame_id])
+    result = to_json(evaluate(ground_truth, kept, classes=(category,)))
+    return {"labels": count, "ap_r40": result["classes"][category]["ap_r40"]}
 
 
 def _percent(value: float | None) -> str:
