@@ -9,10 +9,13 @@ Two stages, as in the design:
    anisotropic size scaling), padded to a common count with a validity mask.
 2. :func:`project_to_surface` runs every iteration: Newton steps
    ``p <- p - f(p) grad f / |grad f|^2`` move the points back onto the zero level set of the
-   current latent. The steps run without a graph; one last step keeps it, which gives exactly
-   the implicit-function gradient ``dp/dz = -(df/dz) grad f / |grad f|^2``; normals are that
-   step's ``grad f`` (from autograd with ``create_graph``), so they too depend differentiably
-   on the latent.
+   current latent. The steps run without a graph (as chord steps along the points' previous
+   normals when those are known, which need no gradient); one last step keeps it, which gives
+   exactly the implicit-function gradient ``dp/dz = -(df/dz) grad f / |grad f|^2``. Normals
+   are that step's ``grad f``: with ``create_graph`` they too depend differentiably on the
+   latent; without, ``f`` enters that step linearised in the latent with its per-point
+   derivative ``df/dz`` (same value, same first-order gradient), so the fit's backward pass
+   never runs through the network.
 
 Points are in the canonical object frame (x forward, y left, z up; tight box about
 [-0.5, 0.5]^3); :func:`pose_surfels` places them in the camera frame.
@@ -44,7 +47,8 @@ class SurfelSettings:
         differentiable_normals: keep the normals' graph to the latent (``create_graph``).
             Without it positions still get the exact first-order gradient
             ``-(df/dz) grad f / |grad f|^2`` (the term with ``d grad f / dz`` is multiplied by
-            f, which is zero on the surface) and one iteration costs about half as much.
+            f, which is zero on the surface), from per-point derivatives ``df/dz`` taken in
+            the same pass as ``grad f``, and one iteration costs about a third as much.
         tolerance: canonical units; a point whose last Newton step is longer than this has
             not converged (the step is first-order exact, so a short last step lands on the
             surface to within its square times the curvature).
@@ -94,6 +98,19 @@ def _sdf_and_gradient(
     return values, gradient
 
 
+def _value_and_gradients(sdf: ShapeSource, latent: Tensor, points: Tensor
+                         ) -> tuple[Tensor, Tensor, Tensor]:
+    """SDF values (B, N) and their derivatives with respect to the points (B, N, 3) and to the
+    latent at every point (B, N, D), from one pass through the shape source, all detached."""
+    with torch.enable_grad():
+        points = points.detach().requires_grad_(True)
+        codes = latent.detach().unsqueeze(1).expand(-1, points.shape[1], -1)
+        codes = codes.contiguous().requires_grad_(True)
+        values = sdf(codes, points)
+        point_gradient, code_gradient = torch.autograd.grad(values.sum(), (points, codes))
+    return values.detach(), point_gradient, code_gradient
+
+
 def _newton_step(values: Tensor, gradient: Tensor, points: Tensor) -> Tensor:
     """One Newton step towards the zero level set: (B, N, 3)."""
     squared = gradient.pow(2).sum(-1, keepdim=True).clamp(min=1e-12)
@@ -102,7 +119,7 @@ def _newton_step(values: Tensor, gradient: Tensor, points: Tensor) -> Tensor:
 
 def project_to_surface(
     sdf: ShapeSource, latent: Tensor, points: Tensor, valid: Tensor,
-    settings: SurfelSettings = SurfelSettings(),
+    settings: SurfelSettings = SurfelSettings(), normals: Tensor | None = None,
 ) -> Surfels:
     """Re-project points onto the zero level set of the current latent.
 
@@ -111,15 +128,30 @@ def project_to_surface(
         points: (B, N, 3) starting points near the surface (their gradient is ignored).
         valid: (B, N) bool mask of the points to keep.
         settings: Newton step count and convergence tolerance.
+        normals: (B, N, 3) unit normals at the starting points (from their last projection),
+            or None. With them the graph-free steps are chord steps along them, which need
+            the SDF's values only (an SDF's gradient has unit length).
     Returns:
         :class:`Surfels` whose points and normals carry gradients to ``latent``.
     """
     frozen_latent = latent.detach()
     current = points.detach()
     for _ in range(settings.newton_steps):
-        values, gradient = _sdf_and_gradient(sdf, frozen_latent, current, False)
-        current = _newton_step(values.detach(), gradient, current).detach()
-    values, gradient = _sdf_and_gradient(sdf, latent, current, settings.differentiable_normals)
+        if normals is None:
+            values, gradient = _sdf_and_gradient(sdf, frozen_latent, current, False)
+            current = _newton_step(values.detach(), gradient, current).detach()
+        else:
+            with torch.no_grad():
+                current = current - sdf(frozen_latent, current).unsqueeze(-1) * normals
+    if settings.differentiable_normals or not latent.requires_grad:
+        values, gradient = _sdf_and_gradient(sdf, latent, current,
+                                             settings.differentiable_normals)
+    else:
+        # The values to first order in the latent: their gradient with respect to it is the
+        # exact one, and the backward pass of the fit no longer runs through the network.
+        values, gradient, latent_gradient = _value_and_gradients(sdf, latent, current)
+        change = (latent - frozen_latent).unsqueeze(1)
+        values = values + (change * latent_gradient).sum(-1)
     surface = _newton_step(values, gradient, current)
     # The last step is short (within the tolerance), so the gradient where it
     # started is its normal; reusing it saves a second pass through the network.
@@ -289,7 +321,7 @@ def project_facing(
         facing = (normals * towards).sum(-1) > min_cos
     index, kept = compact(surfels.valid & facing)
     projected = project_to_surface(sdf, latent, gather_rows(surfels.points, index), kept,
-                                   settings)
+                                   settings, gather_rows(surfels.normals, index))
     return projected, index
 
 

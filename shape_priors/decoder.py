@@ -59,19 +59,22 @@ class SdfDecoder(nn.Module):
         self.tanh_output = tanh_output
 
     def forward(self, latent: Tensor, xyz: Tensor) -> Tensor:
-        """Signed distances (B, N) of points xyz (B, N, 3) for shape codes latent (B, D).
+        """Signed distances (B, N) of points xyz (B, N, 3) for shape codes latent (B, D), or
+        (B, N, D) with a code per point.
 
         Every layer that reads the input ``[latent, xyz]`` applies its latent columns once per
-        shape (a per-shape bias) instead of once per point; the result is the same as
+        code (a per-shape bias) instead of once per point; the result is the same as
         concatenating the code to every point, at a fraction of the cost and memory.
         """
-        size = latent.shape[1]
+        size = latent.shape[-1]
+        if latent.dim() == 2:
+            latent = latent.unsqueeze(1)
         hidden = None
         for index, layer in enumerate(self.layers):
             if hidden is None or index in self.reinject:
                 weight = layer.weight
                 code_bias = latent @ weight[:, -size - 3:-3].T + layer.bias
-                pre = xyz @ weight[:, -3:].T + code_bias.unsqueeze(1)
+                pre = xyz @ weight[:, -3:].T + code_bias
                 if hidden is not None:
                     pre = pre + hidden @ weight[:, : -size - 3].T
             else:

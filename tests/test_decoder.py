@@ -53,3 +53,18 @@ def test_clamped_l1_ignores_errors_beyond_delta_on_the_same_side():
     target = torch.tensor([0.2, -0.9, 0.0, -0.2])
     assert clamped_l1(predicted, target, delta=0.1).tolist() == pytest.approx(
         [0.0, 0.0, 0.05, 0.2])
+
+
+def test_a_code_per_point_gives_the_same_distances_as_a_code_per_shape_and_its_derivative():
+    torch.manual_seed(1)
+    decoder = SdfDecoder(latent_size=4, widths=(16, 16, 16), reinject=(1,)).double()
+    latent = torch.randn(2, 4, dtype=torch.float64)
+    xyz = torch.rand(2, 5, 3, dtype=torch.float64) - 0.5
+    per_point = latent.unsqueeze(1).expand(-1, 5, -1).clone().requires_grad_(True)
+    values = decoder(per_point, xyz)
+    torch.testing.assert_close(values, decoder(latent, xyz))
+    (derivative,) = torch.autograd.grad(values[1, 3], per_point)
+    shape_code = latent.clone().requires_grad_(True)
+    (expected,) = torch.autograd.grad(decoder(shape_code, xyz)[1, 3], shape_code)
+    torch.testing.assert_close(derivative[1, 3], expected[1])
+    assert derivative[0].abs().max() == 0 and derivative[1, :3].abs().max() == 0

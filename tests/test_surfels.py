@@ -1,0 +1,50 @@
+"""Tests for autolabel.surfels: re-projection onto the surface and its latent gradient."""
+
+from __future__ import annotations
+
+import torch
+
+from autolabel import shapes
+from autolabel import surfels as sf
+from shape_priors.decoder import SdfDecoder
+
+
+def _sphere_surfels(radius: float, count: int = 200):
+    gen = torch.Generator().manual_seed(0)
+    directions = torch.nn.functional.normalize(
+        torch.randn(1, count, 3, generator=gen, dtype=torch.float64), dim=-1)
+    return directions * radius, directions
+
+
+def test_chord_steps_along_the_previous_normals_land_on_the_moved_surface():
+    points, normals = _sphere_surfels(0.4)
+    valid = torch.ones(1, points.shape[1], dtype=torch.bool)
+    grown = torch.tensor([[0.46]], dtype=torch.float64)
+    settings = sf.SurfelSettings(newton_steps=1, differentiable_normals=False, tolerance=1e-9)
+    projected = sf.project_to_surface(shapes.sphere_sdf, grown, points, valid, settings, normals)
+    assert bool(projected.valid.all())
+    torch.testing.assert_close(projected.points.norm(dim=-1),
+                               torch.full((1, points.shape[1]), 0.46, dtype=torch.float64))
+    torch.testing.assert_close(projected.normals, normals)
+
+
+def test_linearised_last_step_gives_the_implicit_gradient_of_the_surface_points():
+    """Against the last Newton step taken through the network with its graph."""
+    torch.manual_seed(2)
+    decoder = SdfDecoder(latent_size=4, widths=(32, 32, 32), reinject=(1,)).double()
+    latent = (0.3 * torch.randn(2, 4, dtype=torch.float64)).requires_grad_(True)
+    start = 0.3 * torch.randn(2, 50, 3, dtype=torch.float64)
+    valid = torch.ones(2, 50, dtype=torch.bool)
+    weights = torch.randn(2, 50, 3, dtype=torch.float64)
+    settings = sf.SurfelSettings(newton_steps=0, differentiable_normals=False, tolerance=10.0)
+    projected = sf.project_to_surface(decoder, latent, start, valid, settings)
+    (linearised,) = torch.autograd.grad((projected.points * weights).sum(), latent)
+
+    points = start.clone().requires_grad_(True)
+    values = decoder(latent, points)
+    (gradient,) = torch.autograd.grad(values.sum(), points, retain_graph=True)
+    surface = start - values.unsqueeze(-1) * gradient / gradient.pow(2).sum(-1, keepdim=True)
+    (expected,) = torch.autograd.grad((surface * weights).sum(), latent)
+    torch.testing.assert_close(projected.points, surface.detach())
+    torch.testing.assert_close(linearised, expected)
+    assert expected.abs().max() > 1e-3  # the check has something to compare
