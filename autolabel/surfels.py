@@ -24,6 +24,7 @@ Points are in the canonical object frame (x forward, y left, z up; tight box abo
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import torch
 from torch import Tensor
@@ -52,7 +53,8 @@ class SurfelSettings:
         tolerance: canonical units; a point whose last Newton step is longer than this has
             not converged (the step is first-order exact, so a short last step lands on the
             surface to within its square times the curvature).
-        query_chunk: points per SDF call during grid extraction (bounds memory).
+        query_chunk: points per SDF call during grid extraction and graph-free re-projection
+            (bounds memory and keeps large batches in cache).
     """
 
     count: int = 1024
@@ -111,6 +113,23 @@ def _value_and_gradients(sdf: ShapeSource, latent: Tensor, points: Tensor
     return values.detach(), point_gradient, code_gradient
 
 
+def _sdf_values(sdf: ShapeSource, latent: Tensor, points: Tensor) -> Tensor:
+    """SDF values (B, N) at points (B, N, 3), without a graph."""
+    with torch.no_grad():
+        return sdf(latent, points)
+
+
+def _by_objects(function, chunk_points: int, latent: Tensor, points: Tensor):
+    """``function(sdf, latent, points)`` over chunks of objects of about ``chunk_points``
+    points each, outputs concatenated along the batch: large batches stay in cache."""
+    step = max(1, chunk_points // max(points.shape[1], 1))
+    parts = [function(latent[i:i + step], points[i:i + step])
+             for i in range(0, points.shape[0], step)]
+    if isinstance(parts[0], Tensor):
+        return torch.cat(parts)
+    return tuple(torch.cat(outputs) for outputs in zip(*parts, strict=True))
+
+
 def _newton_step(values: Tensor, gradient: Tensor, points: Tensor) -> Tensor:
     """One Newton step towards the zero level set: (B, N, 3)."""
     squared = gradient.pow(2).sum(-1, keepdim=True).clamp(min=1e-12)
@@ -141,15 +160,17 @@ def project_to_surface(
             values, gradient = _sdf_and_gradient(sdf, frozen_latent, current, False)
             current = _newton_step(values.detach(), gradient, current).detach()
         else:
-            with torch.no_grad():
-                current = current - sdf(frozen_latent, current).unsqueeze(-1) * normals
+            values = _by_objects(functools.partial(_sdf_values, sdf), settings.query_chunk,
+                                 frozen_latent, current)
+            current = current - values.unsqueeze(-1) * normals
     if settings.differentiable_normals or not latent.requires_grad:
         values, gradient = _sdf_and_gradient(sdf, latent, current,
                                              settings.differentiable_normals)
     else:
         # The values to first order in the latent: their gradient with respect to it is the
         # exact one, and the backward pass of the fit no longer runs through the network.
-        values, gradient, latent_gradient = _value_and_gradients(sdf, latent, current)
+        values, gradient, latent_gradient = _by_objects(
+            functools.partial(_value_and_gradients, sdf), settings.query_chunk, latent, current)
         change = (latent - frozen_latent).unsqueeze(1)
         values = values + (change * latent_gradient).sum(-1)
     surface = _newton_step(values, gradient, current)
