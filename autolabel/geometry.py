@@ -288,3 +288,23 @@ def projected_box2d(corners: Tensor, projection: Tensor) -> Tensor:
     """
     pixels, _ = project_points(corners, projection)
     return torch.cat([pixels.amin(dim=-2), pixels.amax(dim=-2)], dim=-1)
+
+
+def image_box(corners: Tensor, projection: Tensor, image_size: tuple[int, int] | None = None,
+              near: float = 0.1) -> Tensor | None:
+    """The image box of one 3D box, clipped to the image: what a label's ``box2d`` holds.
+
+    Args:
+        corners: (8, 3) the box's corners, camera frame. projection: (3, 4).
+        image_size: (height, width) to clip to, or None not to clip.
+        near: metres; a corner nearer than this to the camera plane makes the box unprojectable.
+    Returns:
+        (4,) as (x1, y1, x2, y2) pixels, or None when a corner lies behind ``near``.
+    """
+    if bool((corners[:, 2] <= near).any()):
+        return None
+    box = projected_box2d(corners, projection)
+    if image_size is not None:
+        height, width = image_size
+        box = torch.minimum(box.clamp(min=0), box.new_tensor([width, height, width, height]))
+    return box

@@ -47,8 +47,8 @@ import torch
 from autolabel.geometry import (
     backproject_pixels,
     box_corners,
+    image_box,
     points_in_frustum,
-    projected_box2d,
     wrap_angle,
     yaw_to_rotation,
 )
@@ -578,16 +578,12 @@ def _iou_2d(a: np.ndarray, b: np.ndarray) -> float:
 
 def _box2d_of(center: np.ndarray, yaw: float, size: np.ndarray, projection: np.ndarray,
               image_size: tuple[int, int] | None) -> np.ndarray:
-    """(4,) image box of a 3D box's corners, clipped to the image when its size is given."""
+    """(4,) image box of a 3D box's corners, clipped to the image when its size is given;
+    zeros when it reaches behind the camera."""
     corners = box_corners(torch.as_tensor(center), yaw_to_rotation(torch.tensor(yaw,
                           dtype=torch.float64)), torch.as_tensor(size))
-    if bool((corners[:, 2] <= 0.1).any()):
-        return np.zeros(4)
-    box = projected_box2d(corners, torch.as_tensor(projection)).numpy()
-    if image_size is not None:
-        height, width = image_size
-        box = np.clip(box, 0.0, [width, height, width, height])
-    return box
+    box = image_box(corners, torch.as_tensor(projection), image_size)
+    return np.zeros(4) if box is None else box.numpy()
 
 
 def _complete(low: float, high: float, sensor: float, size: float) -> tuple[float, float]:
@@ -808,5 +804,6 @@ def label_frame_lshape(points: np.ndarray | None, calib: Calib,
         One label per detection, in order, with the detection's box and score.
     """
     hypotheses, _ = frame_hypotheses(points, calib, detections, image_size, config, depth)
-    return [h.to_label(d.category, d.box2d, d.score)
+    image_size = depth.shape if image_size is None and depth is not None else image_size
+    return [h.to_label(d.category, d.box2d, d.score).with_image_box(calib.P2, image_size)
             for h, d in zip(hypotheses, detections, strict=True)]

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import torch
 
-from autolabel.geometry import rotation_to_yaw, yaw_to_rotation
+from autolabel.geometry import box_corners, image_box, rotation_to_yaw, yaw_to_rotation
 
 
 @dataclasses.dataclass
@@ -53,3 +53,17 @@ class ObjectLabel:
         """KITTI observation angle: yaw relative to the ray through the box centre, in (-pi, pi]."""
         value = self.yaw - math.atan2(self.center[0], self.center[2])
         return math.atan2(math.sin(value), math.cos(value))
+
+    def with_image_box(self, projection: np.ndarray, image_size: tuple[int, int] | None
+                       ) -> ObjectLabel:
+        """This label with ``box2d`` the image box of its 3D box (clipped to the image), as
+        3D detectors report it; ``box2d`` is kept when the box reaches behind the camera.
+
+        Args:
+            projection: (3, 4) camera matrix. image_size: (height, width), or None.
+        """
+        corners = box_corners(torch.as_tensor(self.center), torch.as_tensor(self.rotation),
+                              torch.as_tensor(self.size))
+        box = image_box(corners, torch.as_tensor(np.asarray(projection, dtype=np.float64)),
+                        image_size)
+        return self if box is None else dataclasses.replace(self, box2d=box.numpy())

@@ -330,6 +330,7 @@ def _result(frame: FrameInput, obj: _Object, i: int, output: FitOutput, batch: O
                             rotation, size, score=verdict.score)
     else:
         label = obj.initial.to_label(detection.category, detection.box2d, verdict.score)
+    label = label.with_image_box(frame.calib.P2, frame.image_size)
     return LabelResult(
         label=label, accepted=verdict.accepted, reasons=verdict.reasons,
         source=obj.initial.source, latent=output.latent[i].cpu().numpy(),

@@ -143,7 +143,8 @@ class FrameWriter:
         start = time.perf_counter()
         hypotheses, plane = frame_hypotheses(frame.points, frame.calib, frame.detections,
                                          frame.image_size, config.init, depth=frame.depth)
-        labels = [h.to_label(d.category, d.box2d, d.score)
+        labels = [h.to_label(d.category, d.box2d, d.score).with_image_box(frame.calib.P2,
+                                                                            frame.image_size)
                   for h, d in zip(hypotheses, frame.detections, strict=True)]
         extras = [{"method": self.method, "source": h.source, "weak": h.weak,
                    "accepted": True, "points": len(h.points)} for h in hypotheses]
@@ -151,6 +152,8 @@ class FrameWriter:
                      FrameResult(frame.frame_id, [], plane, time.perf_counter() - start).extras())
 
     def _finish(self, frame, labels, accepted, extras, latents, frame_extras) -> None:
+        for entry, detection in zip(extras, frame.detections, strict=True):
+            entry["detection_box2d"] = [round(float(v), 2) for v in detection.box2d]
         write_labels(self.out / "label_2" / f"{frame.frame_id}.txt", labels)
         if self.viz:
             image = self._image(frame)

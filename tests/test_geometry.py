@@ -5,6 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from autolabel import geometry as g
+from autolabel.label import ObjectLabel
 
 angles = st.floats(min_value=-math.pi, max_value=math.pi, allow_nan=False)
 
@@ -105,3 +106,20 @@ def test_camera_to_object_normalises_box_to_unit_cube():
     corners = g.box_corners(center, rotation, size)
     local = g.camera_to_object(corners, center, rotation, size)
     assert torch.allclose(local.abs(), torch.full((8, 3), 0.5), atol=1e-6)
+
+
+def test_image_box_of_a_label_is_its_projected_3d_box_clipped_to_the_image():
+    projection = [[700.0, 0.0, 600.0, 0.0], [0.0, 700.0, 180.0, 0.0], [0.0, 0.0, 1.0, 0.0]]
+    # A 4 x 2 x 1.4 m box 10 m ahead, axis-aligned with the camera (yaw -pi/2 points it
+    # away): its nearest face spans x in [-1, 1], y in [-0.7, 0.7] at z = 8.
+    label = ObjectLabel.upright("Car", [0, 0, 1, 1], [0.0, 0.0, 10.0], -math.pi / 2,
+                                [4.0, 2.0, 1.4])
+    box = label.with_image_box(projection, (375, 1242)).box2d
+    expected = [600 - 700 / 8, 180 - 700 * 0.7 / 8, 600 + 700 / 8, 180 + 700 * 0.7 / 8]
+    torch.testing.assert_close(torch.as_tensor(box), torch.tensor(expected, dtype=torch.float64))
+    # Clipped at the image's left edge; kept as given when the box reaches behind the camera.
+    left = ObjectLabel.upright("Car", [0, 0, 1, 1], [-7.0, 0.0, 10.0], -math.pi / 2,
+                               [4.0, 2.0, 1.4]).with_image_box(projection, (375, 1242))
+    assert left.box2d[0] == 0 and left.box2d[2] > 0
+    behind = ObjectLabel.upright("Car", [5, 6, 7, 8], [0.0, 0.0, 1.0], 0.0, [4.0, 2.0, 1.4])
+    assert behind.with_image_box(projection, (375, 1242)).box2d.tolist() == [5, 6, 7, 8]
