@@ -98,12 +98,15 @@ class ObjectBatch:
 
     Attributes:
         projection: (B, 3, 4) camera matrices. box2d: (B, 4) detection boxes (pixels).
-        free_edges: (B, 4) bool, box edges cut by the image border.
+        free_edges: (B, 4) bool, box edges that do not bound the object: cut by the image
+            border or against a nearer object.
         window: (B, 4) render windows (x0, y0, x1, y1).
         points: (B, M, 3) the object's observed surface points (camera frame).
         points_valid: (B, M) bool.
         observed_depth: (B, S, S) nearest sensor return per window pixel, 0 where none.
         mask: (B, S, S) instance mask resampled into the window. has_mask: (B,) bool.
+        mask_weight: (B, S, S) 1 where the mask speaks, 0 over nearer objects' masks (see
+            :mod:`autolabel.occlusion`); None for everywhere.
         nocs: (B, S, S, 3) given NOCS map, or None. nocs_valid: (B, S, S) bool or None.
         ground: (B, 4) plane (normal (3), offset) with the normal up. has_ground: (B,) bool.
         size_log_mean: (B, 3) and size_log_std: (B, 3) class size statistics.
@@ -128,6 +131,7 @@ class ObjectBatch:
     size: Tensor
     nocs: Tensor | None = None
     nocs_valid: Tensor | None = None
+    mask_weight: Tensor | None = None
 
     def __len__(self) -> int:
         return self.center.shape[0]
@@ -260,7 +264,8 @@ def _evaluate(prior, params: _Parameters, batch: ObjectBatch, surfels, config: F
         "points": losses.point_sdf_loss(distances, batch.points_valid),
         "free_space": losses.free_space_loss(rendered.depth, rendered.silhouette,
                                              batch.observed_depth),
-        "silhouette": losses.silhouette_loss(rendered.silhouette, batch.mask) * batch.has_mask,
+        "silhouette": losses.silhouette_loss(rendered.silhouette, batch.mask, batch.mask_weight)
+        * batch.has_mask,
         "box": losses.box_loss(extent, batch.box2d, batch.free_edges),
         "ground": losses.ground_loss(
             _bottom_height(params.translation, rotation, size, batch.ground), batch.has_ground),

@@ -10,20 +10,25 @@ import torch
 from torch import Tensor
 
 
-def silhouette_loss(silhouette: Tensor, mask: Tensor) -> Tensor:
+def silhouette_loss(silhouette: Tensor, mask: Tensor, weight: Tensor | None = None) -> Tensor:
     """One minus the soft IoU of rendered coverage and an observed mask (dimensionless).
 
     Args:
         silhouette: (B, S, S) rendered coverage in [0, 1]. mask: (B, S, S) target in [0, 1].
+        weight: (B, S, S) in [0, 1], how much each pixel counts (0 where the mask cannot
+            tell, e.g. behind a nearer object); None counts every pixel.
     Returns:
         (B,) in [0, 1]; 0 when they agree exactly.
 
     >>> m = torch.zeros(1, 4, 4); m[:, :2] = 1
     >>> silhouette_loss(m, m).item(), silhouette_loss(m, 1 - m).item()
     (0.0, 1.0)
+    >>> silhouette_loss(torch.ones(1, 4, 4), m, weight=m).item()
+    0.0
     """
-    intersection = (silhouette * mask).sum((-1, -2))
-    union = (silhouette + mask - silhouette * mask).sum((-1, -2))
+    weight = torch.ones_like(mask) if weight is None else weight
+    intersection = (weight * silhouette * mask).sum((-1, -2))
+    union = (weight * (silhouette + mask - silhouette * mask)).sum((-1, -2))
     return 1 - intersection / union.clamp(min=1e-6)
 
 

@@ -32,6 +32,7 @@ from autolabel.init import (
 from autolabel.io.detections import Detection
 from autolabel.io.kitti import Calib
 from autolabel.label import ObjectLabel
+from autolabel.occlusion import occluded_edges, occluder_masks
 from autolabel.render import Rendered, RenderSettings, detection_windows, render
 from autolabel.surfels import (
     extract_surface_points,
@@ -213,6 +214,7 @@ class _Object:
     hypothesis: int
     initial: Hypothesis
     plane: GroundPlane | None
+    occluder: np.ndarray | None = None
 
 
 def _hypotheses(frames: Sequence[FrameInput], config: PipelineConfig
@@ -225,10 +227,12 @@ def _hypotheses(frames: Sequence[FrameInput], config: PipelineConfig
         initial, plane = frame_hypotheses(frame.points, frame.calib, frame.detections,
                                           frame.image_size, config.init, depth=frame.depth)
         planes.append(plane)
+        occluders = occluder_masks(frame.detections,
+                                   [float(np.linalg.norm(h.center)) for h in initial])
         for d, hypothesis in enumerate(initial):
             variants = yaw_hypotheses(hypothesis)
             keep = {1: [0], 2: [0, 2], 4: [0, 1, 2, 3]}[config.yaw_hypotheses]
-            objects.extend(_Object(f, d, k, variants[k], plane) for k in keep)
+            objects.extend(_Object(f, d, k, variants[k], plane, occluders[d]) for k in keep)
     return objects, planes
 
 
@@ -255,9 +259,12 @@ def build_batch(frames: Sequence[FrameInput], objects: Sequence[_Object],
     widths = np.array([frames[o.frame].image_size[1] for o in objects])
     free_edges = np.stack([box2d[:, 0] <= 1, box2d[:, 1] <= 1, box2d[:, 2] >= widths - 2,
                            box2d[:, 3] >= heights - 2], axis=1)
+    free_edges |= np.stack([occluded_edges(box, o.occluder) for box, o in
+                            zip(box2d, objects, strict=True)])
     observed = np.zeros((len(objects), size, size), dtype=np.float32)
     mask = np.zeros((len(objects), size, size), dtype=np.float32)
     has_mask = np.zeros(len(objects), dtype=bool)
+    mask_weight = np.ones((len(objects), size, size), dtype=np.float32)
     for f, frame in enumerate(frames):
         rows = [i for i, o in enumerate(objects) if o.frame == f]
         if not rows:
@@ -274,6 +281,9 @@ def build_batch(frames: Sequence[FrameInput], objects: Sequence[_Object],
                 mask[i] = window_samples(detection_mask.astype(np.float32), window[i:i + 1],
                                          size)[0]
                 has_mask[i] = True
+            if objects[i].occluder is not None:
+                mask_weight[i] -= window_samples(objects[i].occluder.astype(np.float32),
+                                                 window[i:i + 1], size)[0]
     points, points_valid = zip(*(_observed_points(o.initial, config.max_points, rng)
                                  for o in objects), strict=True)
     ground = np.array([np.append(o.plane.normal, o.plane.offset) if o.plane is not None
@@ -289,6 +299,7 @@ def build_batch(frames: Sequence[FrameInput], objects: Sequence[_Object],
         free_edges=tensor(free_edges, torch.bool), window=tensor(window),
         points=tensor(np.stack(points)), points_valid=tensor(np.stack(points_valid), torch.bool),
         observed_depth=tensor(observed), mask=tensor(mask), has_mask=tensor(has_mask, torch.bool),
+        mask_weight=tensor(mask_weight),
         ground=tensor(ground), has_ground=tensor([o.plane is not None for o in objects],
                                                 torch.bool),
         size_log_mean=tensor(log_mean),
@@ -316,7 +327,8 @@ def _result(frame: FrameInput, obj: _Object, i: int, output: FitOutput, batch: O
     detection = frame.detections[obj.detection]
     finite = bool(output.finite[i])
     if bool(batch.has_mask[i]):
-        image_iou = float(mask_iou(output.silhouette[i:i + 1], batch.mask[i:i + 1])[0])
+        weight = None if batch.mask_weight is None else batch.mask_weight[i:i + 1]
+        image_iou = float(mask_iou(output.silhouette[i:i + 1], batch.mask[i:i + 1], weight)[0])
     else:
         image_iou = float(box_iou_2d(output.extent[i:i + 1], batch.box2d[i:i + 1])[0])
     plausible = float(plausibility(output.mahalanobis[i:i + 1].cpu(), prior.latent_size)[0])

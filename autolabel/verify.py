@@ -73,10 +73,12 @@ def box_iou_2d(a: Tensor, b: Tensor) -> Tensor:
     return inter / (area_a + area_b - inter).clamp(min=1e-9)
 
 
-def mask_iou(silhouette: Tensor, mask: Tensor) -> Tensor:
-    """IoU (B,) of binarised silhouettes (B, S, S) and masks (B, S, S)."""
+def mask_iou(silhouette: Tensor, mask: Tensor, weight: Tensor | None = None) -> Tensor:
+    """IoU (B,) of binarised silhouettes (B, S, S) and masks (B, S, S), over the pixels of
+    positive ``weight`` (B, S, S) (all pixels when None)."""
     a, b = silhouette > 0.5, mask > 0.5
-    return (a & b).sum((-1, -2)) / (a | b).sum((-1, -2)).clamp(min=1)
+    counted = torch.ones_like(a) if weight is None else weight > 0
+    return (a & b & counted).sum((-1, -2)) / ((a | b) & counted).sum((-1, -2)).clamp(min=1)
 
 
 def plausibility(mahalanobis_sq: Tensor, latent_size: int) -> Tensor:
