@@ -69,6 +69,10 @@ class FitConfig:
         reextract_distance: re-extract an object's surfels when its latent has moved this far
             (Mahalanobis) since the last extraction; Newton steps track smaller changes.
         reextract_dropped: ... or when this fraction of its surfels failed to converge.
+        silhouette_halo: the silhouette is compared with the mask widened by a ring of pixels
+            at this coverage (:func:`autolabel.losses.widen_mask`): the splats' soft edge
+            reaches about 0.75 window pixels past the true outline of a car (measured against
+            a ray-cast silhouette), and an unwidened mask pulls every car smaller.
         facing_cos: the shape stage re-projects only surfels whose normal makes a cosine above
             this with the direction to the camera (the renderer culls the others).
         weights, render, surfels: loss weights, renderer and surfel settings.
@@ -89,6 +93,7 @@ class FitConfig:
     weights: LossWeights = LossWeights()
     render: RenderSettings = RenderSettings()
     facing_cos: float = -0.3
+    silhouette_halo: float = 0.75
     surfels: SurfelSettings = SurfelSettings(differentiable_normals=False)
 
 
@@ -264,8 +269,9 @@ def _evaluate(prior, params: _Parameters, batch: ObjectBatch, surfels, config: F
         "points": losses.point_sdf_loss(distances, batch.points_valid),
         "free_space": losses.free_space_loss(rendered.depth, rendered.silhouette,
                                              batch.observed_depth),
-        "silhouette": losses.silhouette_loss(rendered.silhouette, batch.mask, batch.mask_weight)
-        * batch.has_mask,
+        "silhouette": losses.silhouette_loss(
+            rendered.silhouette, losses.widen_mask(batch.mask, config.silhouette_halo),
+            batch.mask_weight) * batch.has_mask,
         "box": losses.box_loss(extent, batch.box2d, batch.free_edges),
         "ground": losses.ground_loss(
             _bottom_height(params.translation, rotation, size, batch.ground), batch.has_ground),

@@ -32,6 +32,22 @@ def silhouette_loss(silhouette: Tensor, mask: Tensor, weight: Tensor | None = No
     return 1 - intersection / union.clamp(min=1e-6)
 
 
+def widen_mask(mask: Tensor, halo: float) -> Tensor:
+    """A binary mask with the ring of pixels around it at ``halo`` coverage: the target that a
+    splatted silhouette, whose soft edge reaches past the true outline, should match.
+
+    Args:
+        mask: (B, S, S) in {0, 1}. halo: in [0, 1], the coverage of the ring.
+    Returns:
+        (B, S, S) in [0, 1].
+
+    >>> widen_mask(torch.tensor([[[0.0, 0, 0, 0], [0, 1, 0, 0]]]), 0.75).tolist()
+    [[[0.75, 0.75, 0.75, 0.0], [0.75, 1.0, 0.75, 0.0]]]
+    """
+    grown = torch.nn.functional.max_pool2d(mask.unsqueeze(1), 3, stride=1, padding=1)[:, 0]
+    return mask + halo * (grown - mask)
+
+
 def depth_loss(depth: Tensor, silhouette: Tensor, target: Tensor, huber: float = 0.2) -> Tensor:
     """Robust depth error in metres over pixels where both renders have depth.
 

@@ -1,19 +1,23 @@
 import math
 from pathlib import Path
 
+import numpy as np
+import open3d as o3d
 import pytest
 import torch
 from PIL import Image
 
 from autolabel import geometry as g
+from autolabel import losses, shapes
 from autolabel import render as rd
-from autolabel import shapes
 from autolabel import surfels as sf
+from autolabel.fit import FitConfig
 from autolabel.io.kitti import read_calib, read_image, read_labels
 from autolabel.pipeline import render_labels
 from autolabel.prior import load_prior
 from autolabel.verify import box_iou_2d
 from autolabel.viz import paint_silhouettes, save_png
+from shape_priors.extract import extract_meshes
 
 CAMERA = torch.tensor([[[721.5, 0.0, 609.6, 0.0], [0.0, 721.5, 172.9, 0.0], [0.0, 0.0, 1.0, 0.0]]],
                       dtype=torch.float64)
@@ -236,3 +240,43 @@ def test_rendering_at_half_resolution_and_stretching_matches_full_resolution(mon
     middle = SETTINGS.window_size // 2
     assert abs(float(half.depth[0, middle, middle] - full.depth[0, middle, middle])) < 0.01
     assert torch.allclose(half.nocs[0, middle, middle], full.nocs[0, middle, middle], atol=0.03)
+
+
+def test_silhouette_loss_against_the_widened_mask_is_lowest_at_the_true_size():
+    """The splats' soft edge reaches past the true outline of a car; the fitter compares it
+    with the mask widened by a ring at ``FitConfig.silhouette_halo`` coverage, so that the
+    loss does not pull cars smaller (docs/decisions.md). The exact mask is the decoded mean
+    car's mesh ray-cast through the window's pixel centres."""
+    prior = load_prior()
+    latent = prior.latent_mean[None].double()
+    mesh = extract_meshes(prior.decoder, prior.latent_mean[None], resolution=65)[0]
+    size = torch.tensor([[4.5, 1.8, 1.55]], dtype=torch.float64)
+
+    def sdf(z, x):
+        return prior.sdf(z.float(), x.float()).double()
+
+    scales = [0.97, 0.985, 1.0, 1.015, 1.03]
+    widened, plain = np.zeros(len(scales)), np.zeros(len(scales))
+    for center, yaw in (((2.0, 0.9, 14.0), 1.2), ((-3.0, 0.9, 28.0), 2.5),
+                        ((1.0, 0.9, 20.0), -1.57), ((4.0, 0.9, 35.0), 0.4)):
+        center = torch.tensor([center], dtype=torch.float64)
+        yaw = torch.tensor([yaw], dtype=torch.float64)
+        rotation = g.yaw_to_rotation(yaw)[0]
+        _, window, surfels = _render(sdf, latent, center, yaw, size)
+        vertices = (np.asarray(mesh.vertices) * size.numpy()) @ rotation.numpy().T
+        scene = o3d.t.geometry.RaycastingScene()
+        scene.add_triangles(o3d.core.Tensor((vertices + center.numpy()).astype(np.float32)),
+                            o3d.core.Tensor(np.asarray(mesh.faces).astype(np.uint32)))
+        rays = _window_pixel_rays(window).reshape(-1, 3).numpy()
+        cast = scene.cast_rays(o3d.core.Tensor(
+            np.concatenate([np.zeros_like(rays), rays], 1).astype(np.float32)))
+        exact = torch.as_tensor(np.isfinite(cast["t_hit"].numpy()).reshape(1, 64, 64),
+                                dtype=torch.float64)
+        for k, scale in enumerate(scales):
+            rendered, _, _ = _render(sdf, latent, center, yaw, size * scale, window, surfels)
+            for total, halo in ((widened, FitConfig().silhouette_halo), (plain, 0.0)):
+                total[k] += float(losses.silhouette_loss(rendered.silhouette,
+                                                         losses.widen_mask(exact, halo)))
+    print("silhouette loss by scale, widened:", widened, "plain:", plain)
+    assert abs(scales[int(np.argmin(widened))] - 1.0) <= 0.015
+    assert scales[int(np.argmin(plain))] < 0.985
