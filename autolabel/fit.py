@@ -269,9 +269,8 @@ def _evaluate(prior, params: _Parameters, batch: ObjectBatch, surfels, config: F
         "points": losses.point_sdf_loss(distances, batch.points_valid),
         "free_space": losses.free_space_loss(rendered.depth, rendered.silhouette,
                                              batch.observed_depth),
-        "silhouette": losses.silhouette_loss(
-            rendered.silhouette, losses.widen_mask(batch.mask, config.silhouette_halo),
-            batch.mask_weight) * batch.has_mask,
+        "silhouette": losses.silhouette_loss(rendered.silhouette, batch.mask,
+                                             batch.mask_weight) * batch.has_mask,
         "box": losses.box_loss(extent, batch.box2d, batch.free_edges),
         "ground": losses.ground_loss(
             _bottom_height(params.translation, rotation, size, batch.ground), batch.has_ground),
@@ -331,6 +330,9 @@ def fit(prior, batch: ObjectBatch, config: FitConfig = FitConfig(), seed: int = 
         last finite parameters and are flagged in ``finite``.
     """
     start = time.perf_counter()
+    # The silhouette's target, made once: the mask as the splats would draw it.
+    batch = dataclasses.replace(batch, mask=losses.widen_mask(batch.mask,
+                                                              config.silhouette_halo))
     params = _Parameters(batch, prior, config.free_rotation)
     optimiser = _optimiser(params, config)
     mean_surfels = _extract(prior, params.latent.detach(), batch.size, config, seed)

@@ -278,6 +278,14 @@ def camera_centres(projection: Tensor) -> Tensor:
     return -torch.linalg.solve(projection[:, :, :3], projection[:, :, 3])
 
 
+def facing_cosine(points: Tensor, normals: Tensor, camera_centre: Tensor) -> Tensor:
+    """Cosine between each normal and the direction from its point to the camera: (B, N)
+    from points and unit normals (B, N, 3) and optical centres (B, 3); positive when the
+    surface faces the camera."""
+    towards = torch.nn.functional.normalize(camera_centre.unsqueeze(1) - points, dim=-1)
+    return (normals * towards).sum(-1)
+
+
 def projected_box2d(corners: Tensor, projection: Tensor) -> Tensor:
     """Axis-aligned 2D box around projected points (e.g. a 3D box's 8 corners).
 

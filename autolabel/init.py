@@ -801,9 +801,17 @@ def label_frame_lshape(points: np.ndarray | None, calib: Calib,
         points: (N, 3) LiDAR points in the rectified camera frame, or None.
         calib, detections, image_size, config, depth: as in :func:`frame_hypotheses`.
     Returns:
-        One label per detection, in order, with the detection's box and score.
+        :func:`hypothesis_labels` of the frame's hypotheses.
     """
     hypotheses, _ = frame_hypotheses(points, calib, detections, image_size, config, depth)
     image_size = depth.shape if image_size is None and depth is not None else image_size
-    return [h.to_label(d.category, d.box2d, d.score).with_image_box(calib.P2, image_size)
+    return hypothesis_labels(hypotheses, detections, calib.P2, image_size)
+
+
+def hypothesis_labels(hypotheses: Sequence[Hypothesis], detections: Sequence[Detection],
+                      projection: np.ndarray, image_size: tuple[int, int] | None
+                      ) -> list[ObjectLabel]:
+    """One label per hypothesis, in order, with its detection's class and score and the
+    image box of its 3D box (:meth:`ObjectLabel.with_image_box`)."""
+    return [h.to_label(d.category, d.box2d, d.score).with_image_box(projection, image_size)
             for h, d in zip(hypotheses, detections, strict=True)]

@@ -30,7 +30,7 @@ import dataclasses
 import torch
 from torch import Tensor
 
-from autolabel.geometry import camera_centres, project_points
+from autolabel.geometry import camera_centres, facing_cosine, project_points
 from autolabel.tensors import compact, gather_rows
 
 CULL_LOGIT = 7.0  # surfels with a cull weight below sigmoid(-7) (~1e-3) are not splatted
@@ -168,8 +168,7 @@ def _screen_jacobian(points: Tensor, projection: Tensor) -> tuple[Tensor, Tensor
 def _facing_logit(points: Tensor, normals: Tensor, projection: Tensor,
                   settings: RenderSettings) -> Tensor:
     """(B, N) argument of the back-face cull's sigmoid: positive for camera-facing surfels."""
-    view = points - camera_centres(projection).unsqueeze(1)
-    facing = -(normals * torch.nn.functional.normalize(view, dim=-1)).sum(-1)
+    facing = facing_cosine(points, normals, camera_centres(projection))
     return (facing + settings.facing_offset) / settings.facing_softness
 
 

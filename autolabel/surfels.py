@@ -29,7 +29,7 @@ import functools
 import torch
 from torch import Tensor
 
-from autolabel.geometry import transform_points
+from autolabel.geometry import facing_cosine, transform_points
 from autolabel.shapes import ShapeSource
 from autolabel.tensors import compact, gather_rows
 
@@ -113,20 +113,21 @@ def _value_and_gradients(sdf: ShapeSource, latent: Tensor, points: Tensor
     return values.detach(), point_gradient, code_gradient
 
 
-def _sdf_values(sdf: ShapeSource, latent: Tensor, points: Tensor) -> Tensor:
-    """SDF values (B, N) at points (B, N, 3), without a graph."""
+def _sdf_values(sdf: ShapeSource, latent: Tensor, points: Tensor) -> tuple[Tensor]:
+    """SDF values (B, N) at points (B, N, 3), without a graph (a 1-tuple, as
+    :func:`_by_objects` expects)."""
     with torch.no_grad():
-        return sdf(latent, points)
+        return (sdf(latent, points),)
 
 
-def _by_objects(function, chunk_points: int, latent: Tensor, points: Tensor):
-    """``function(sdf, latent, points)`` over chunks of objects of about ``chunk_points``
-    points each, outputs concatenated along the batch: large batches stay in cache."""
+def _by_objects(function, chunk_points: int, latent: Tensor, points: Tensor
+                ) -> tuple[Tensor, ...]:
+    """``function(latent, points)`` (returning a tuple of batched tensors) over chunks of
+    objects of about ``chunk_points`` points each, each output concatenated along the batch:
+    large batches stay in cache."""
     step = max(1, chunk_points // max(points.shape[1], 1))
     parts = [function(latent[i:i + step], points[i:i + step])
              for i in range(0, points.shape[0], step)]
-    if isinstance(parts[0], Tensor):
-        return torch.cat(parts)
     return tuple(torch.cat(outputs) for outputs in zip(*parts, strict=True))
 
 
@@ -160,8 +161,8 @@ def project_to_surface(
             values, gradient = _sdf_and_gradient(sdf, frozen_latent, current, False)
             current = _newton_step(values.detach(), gradient, current).detach()
         else:
-            values = _by_objects(functools.partial(_sdf_values, sdf), settings.query_chunk,
-                                 frozen_latent, current)
+            (values,) = _by_objects(functools.partial(_sdf_values, sdf), settings.query_chunk,
+                                    frozen_latent, current)
             current = current - values.unsqueeze(-1) * normals
     if settings.differentiable_normals or not latent.requires_grad:
         values, gradient = _sdf_and_gradient(sdf, latent, current,
@@ -338,8 +339,7 @@ def project_facing(
     """
     with torch.no_grad():
         points, normals = pose_surfels(surfels, center, rotation, size)
-        towards = torch.nn.functional.normalize(camera_centre.unsqueeze(1) - points, dim=-1)
-        facing = (normals * towards).sum(-1) > min_cos
+        facing = facing_cosine(points, normals, camera_centre) > min_cos
     index, kept = compact(surfels.valid & facing)
     projected = project_to_surface(sdf, latent, gather_rows(surfels.points, index), kept,
                                    settings, gather_rows(surfels.normals, index))

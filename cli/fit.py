@@ -26,7 +26,7 @@ from rich.progress import Progress
 
 from autolabel.errors import InputError
 from autolabel.fit import FitConfig
-from autolabel.init import CLASS_MEAN_SIZE, InitConfig, frame_hypotheses
+from autolabel.init import CLASS_MEAN_SIZE, InitConfig, frame_hypotheses, hypothesis_labels
 from autolabel.io.atomic import write_bytes_atomic
 from autolabel.io.class_sizes import read_class_sizes
 from autolabel.io.depth import read_depth
@@ -143,9 +143,8 @@ class FrameWriter:
         start = time.perf_counter()
         hypotheses, plane = frame_hypotheses(frame.points, frame.calib, frame.detections,
                                          frame.image_size, config.init, depth=frame.depth)
-        labels = [h.to_label(d.category, d.box2d, d.score).with_image_box(frame.calib.P2,
-                                                                            frame.image_size)
-                  for h, d in zip(hypotheses, frame.detections, strict=True)]
+        labels = hypothesis_labels(hypotheses, frame.detections, frame.calib.P2,
+                                   frame.image_size)
         extras = [{"method": self.method, "source": h.source, "weak": h.weak,
                    "accepted": True, "points": len(h.points)} for h in hypotheses]
         self._finish(frame, labels, [True] * len(labels), extras, None,

@@ -12,7 +12,8 @@ import pytest
 from typer.testing import CliRunner
 
 from autolabel.evaluate import bev_iou, labels_to_boxes
-from autolabel.io.kitti import read_labels
+from autolabel.io.detections import read_detections
+from autolabel.io.kitti import read_calib, read_labels
 from autolabel.io.labels import read_frame_json
 from autolabel.synth import SynthConfig, generate_frame, merge_detections, write_frame
 from autolabel.synth.lidar import LidarConfig
@@ -69,6 +70,13 @@ def test_lshape_labels_of_unoccluded_synthetic_cars_reach_bev_iou_0_7(scene, tmp
         assert all(extra["method"] == "lshape" and extra["source"] == "lidar"
                    and not extra["weak"] for extra in record.extras)
         assert record.frame_extras["ground_plane"] is not None
+        # box2d is the image box of the 3D box; the detection's box is kept in the extras.
+        detected = read_detections(scene / "detections.json")[f"{frame}.png"]
+        calib = read_calib(scene / "calib" / f"{frame}.txt")
+        for label, extra, detection in zip(record.labels, record.extras, detected, strict=True):
+            assert extra["detection_box2d"] == pytest.approx(detection.box2d, abs=0.01)
+            projected = label.with_image_box(calib.P2, (375, 1242)).box2d
+            assert label.box2d == pytest.approx(projected, abs=0.01)
         truth = [label for label in read_labels(scene / "label_2" / f"{frame}.txt")
                  if label.category == "Car" and label.occlusion == 0 and label.truncation <= 0.15]
         iou = bev_iou(labels_to_boxes(truth), labels_to_boxes(record.labels))
