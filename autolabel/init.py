@@ -133,7 +133,7 @@ class InitConfig:
     cluster_eps: float = 0.5
     cluster_min_points: int = 4
     mask_share: float = 0.8
-    min_object_points: int = 10
+    min_object_points: int = 4
     depth_tolerance: float = 0.35
     contour_resolution: float = math.radians(0.25)
     yaw_step: float = math.radians(0.5)
@@ -367,52 +367,128 @@ def _project(points: np.ndarray, projection: np.ndarray) -> np.ndarray:
     return homogeneous[:, :2] / homogeneous[:, 2:3]
 
 
-def select_cluster(points: np.ndarray, projection: np.ndarray, box2d: np.ndarray,
-                   expected_depth: float, config: InitConfig = InitConfig(),
-                   mask: np.ndarray | None = None) -> np.ndarray:
-    """The object's points among a frustum's non-ground points (DBSCAN clusters).
+@dataclasses.dataclass(frozen=True, eq=False)
+class ClusterCandidate:
+    """One candidate set of a detection's object points.
+
+    Attributes:
+        indices: (M,) indices into the frame's points.
+        score: how well the points explain the detection, in [0, 1] (1 for clusters chosen
+            by an instance mask).
+    """
+
+    indices: np.ndarray
+    score: float
+
+
+def cluster_candidates(points: np.ndarray, indices: np.ndarray, projection: np.ndarray,
+                       box2d: np.ndarray, expected_depth: float,
+                       config: InitConfig = InitConfig(), mask: np.ndarray | None = None,
+                       truncated: bool = False) -> list[ClusterCandidate]:
+    """The DBSCAN clusters of a frustum's non-ground points, each scored as the object.
 
     With an instance mask, the object is every cluster that projects mostly inside it (a
     share of at least ``config.mask_share`` of its points): a car seen from behind often
     splits into a cluster on its rear face and one on its rear window, with the unlit trunk
     lid between them, and the mask says both are the car while occluders and background
-    fall outside it. Without a mask (or when no cluster qualifies), each cluster is scored
-    by the overlap (1D IoU) of its horizontal image extent with the box's, times the
+    fall outside it; that union is the only candidate. Without a mask (or when no cluster
+    qualifies), each cluster is scored by the overlap (1D IoU) of its horizontal image extent
+    with the box's, times (1 + the share of the box's height it covers) / 2, times the
     agreement of its median depth with ``expected_depth`` (a log-normal weight of width
-    ``config.depth_tolerance``); the best-scoring cluster wins. Occluders cover only part of
-    the box and sit nearer than its height implies; background seen past the object lies
-    farther.
+    ``config.depth_tolerance``). The height share tells a car right in front of the camera,
+    which fills its box from top to bottom, from a farther car seen past it. Occluders cover
+    only part of the box and sit nearer than its height implies; background seen past the
+    object lies farther. A box cut by the image border says nothing about how near the object may be
+    (its height is cut too), so for a ``truncated`` box a nearer cluster agrees fully.
 
     Args:
-        points: (N, 3) camera frame. projection: (3, 4). box2d: (4,) pixels.
+        points: (N, 3) the frame's points, camera frame. indices: (K,) the frustum's
+            non-ground points among them. projection: (3, 4). box2d: (4,) pixels.
         expected_depth: metres, e.g. the depth of the box-only hypothesis.
         mask: (H, W) bool instance mask over the image, or None.
+        truncated: the box touches the image border.
+    Returns:
+        Candidates, best first.
+    """
+    if len(indices) < config.cluster_min_points:
+        return []
+    frustum = points[indices]
+    cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(frustum))
+    labels = np.asarray(cloud.cluster_dbscan(config.cluster_eps, config.cluster_min_points))
+    clusters = [np.flatnonzero(labels == label) for label in range(labels.max(initial=-1) + 1)]
+    if mask is not None:
+        inside = pixels_in_mask(_project(frustum, projection), mask)
+        chosen = [members for members in clusters if inside[members].mean() >= config.mask_share]
+        if chosen:
+            return [ClusterCandidate(indices[np.concatenate(chosen)], 1.0)]
+    candidates = []
+    x1, y1, x2, y2 = box2d
+    for members in clusters:
+        cluster = frustum[members]
+        u, v = _project(cluster, projection).T
+        overlap = max(0.0, min(u.max(), x2) - max(u.min(), x1))
+        coverage = overlap / (max(u.max(), x2) - min(u.min(), x1))
+        coverage *= 0.5 + 0.5 * max(0.0, min(v.max(), y2) - max(v.min(), y1)) / max(y2 - y1, 1)
+        ratio = np.median(cluster[:, 2]) / expected_depth
+        if truncated:
+            ratio = max(ratio, 1.0)
+        agreement = math.exp(-0.5 * (math.log(max(ratio, 1e-6)) / config.depth_tolerance) ** 2)
+        if coverage * agreement > 0:
+            candidates.append(ClusterCandidate(indices[members], coverage * agreement))
+    return sorted(candidates, key=lambda candidate: -candidate.score)
+
+
+def assign_clusters(candidates: Sequence[Sequence[ClusterCandidate]], max_shared: float = 0.5
+                    ) -> list[np.ndarray]:
+    """Give each detection of a frame its object points, no point to two objects.
+
+    The frame's points are one pool. Candidates of all detections are taken best score
+    first; a detection keeps the first candidate it is offered whose points are not already
+    (more than ``max_shared`` of them) another detection's. A nearer car's cluster usually
+    explains its own box fully and wins it, so the car it hides takes its next-best cluster
+    instead of its occluder's points.
+
+    Args:
+        candidates: per detection, its :class:`ClusterCandidate` list.
+    Returns:
+        Per detection the (M,) indices of its points; empty when every candidate was taken.
+
+    >>> a, b = np.array([0, 1, 2]), np.array([5, 6])
+    >>> near = [ClusterCandidate(a, 0.9)]
+    >>> far = [ClusterCandidate(a, 0.5), ClusterCandidate(b, 0.2)]
+    >>> [chosen.tolist() for chosen in assign_clusters([near, far])]
+    [[0, 1, 2], [5, 6]]
+    """
+    offers = sorted(((candidate.score, d, candidate) for d, options in enumerate(candidates)
+                     for candidate in options), key=lambda offer: (-offer[0], offer[1]))
+    chosen: list[np.ndarray | None] = [None] * len(candidates)
+    taken: set[int] = set()
+    for _, d, candidate in offers:
+        if chosen[d] is not None:
+            continue
+        shared = sum(int(i) in taken for i in candidate.indices)
+        if shared > max_shared * len(candidate.indices):
+            continue
+        chosen[d] = candidate.indices
+        taken.update(candidate.indices.tolist())
+    return [np.zeros(0, dtype=np.int64) if c is None else c for c in chosen]
+
+
+def select_cluster(points: np.ndarray, projection: np.ndarray, box2d: np.ndarray,
+                   expected_depth: float, config: InitConfig = InitConfig(),
+                   mask: np.ndarray | None = None) -> np.ndarray:
+    """The object's points among a frustum's non-ground points: the best of
+    :func:`cluster_candidates` for a detection alone.
+
+    Args:
+        points: (N, 3) camera frame, the frustum's non-ground points. projection: (3, 4).
+        box2d: (4,) pixels. expected_depth: metres. mask: (H, W) bool, or None.
     Returns:
         (M, 3) the object's points; (0, 3) when DBSCAN finds no cluster.
     """
-    if len(points) < config.cluster_min_points:
-        return np.zeros((0, 3))
-    cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points))
-    labels = np.asarray(cloud.cluster_dbscan(config.cluster_eps, config.cluster_min_points))
-    if mask is not None:
-        inside = pixels_in_mask(_project(points, projection), mask)
-        chosen = [label for label in range(labels.max(initial=-1) + 1)
-                  if inside[labels == label].mean() >= config.mask_share]
-        if chosen:
-            return points[np.isin(labels, chosen)]
-    best, best_score = None, 0.0
-    x1, x2 = box2d[0], box2d[2]
-    for label in range(labels.max(initial=-1) + 1):
-        cluster = points[labels == label]
-        u = _project(cluster, projection)[:, 0]
-        overlap = max(0.0, min(u.max(), x2) - max(u.min(), x1))
-        coverage = overlap / (max(u.max(), x2) - min(u.min(), x1))
-        ratio = np.median(cluster[:, 2]) / expected_depth
-        agreement = math.exp(-0.5 * (math.log(max(ratio, 1e-6)) / config.depth_tolerance) ** 2)
-        score = coverage * agreement
-        if score > best_score:
-            best, best_score = cluster, score
-    return np.zeros((0, 3)) if best is None else best
+    candidates = cluster_candidates(points, np.arange(len(points)), projection, box2d,
+                                    expected_depth, config, mask)
+    return points[candidates[0].indices] if candidates else np.zeros((0, 3))
 
 
 def pixels_in_mask(pixels: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -691,37 +767,87 @@ def box_only_hypothesis(box2d: np.ndarray, category: str, projection: np.ndarray
 # Frame level
 # --------------------------------------------------------------------------------------------
 
+# Pixels within which a box edge counts as cut by the image border: detectors (and the
+# benchmarks' jittered ground truth) put such edges a few pixels inside the image.
+BORDER_TOLERANCE = 5.0
+
+
+def border_edges(box2d: np.ndarray, image_size: tuple[int, int] | None,
+                 tolerance: float = BORDER_TOLERANCE) -> np.ndarray:
+    """Which edges (x1, y1, x2, y2) of detection boxes lie at the image border.
+
+    Args:
+        box2d: (..., 4) pixels. image_size: (height, width), or None (no edge is cut).
+        tolerance: pixels.
+    Returns:
+        (..., 4) bool.
+
+    >>> border_edges(np.array([3.0, 50.0, 90.0, 372.0]), (375, 1242)).tolist()
+    [True, False, False, True]
+    """
+    box2d = np.asarray(box2d, dtype=np.float64)
+    if image_size is None:
+        return np.zeros(box2d.shape, dtype=bool)
+    height, width = image_size
+    # The last pixel column is width - 1, so a box reaching it ends at about width - 1.
+    return np.stack([box2d[..., 0] <= tolerance, box2d[..., 1] <= tolerance,
+                     box2d[..., 2] >= width - 1 - tolerance,
+                     box2d[..., 3] >= height - 1 - tolerance], axis=-1)
+
+
+def _detection_candidates(points: np.ndarray, detection: Detection, projection: np.ndarray,
+                          plane: GroundPlane | None, image_size: tuple[int, int] | None,
+                          config: InitConfig, mask: np.ndarray | None
+                          ) -> tuple[Hypothesis, list[ClusterCandidate]]:
+    """The box-only fallback of a detection and its scored clusters among ``points``."""
+    fallback = box_only_hypothesis(detection.box2d, detection.category, projection,
+                                   config=config)
+    index = np.flatnonzero(frustum_mask(points, projection, detection.box2d))
+    if plane is not None:
+        index = index[plane.height(points[index]) > config.ground_clearance]
+    return fallback, cluster_candidates(points, index, projection, detection.box2d,
+                                        float(fallback.center[2]), config, mask,
+                                        bool(border_edges(detection.box2d, image_size).any()))
+
+
+def _hypothesis_from(cluster: np.ndarray, fallback: Hypothesis, detection: Detection,
+                     projection: np.ndarray, plane: GroundPlane | None,
+                     sensor: np.ndarray | None, image_size: tuple[int, int] | None,
+                     config: InitConfig, source: str) -> Hypothesis:
+    """:func:`box_from_cluster` of the trimmed cluster, or ``fallback`` when fewer than
+    ``config.min_object_points`` remain."""
+    cluster = trim_cluster(cluster, config.mean_size(detection.category), sensor)
+    if len(cluster) < config.min_object_points:
+        return fallback
+    return box_from_cluster(cluster, detection.category, projection, detection.box2d, plane,
+                            sensor, image_size, config, source)
+
+
 def object_hypothesis(points: np.ndarray, category: str, projection: np.ndarray,
                       box2d: np.ndarray, plane: GroundPlane | None,
                       sensor: np.ndarray | None = None,
                       image_size: tuple[int, int] | None = None,
                       config: InitConfig = InitConfig(), source: str = "lidar",
                       mask: np.ndarray | None = None) -> Hypothesis:
-    """The best single hypothesis for one detection from a frame's points.
+    """The best single hypothesis for one detection alone from ``points``.
 
     Args:
-        points: (N, 3) all of the frame's points in the camera frame (LiDAR, or depth
-            back-projected).
+        points: (N, 3) points in the camera frame (LiDAR, or depth back-projected).
         category, projection, box2d, plane, sensor, image_size, source: as in
             :func:`box_from_cluster`.
-        mask: the detection's (H, W) instance mask, or None; see :func:`select_cluster`
+        mask: the detection's (H, W) instance mask, or None; see :func:`cluster_candidates`
             (points back-projected from the mask itself must not pass it: they all lie
             inside it, background at its edges too).
     Returns:
         A points-based hypothesis, or the box-only one when fewer than
         ``config.min_object_points`` object points are found.
     """
-    fallback = box_only_hypothesis(box2d, category, projection, config=config)
-    inside = points[frustum_mask(points, projection, box2d)]
-    if plane is not None:
-        inside = inside[plane.height(inside) > config.ground_clearance]
-    cluster = select_cluster(inside, projection, box2d, float(fallback.center[2]), config,
-                             mask)
-    cluster = trim_cluster(cluster, config.mean_size(category), sensor)
-    if len(cluster) < config.min_object_points:
-        return fallback
-    return box_from_cluster(cluster, category, projection, box2d, plane, sensor, image_size,
-                            config, source)
+    detection = Detection(np.asarray(box2d, dtype=np.float64), category, 1.0)
+    fallback, candidates = _detection_candidates(points, detection, projection, plane,
+                                                 image_size, config, mask)
+    cluster = points[candidates[0].indices] if candidates else np.zeros((0, 3))
+    return _hypothesis_from(cluster, fallback, detection, projection, plane, sensor,
+                            image_size, config, source)
 
 
 def frame_hypotheses(points: np.ndarray | None, calib: Calib, detections: Sequence[Detection],
@@ -732,7 +858,9 @@ def frame_hypotheses(points: np.ndarray | None, calib: Calib, detections: Sequen
 
     With a depth map instead of LiDAR, the ground plane is fitted to the back-projected map
     and each detection's points are its own pixels (mask, else box) back-projected: points
-    of other objects never enter its frustum. The sensor is then the camera's centre.
+    of other objects never enter its frustum. The sensor is then the camera's centre. With
+    LiDAR, the detections share the frame's points: :func:`assign_clusters` gives every
+    point to at most one object, so a hidden car does not take its occluder's cluster.
 
     Args:
         points: (N, 3) LiDAR points in the rectified camera frame, or None.
@@ -758,9 +886,12 @@ def frame_hypotheses(points: np.ndarray | None, calib: Calib, detections: Sequen
         plane = fit_ground_plane(points, config)
     sensor = (calib.velo_to_rect(np.zeros(3)) if calib.Tr_velo_to_cam is not None
               else np.zeros(3))
-    hypotheses = [object_hypothesis(points, d.category, calib.P2, d.box2d, plane, sensor,
-                                    image_size, config, mask=d.mask)
-                  for d in detections]
+    scored = [_detection_candidates(points, d, calib.P2, plane, image_size, config, d.mask)
+              for d in detections]
+    chosen = assign_clusters([candidates for _, candidates in scored])
+    hypotheses = [_hypothesis_from(points[indices], fallback, d, calib.P2, plane, sensor,
+                                   image_size, config, "lidar")
+                  for (fallback, _), indices, d in zip(scored, chosen, detections, strict=True)]
     return hypotheses, plane
 
 

@@ -26,6 +26,7 @@ from autolabel.init import (
     GroundPlane,
     Hypothesis,
     InitConfig,
+    border_edges,
     frame_hypotheses,
     yaw_hypotheses,
 )
@@ -255,12 +256,8 @@ def build_batch(frames: Sequence[FrameInput], objects: Sequence[_Object],
     projection = np.stack([frames[o.frame].calib.P2 for o in objects])
     box2d = np.stack([frames[o.frame].detections[o.detection].box2d for o in objects])
     window = detection_windows(torch.as_tensor(box2d), config.fit.render.window_margin).numpy()
-    heights = np.array([frames[o.frame].image_size[0] for o in objects])
-    widths = np.array([frames[o.frame].image_size[1] for o in objects])
-    free_edges = np.stack([box2d[:, 0] <= 1, box2d[:, 1] <= 1, box2d[:, 2] >= widths - 2,
-                           box2d[:, 3] >= heights - 2], axis=1)
-    free_edges |= np.stack([occluded_edges(box, o.occluder) for box, o in
-                            zip(box2d, objects, strict=True)])
+    free_edges = np.stack([border_edges(box, frames[o.frame].image_size) | occluded_edges(
+        box, o.occluder) for box, o in zip(box2d, objects, strict=True)])
     observed = np.zeros((len(objects), size, size), dtype=np.float32)
     mask = np.zeros((len(objects), size, size), dtype=np.float32)
     has_mask = np.zeros(len(objects), dtype=bool)
