@@ -384,7 +384,7 @@ def average_precision_r40(scores: np.ndarray, is_tp: np.ndarray, num_gt: int) ->
     return float(100.0 * interpolated.mean())
 
 
-def _box2d_coverage(boxes: np.ndarray, regions: np.ndarray) -> np.ndarray:
+def box2d_coverage(boxes: np.ndarray, regions: np.ndarray) -> np.ndarray:
     """(P, D) fraction of each 2D box (P, 4) covered by each region (D, 4), boxes x1 y1 x2 y2."""
     width = (np.minimum(boxes[:, None, 2], regions[None, :, 2])
              - np.maximum(boxes[:, None, 0], regions[None, :, 0])).clip(min=0)
@@ -528,7 +528,7 @@ def _classify(frame: _Frame, metric: str, threshold: float, level: int,
     true_positive = np.zeros(len(kept), dtype=bool)
     true_positive[~false_positive] = valid[matched[~false_positive]]
     if dontcare_in_image and len(frame.dontcare) and false_positive.any():
-        coverage = _box2d_coverage(frame.pred_box2d[kept], frame.dontcare)
+        coverage = box2d_coverage(frame.pred_box2d[kept], frame.dontcare)
         false_positive &= ~(coverage > threshold).any(axis=1)
     counted = true_positive | false_positive  # the rest matched ignored ground truths
     pairs = np.stack([kept[true_positive], matched[true_positive]], axis=1)

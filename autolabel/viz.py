@@ -97,14 +97,14 @@ def bev_view(labels: Sequence[ObjectLabel], width: int,
     >>> view.scale, view.size
     (20.0, (1000, 1200))
     """
-    footprints = _footprints(labels)
+    corners = footprints(labels)
     x_low, x_high = x_range
     z_low, z_high = z_range
-    if len(footprints):
-        x_low = min(x_low, float(footprints[..., 0].min()) - margin)
-        x_high = max(x_high, float(footprints[..., 0].max()) + margin)
-        z_low = min(z_low, float(footprints[..., 1].min()) - margin)
-        z_high = max(z_high, float(footprints[..., 1].max()) + margin)
+    if len(corners):
+        x_low = min(x_low, float(corners[..., 0].min()) - margin)
+        x_high = max(x_high, float(corners[..., 0].max()) + margin)
+        z_low = min(z_low, float(corners[..., 1].min()) - margin)
+        z_high = max(z_high, float(corners[..., 1].max()) + margin)
     return BevView((x_low, x_high), (z_low, z_high), width / (x_high - x_low))
 
 
@@ -193,10 +193,24 @@ def _boxes_3d(labels: Sequence[ObjectLabel]) -> np.ndarray:
     return box_corners(center, rotation, size).numpy()
 
 
-def _footprints(labels: Sequence[ObjectLabel]) -> np.ndarray:
-    """(B, 4, 2) ground footprints (x, z) of the non-DontCare labels' boxes, bottom face order."""
+def footprints(labels: Sequence[ObjectLabel]) -> np.ndarray:
+    """(B, 4, 2) ground footprints (x, z) of the non-DontCare labels' boxes, bottom face order
+    (corners 0 and 3 are the front face)."""
     boxes = [label for label in labels if label.category != DONT_CARE]
     return _boxes_3d(boxes)[:, :4][..., [0, 2]]
+
+
+def projected_box_edges(labels: Sequence[ObjectLabel], P2: np.ndarray
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """Pixels of the labels' 3D box edges (12 edges and the front cross), near-plane clipped.
+
+    Args:
+        labels: B labels in the camera frame. P2: (3, 4) projection.
+    Returns:
+        pixels: (B, 14, 2, 2) start and end (u, v) of each edge; visible: (B, 14) bool, False
+        for edges entirely behind the near plane.
+    """
+    return _projected_edges(_boxes_3d(labels), P2)
 
 
 def _projected_edges(corners: np.ndarray, P2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -230,7 +244,7 @@ def _draw_boxes3d(draw: ImageDraw.ImageDraw, labels: Sequence[ObjectLabel], P2: 
     for label in labels:
         if label.category == DONT_CARE:
             draw.rectangle([float(v) for v in label.box2d], outline=DONT_CARE_COLOUR, width=1)
-    pixels, visible = _projected_edges(_boxes_3d([label for label, _ in boxes]), P2)
+    pixels, visible = projected_box_edges([label for label, _ in boxes], P2)
     for (_, colour), edges, shown in zip(boxes, pixels.tolist(), visible, strict=True):
         for (start, end), show in zip(edges, shown, strict=True):
             if show:
@@ -242,7 +256,7 @@ def _draw_scores(draw: ImageDraw.ImageDraw, image_size: tuple[int, int],
                  font: ImageFont.FreeTypeFont) -> None:
     """Each scored label's score on a tag of its colour above its projected box's corner."""
     width, height = image_size
-    pixels, visible = _projected_edges(_boxes_3d(labels), P2)
+    pixels, visible = projected_box_edges(labels, P2)
     for label, colour, edges, shown in zip(labels, colours, pixels, visible, strict=True):
         if label.score is None or label.category == DONT_CARE or not shown.any():
             continue
@@ -335,8 +349,7 @@ def _draw_footprints(draw: ImageDraw.ImageDraw, view: BevView, labels: Sequence[
     """Each label's footprint outline and a tick from its centre to its front in the BEV."""
     kept = [colour for label, colour in zip(labels, colours, strict=True)
             if label.category != DONT_CARE]
-    footprints = _footprints(labels)
-    for footprint, colour in zip(footprints, kept, strict=True):
+    for footprint, colour in zip(footprints(labels), kept, strict=True):
         corners = view.to_pixels(footprint[:, 0], footprint[:, 1])
         outline = [tuple(p) for p in corners.tolist()]
         draw.line(outline + [outline[0]], fill=colour, width=width, joint="curve")

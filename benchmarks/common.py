@@ -47,7 +47,7 @@ from autolabel.io.kitti import (
     read_velodyne,
 )
 from autolabel.label import ObjectLabel
-from autolabel.pipeline import FrameInput, PipelineConfig, label_frames
+from autolabel.pipeline import FrameInput, LabelResult, PipelineConfig, label_frames
 from autolabel.prior import load_prior
 from autolabel.verify import box_iou_2d
 
@@ -108,14 +108,21 @@ def lshape(frame: Frame, detections: Sequence[Detection],
     return FrameLabels(labels, [True] * len(labels))
 
 
-def render_and_compare(frame: Frame, detections: Sequence[Detection],
-                       config: PipelineConfig = PipelineConfig()) -> FrameLabels:
-    """The render-and-compare fitter (``autolabel.pipeline``) with the shipped prior and its
-    default settings, on LiDAR, else the frame's depth map, else the 2D boxes alone; labels
-    carry its verification verdict."""
+def fit_frame(frame: Frame, detections: Sequence[Detection],
+              config: PipelineConfig = PipelineConfig()) -> list[LabelResult]:
+    """The render-and-compare fitter (``autolabel.pipeline``) with the shipped prior, on
+    LiDAR, else the frame's depth map, else the 2D boxes alone: one result per detection, in
+    detection order."""
     inputs = FrameInput(frame.frame_id, frame.image_size, frame.calib, list(detections),
                         frame.points, frame.depth if frame.points is None else None)
-    results = label_frames([inputs], _shipped_prior(), config)[0].labels
+    return label_frames([inputs], _shipped_prior(), config)[0].labels
+
+
+def render_and_compare(frame: Frame, detections: Sequence[Detection],
+                       config: PipelineConfig = PipelineConfig()) -> FrameLabels:
+    """:func:`fit_frame` with its default settings as a labeler; labels carry its
+    verification verdict."""
+    results = fit_frame(frame, detections, config)
     return FrameLabels([r.label for r in results], [r.accepted for r in results])
 
 
@@ -284,6 +291,15 @@ def evaluate_methods(frames: Sequence[Frame], runs: Mapping[str, MethodRun],
             for name, run in runs.items()}
 
 
+def box_iou_matrix(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
+    """(A, B) IoU of every 2D box of ``boxes_a`` (A, 4) with every one of ``boxes_b`` (B, 4),
+    both as (x1, y1, x2, y2) pixels."""
+    a = torch.as_tensor(np.asarray(boxes_a, dtype=np.float64).reshape(-1, 4))
+    b = torch.as_tensor(np.asarray(boxes_b, dtype=np.float64).reshape(-1, 4))
+    rows, cols = torch.meshgrid(torch.arange(len(a)), torch.arange(len(b)), indexing="ij")
+    return box_iou_2d(a[rows.flatten()], b[cols.flatten()]).reshape(rows.shape).numpy()
+
+
 def detection_ceiling(frames: Sequence[Frame], detections: Mapping[str, Sequence[Detection]],
                       category: str = "Car", min_box_iou: float = 0.5) -> dict:
     """The best a labeler can score with these detections: AP of the exact ground-truth box
@@ -304,13 +320,9 @@ def detection_ceiling(frames: Sequence[Frame], detections: Mapping[str, Sequence
         kept[frame.frame_id] = []
         if not ours or not found:
             continue
-        truth = torch.as_tensor(np.array([label.box2d for label in ours]), dtype=torch.float64)
-        boxes = torch.as_tensor(np.array(found), dtype=torch.float64)
-        rows, cols = torch.meshgrid(torch.arange(len(ours)), torch.arange(len(boxes)),
-                                    indexing="ij")
-        overlap = box_iou_2d(truth[rows.flatten()], boxes[cols.flatten()]).reshape(rows.shape)
+        overlap = box_iou_matrix(np.array([label.box2d for label in ours]), np.array(found))
         kept[frame.frame_id] = [dataclasses.replace(label, score=1.0) for label, iou in
-                                zip(ours, overlap.amax(1), strict=True) if iou >= min_box_iou]
+                                zip(ours, overlap.max(1), strict=True) if iou >= min_box_iou]
         count += len(kept[frame.frame_id])
     result = to_json(evaluate(ground_truth, kept, classes=(category,)))
     return {"labels": count, "ap_r40": result["classes"][category]["ap_r40"]}

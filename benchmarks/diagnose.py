@@ -1,28 +1,47 @@
-"""Per-object errors of the render-and-compare fitter on the synthetic LiDAR scenes: which cars
-miss BEV IoU 0.7, and by which error.
+"""Per-object errors of the render-and-compare fitter: which cars miss BEV IoU 0.7, by which
+error, and a picture of each.
 
-    .venv/bin/python benchmarks/diagnose.py --frames 20
-    .venv/bin/python benchmarks/diagnose.py --rows /tmp/rows.json          # summary only
+    .venv/bin/python benchmarks/diagnose.py --root ../shared/data/kitti_dev --threads 1 \\
+        --rows /tmp/rows.json --pictures /tmp/gallery
+    .venv/bin/python benchmarks/diagnose.py --frames 20          # synthetic LiDAR scenes
 
-Runs the fitter with its benchmark settings (``benchmarks/synthetic.py``, setting ``lidar``)
-on frames ``0 .. N-1`` and writes one row per ground-truth car of a KITTI level (easy to
-hard), paired with the prediction of highest BEV IoU in its frame::
+With ``--root`` it fits every frame of a KITTI-layout folder with the default
+``PipelineConfig()``, on detections made as ``benchmarks/kitti.py`` makes them (the
+ground-truth Car 2D boxes, each edge jittered by N(0, PX^2) pixels, seeded). Without it, it
+fits the synthetic LiDAR frames ``0 .. N-1`` with the benchmark settings of
+``benchmarks/synthetic.py`` (setting ``lidar``) on their detections file.
 
-    {"frame", "index", "level", "points", "distance_m", "bev_iou", "iou_3d",
-     "longitudinal_m", "lateral_m", "vertical_m", "length_m", "width_m", "height_m",
-     "yaw_deg", "score", "accepted", "hypothesis", "losses"}
+It writes one row per ground-truth car of a KITTI level (easy to hard), paired with the label
+of the detection whose 2D box overlaps the car's 2D box most (IoU at least 0.5)::
 
-Position errors are predicted minus true, in the true box's frame (longitudinal along its
-heading, lateral across it, vertical up); size errors are predicted minus true; ``yaw_deg``
-is the wrapped heading error. A row without a prediction has ``bev_iou`` 0 and no errors.
+    {"frame", "index", "level", "occlusion", "points", "distance_m", "box_overlap",
+     "bev_iou", "detection", "iou_3d", "longitudinal_m", "lateral_m", "vertical_m",
+     "along_ray_m", "across_ray_m", "ray_xz", "length_m", "width_m", "height_m", "yaw_deg",
+     "score", "accepted", "hypothesis", "losses", "truth", "predicted", "slid_onto"}
 
-The summary counts the moderate cars under BEV IoU 0.7 and gives each the error that costs
-it most, judged by the IoU the prediction would have with that error alone removed.
+``index`` counts the frame's cars in file order; ``points`` are the LiDAR points in the true
+box; ``distance_m`` is the camera z of its centre; ``box_overlap`` is the largest fraction of
+its 2D box that another labelled object's 2D box covers. Position errors are predicted minus
+true, in the true box's frame (longitudinal along its heading, lateral across it, vertical
+up), and in the bird's-eye view along the camera ray through the true centre (``ray_xz``, its
+unit direction in camera x, z; positive = too far) and across it (positive = to the camera's
+right). Size errors are predicted minus true; ``yaw_deg`` is the wrapped heading error.
+``truth`` and ``predicted`` are ``(x, y, z, l, w, h, yaw)`` boxes. ``slid_onto`` is, for a
+gross miss (BEV IoU under 0.5), the index of a nearer car whose BEV box the prediction
+overlaps more than the car's own (the fit slid onto an occluder), else None. A row without a
+detection has ``bev_iou`` 0 and nothing from ``detection`` on.
+
+The summary (printed, and written as JSON) counts the moderate cars under BEV IoU 0.7 and 0.5
+by the cause that costs each most (:func:`main_cause`), gives the success rate (BEV IoU over
+0.7) of the cars of every level by distance, occlusion and LiDAR points, the median signed
+errors of the moderate cars, and how well the verification score predicts BEV IoU 0.5.
+``--pictures DIR`` draws every car under 0.7 (``benchmarks/gallery.py``).
 """
 
 from __future__ import annotations
 
 import argparse
+import bisect
 import json
 import math
 import sys
@@ -37,140 +56,409 @@ from rich.progress import track
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from autolabel.evaluate import bev_iou, iou_3d, kitti_difficulty, labels_to_boxes  # noqa: E402
-from autolabel.geometry import points_in_box  # noqa: E402
-from autolabel.io.detections import read_detections  # noqa: E402
+from autolabel.evaluate import (  # noqa: E402
+    bev_iou,
+    box2d_coverage,
+    iou_3d,
+    kitti_difficulty,
+    labels_to_boxes,
+)
+from autolabel.geometry import camera_centres, points_in_box  # noqa: E402
+from autolabel.io.detections import Detection, read_detections  # noqa: E402
+from autolabel.io.kitti import DONT_CARE  # noqa: E402
 from autolabel.label import ObjectLabel  # noqa: E402
-from autolabel.pipeline import FrameInput, LabelResult, PipelineConfig, label_frames  # noqa: E402
+from autolabel.pipeline import LabelResult, PipelineConfig  # noqa: E402
 from autolabel.synth.writer import DETECTIONS_FILE  # noqa: E402
-from benchmarks.common import Frame, _shipped_prior, load_kitti, write_json  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    Frame,
+    box_iou_matrix,
+    detections_from_labels,
+    fit_frame,
+    load_kitti,
+    write_json,
+)
+from benchmarks.gallery import plot_score_curve, write_gallery  # noqa: E402
 from benchmarks.synthetic import CACHE, METHODS, SCENES, cache_folder, ensure_scenes  # noqa: E402
 
 MODERATE = 1
+THRESHOLDS = (0.7, 0.5)  # BEV IoU: a success is above the first; a gross miss under the second
+SUCCESS_IOU, GROSS_MISS_IOU = THRESHOLDS
+MATCH_IOU_2D = 0.5  # a car's detection overlaps its 2D box at least this much
+OBSERVED_POINTS = 20  # a car with this many LiDAR points is well observed
 BENCHMARK_CONFIG: PipelineConfig = METHODS["render"].keywords["config"]
-# Errors the summary removes one at a time: name -> indices into the 7-vector box.
-_ERRORS = {"position": (0, 2), "length": (3,), "width": (4,), "yaw": (6,)}
+# Success-rate breakdowns: name -> (row key, bucket edges, bucket names).
+BREAKDOWNS = {"distance": ("distance_m", (30.0,), ("< 30 m", ">= 30 m")),
+              "occlusion": ("occlusion", (1, 2), ("0", "1", "2")),
+              "points": ("points", (20, 100), ("< 20", "20-99", ">= 100"))}
+SIGNED_ERRORS = ("vertical_m", "height_m", "length_m", "width_m", "along_ray_m",
+                 "across_ray_m", "yaw_deg")
+# Errors :func:`main_cause` removes one at a time from the box: name -> index in the 7-vector.
+_BOX_ERRORS = {"length": 3, "width": 4, "yaw": 6}
 
 
 def _wrapped_degrees(radians: float) -> float:
     return math.degrees(math.atan2(math.sin(radians), math.cos(radians)))
 
 
-def _box_errors(truth: ObjectLabel, predicted: ObjectLabel) -> dict[str, float]:
-    offset = truth.rotation.T @ (predicted.center - truth.center)  # object frame: x, y, z
-    return {"longitudinal_m": float(offset[0]), "lateral_m": float(offset[1]),
-            "vertical_m": float(offset[2]),
+def ray_components(offset_xz: np.ndarray, ray_xz: np.ndarray) -> tuple[float, float]:
+    """A BEV offset split along a camera ray and across it.
+
+    Args:
+        offset_xz: (2,) metres in camera (x, z). ray_xz: (2,) unit direction of the ray.
+    Returns:
+        (along, across): along is positive away from the camera; across is positive to the
+        right of the ray seen from above (camera +x for a ray straight ahead).
+
+    >>> ray_components(np.array([1.0, 2.0]), np.array([0.0, 1.0]))
+    (2.0, 1.0)
+    """
+    right = np.array([ray_xz[1], -ray_xz[0]])
+    return float(offset_xz @ ray_xz), float(offset_xz @ right)
+
+
+def _unit(vector: np.ndarray) -> np.ndarray:
+    return vector / np.linalg.norm(vector)
+
+
+def _box_errors(truth: ObjectLabel, predicted: ObjectLabel, ray_xz: np.ndarray
+                ) -> dict[str, float]:
+    """Signed errors of ``predicted`` against ``truth`` (see the module docstring)."""
+    offset = predicted.center - truth.center
+    local = truth.rotation.T @ offset  # object frame: x forward, y left, z up
+    along, across = ray_components(offset[[0, 2]], ray_xz)
+    return {"longitudinal_m": float(local[0]), "lateral_m": float(local[1]),
+            "vertical_m": float(local[2]), "along_ray_m": along, "across_ray_m": across,
             **{f"{axis}_m": float(predicted.size[i] - truth.size[i])
                for i, axis in enumerate(("length", "width", "height"))},
             "yaw_deg": _wrapped_degrees(predicted.yaw - truth.yaw)}
 
 
-def frame_rows(frame: Frame, results: Sequence[LabelResult]) -> list[dict]:
-    """One row per car of a KITTI level in ``frame`` (see the module docstring)."""
+def slid_onto(iou_column: np.ndarray, distances: np.ndarray, index: int) -> int | None:
+    """The nearer car a gross miss slid onto, if any.
+
+    Args:
+        iou_column: (C,) BEV IoU of car ``index``'s prediction with each car of the frame.
+        distances: (C,) the cars' distances. index: the car.
+    Returns:
+        The index of the car nearer than car ``index`` that the prediction overlaps most,
+        when the prediction overlaps it more than car ``index`` itself and its IoU with car
+        ``index`` is under ``GROSS_MISS_IOU``; else None.
+    """
+    own = iou_column[index]
+    nearer = [j for j in range(len(iou_column))
+              if distances[j] < distances[index] and iou_column[j] > own]
+    if own >= GROSS_MISS_IOU or not nearer:
+        return None
+    return max(nearer, key=lambda j: iou_column[j])
+
+
+def _paired_detections(cars: Sequence[ObjectLabel], detections: Sequence[Detection]
+                       ) -> list[int | None]:
+    """Per car, the detection whose 2D box overlaps its own most (None under MATCH_IOU_2D)."""
+    if not detections:
+        return [None] * len(cars)
+    overlap = box_iou_matrix(np.array([car.box2d for car in cars]),
+                             np.array([d.box2d for d in detections]))
+    best = overlap.argmax(axis=1)
+    return [int(j) if overlap[i, j] >= MATCH_IOU_2D else None for i, j in enumerate(best)]
+
+
+def _box_overlaps(labels: Sequence[ObjectLabel], cars: Sequence[ObjectLabel]) -> list[float]:
+    """Per car, the largest fraction of its 2D box covered by another labelled object's."""
+    objects = [label for label in labels if label.category != DONT_CARE]
+    overlaps = []
+    for car in cars:
+        others = np.array([o.box2d for o in objects if o is not car]).reshape(-1, 4)
+        coverage = box2d_coverage(car.box2d[None], others)
+        overlaps.append(float(coverage.max()) if coverage.size else 0.0)
+    return overlaps
+
+
+def _points_inside(points: np.ndarray | None, label: ObjectLabel) -> int:
+    if points is None:
+        return 0
+    return int(points_in_box(torch.as_tensor(points, dtype=torch.float64),
+                             torch.as_tensor(label.center), torch.as_tensor(label.rotation),
+                             torch.as_tensor(label.size)).sum())
+
+
+def _paired_fields(car: ObjectLabel, result: LabelResult, ray_xz: np.ndarray) -> dict:
+    """The row fields of a car paired with its detection's label."""
+    pair = labels_to_boxes([car, result.label])
+    return {"iou_3d": round(float(iou_3d(pair[:1], pair[1:])[0, 0]), 4),
+            **{k: round(v, 4) for k, v in _box_errors(car, result.label, ray_xz).items()},
+            "ray_xz": [round(float(v), 6) for v in ray_xz],
+            "score": round(float(result.label.score), 4), "accepted": result.accepted,
+            "hypothesis": result.hypothesis,
+            "losses": {k: round(v, 5) for k, v in result.losses.items()},
+            "truth": pair[0].tolist(), "predicted": pair[1].tolist()}
+
+
+def frame_rows(frame: Frame, detections: Sequence[Detection],
+               results: Sequence[LabelResult]) -> list[dict]:
+    """One row per car of a KITTI level in ``frame`` (see the module docstring).
+
+    Args:
+        frame: the frame with its ground truth. detections: what was fitted.
+        results: one result per detection, in order.
+    """
     cars = [label for label in frame.labels if label.category == "Car"]
+    if not cars:
+        return []
     levels = kitti_difficulty(np.array([c.box2d[3] - c.box2d[1] for c in cars]),
                               np.array([c.occlusion for c in cars]),
                               np.array([c.truncation for c in cars]))
-    predicted = [result.label for result in results]
-    bev = (bev_iou(labels_to_boxes(cars), labels_to_boxes(predicted)).numpy()
-           if cars and predicted else np.zeros((len(cars), 0)))
-    points = torch.as_tensor(frame.points, dtype=torch.float64)
+    truth = labels_to_boxes(cars)
+    predicted = labels_to_boxes([result.label for result in results])
+    bev = bev_iou(truth, predicted).numpy()  # (cars, detections)
+    distances = truth[:, 2].numpy()
+    camera_xz = camera_centres(torch.as_tensor(frame.calib.P2)[None])[0, [0, 2]].numpy()
+    overlaps = _box_overlaps(frame.labels, cars)
     rows = []
-    for index, (car, level) in enumerate(zip(cars, levels, strict=True)):
-        if level < 0:
+    for index, (car, detection) in enumerate(zip(cars, _paired_detections(cars, detections),
+                                                 strict=True)):
+        if levels[index] < 0:
             continue
-        inside = points_in_box(points, torch.as_tensor(car.center), torch.as_tensor(car.rotation),
-                               torch.as_tensor(car.size))
-        row = {"frame": frame.frame_id, "index": index, "level": int(level),
-               "points": int(inside.sum()), "distance_m": round(float(car.center[2]), 2),
-               "bev_iou": 0.0}
-        if bev.shape[1] and bev[index].max() > 0:
-            best = int(bev[index].argmax())
-            result = results[best]
-            pair = labels_to_boxes([car, result.label])
-            row.update(bev_iou=round(float(bev[index, best]), 4),
-                       iou_3d=round(float(iou_3d(pair[:1], pair[1:])[0, 0]), 4),
-                       **{k: round(v, 4) for k, v in _box_errors(car, result.label).items()},
-                       score=round(float(result.label.score), 4), accepted=result.accepted,
-                       hypothesis=result.hypothesis,
-                       losses={k: round(v, 5) for k, v in result.losses.items()},
-                       truth=pair[0].tolist(), predicted=pair[1].tolist())
+        row = {"frame": frame.frame_id, "index": index, "level": int(levels[index]),
+               "occlusion": int(car.occlusion), "points": _points_inside(frame.points, car),
+               "distance_m": round(float(car.center[2]), 2),
+               "box_overlap": round(overlaps[index], 4), "bev_iou": 0.0}
+        if detection is not None:
+            ray_xz = _unit(car.center[[0, 2]] - camera_xz)
+            row.update(bev_iou=round(float(bev[index, detection]), 4),
+                       detection=[round(float(v), 2) for v in detections[detection].box2d],
+                       **_paired_fields(car, results[detection], ray_xz),
+                       slid_onto=slid_onto(bev[:, detection], distances, index))
         rows.append(row)
     return rows
 
 
+def _corrected_boxes(row: dict) -> dict[str, torch.Tensor]:
+    """The row's predicted box with one error removed, per error: the centre's offset along
+    the camera ray ('ray slip'), across it ('across ray'), length, width or yaw; (1, 7)
+    each."""
+    truth, predicted = torch.tensor([row["truth"]]), torch.tensor([row["predicted"]])
+    ray = torch.tensor(row["ray_xz"])
+    right = torch.stack([ray[1], -ray[0]])
+    boxes = {}
+    for name, offset in (("ray slip", row["along_ray_m"] * ray),
+                         ("across ray", row["across_ray_m"] * right)):
+        boxes[name] = predicted.clone()
+        boxes[name][0, [0, 2]] -= offset
+    for name, column in _BOX_ERRORS.items():
+        boxes[name] = predicted.clone()
+        boxes[name][0, column] = truth[0, column]
+    return boxes
+
+
 def main_cause(row: dict) -> str:
-    """The error whose removal alone raises the row's BEV IoU most ('missed' without a
-    prediction)."""
+    """Why the row's car is missed: 'missed' without a detection, 'slid onto occluder' when
+    the prediction slid onto a nearer car, else the error whose removal alone raises the BEV
+    IoU most (see :func:`_corrected_boxes`)."""
     if "predicted" not in row:
         return "missed"
-    truth, predicted = torch.tensor([row["truth"]]), torch.tensor([row["predicted"]])
-    gains = {}
-    for name, indices in _ERRORS.items():
-        corrected = predicted.clone()
-        corrected[0, list(indices)] = truth[0, list(indices)]
-        gains[name] = float(bev_iou(truth, corrected)[0, 0])
+    if row["slid_onto"] is not None:
+        return "slid onto occluder"
+    truth = torch.tensor([row["truth"]])
+    gains = {name: float(bev_iou(truth, box)[0, 0])
+             for name, box in _corrected_boxes(row).items()}
     return max(gains, key=gains.get)
 
 
-def summary(rows: Sequence[dict], threshold: float = 0.7) -> str:
-    """Counts of moderate cars under ``threshold`` BEV IoU by main cause, and medians of the
-    signed errors of all moderate cars."""
+def _rate(successes: int, cars: int) -> float | None:
+    return round(successes / cars, 4) if cars else None
+
+
+def success_rates(rows: Sequence[dict], key: str, edges: Sequence[float],
+                  names: Sequence[str]) -> dict[str, dict]:
+    """Cars and successes (BEV IoU over SUCCESS_IOU) per bucket of ``row[key]``.
+
+    Args:
+        rows: the rows. key: which field buckets them.
+        edges: the (len(names) - 1) ascending bucket edges; a value equal to an edge goes up.
+        names: the buckets' names.
+    Returns:
+        name -> ``{"cars", "successes", "rate"}`` (rate None for an empty bucket).
+    """
+    counts = {name: [0, 0] for name in names}
+    for row in rows:
+        count = counts[names[bisect.bisect_right(edges, row[key])]]
+        count[0] += 1
+        count[1] += row["bev_iou"] > SUCCESS_IOU
+    return {name: {"cars": cars, "successes": successes, "rate": _rate(successes, cars)}
+            for name, (cars, successes) in counts.items()}
+
+
+def score_curve(rows: Sequence[dict], iou: float = GROSS_MISS_IOU) -> list[dict]:
+    """Precision and recall of "BEV IoU >= ``iou``" when keeping the rows whose score is at
+    least each distinct score, highest first.
+
+    Args:
+        rows: rows with a ``score``.
+    Returns:
+        ``[{"threshold", "precision", "recall"}]``; recall is 0 when no row is good.
+    """
+    if not rows:
+        return []
+    scores = np.array([row["score"] for row in rows])
+    order = np.argsort(-scores, kind="stable")
+    scores = scores[order]
+    good = np.array([row["bev_iou"] >= iou for row in rows])[order]
+    hits = np.cumsum(good)
+    last = np.append(scores[1:] != scores[:-1], True)  # the last row of each distinct score
+    kept = np.arange(1, len(scores) + 1)
+    return [{"threshold": float(s), "precision": round(float(h / k), 4),
+             "recall": round(float(h / max(good.sum(), 1)), 4)}
+            for s, h, k in zip(scores[last], hits[last], kept[last], strict=True)]
+
+
+def score_quality(rows: Sequence[dict]) -> dict:
+    """How well the verification verdict and score predict BEV IoU >= GROSS_MISS_IOU: the
+    precision of the accepted labels, the acceptance of the well-observed cars (at least
+    OBSERVED_POINTS points) and the :func:`score_curve`."""
+    paired = [row for row in rows if "score" in row]
+    accepted = [row for row in paired if row["accepted"]]
+    good = sum(row["bev_iou"] >= GROSS_MISS_IOU for row in accepted)
+    observed = [row for row in rows if row["points"] >= OBSERVED_POINTS]
+    observed_accepted = sum(row.get("accepted", False) for row in observed)
+    return {"labels": len(paired), "accepted": len(accepted),
+            "accepted_with_bev_iou_0.5": good, "precision": _rate(good, len(accepted)),
+            f"cars_with_{OBSERVED_POINTS}_points": len(observed),
+            "of_them_accepted": observed_accepted,
+            "acceptance": _rate(observed_accepted, len(observed)),
+            "pr_curve": score_curve(paired)}
+
+
+def _failures(rows: Sequence[dict], threshold: float) -> dict:
+    causes = Counter(main_cause(row) for row in rows if row["bev_iou"] < threshold)
+    return {"count": sum(causes.values()), "causes": dict(causes.most_common())}
+
+
+def summarize(rows: Sequence[dict]) -> dict:
+    """The JSON summary of the rows (see the module docstring)."""
     moderate = [row for row in rows if row["level"] <= MODERATE]
-    failing = [row for row in moderate if row["bev_iou"] < threshold]
-    causes = Counter(main_cause(row) for row in failing)
-    lines = [f"{len(moderate)} moderate cars, {len(failing)} under BEV IoU {threshold}: "
-             + ", ".join(f"{name} {count}" for name, count in causes.most_common())]
     paired = [row for row in moderate if "predicted" in row]
-    for key in ("longitudinal_m", "lateral_m", "vertical_m", "length_m", "width_m", "height_m",
-                "yaw_deg"):
-        values = np.array([row[key] for row in paired])
-        lines.append(f"  {key:15s} median {np.median(values):+.3f}  median |.| "
-                     f"{np.median(np.abs(values)):.3f}  90th |.| "
-                     f"{np.percentile(np.abs(values), 90):.3f}")
-    lines.append("failing cars (frame/index, points, distance, IoU, main cause, errors):")
+    return {"cars": len(rows), "moderate_cars": len(moderate),
+            "moderate_failures": {str(t): _failures(moderate, t) for t in THRESHOLDS},
+            "success_rate_every_level": {name: success_rates(rows, *spec)
+                             for name, spec in BREAKDOWNS.items()},
+            "median_signed_errors_moderate": {
+                key: round(float(np.median([row[key] for row in paired])), 4) if paired else None
+                for key in SIGNED_ERRORS},
+            "score": score_quality(rows)}
+
+
+def format_summary(summary: dict, rows: Sequence[dict]) -> str:
+    """The summary as text, followed by the failing moderate cars, worst first."""
+    lines = [f"{summary['cars']} cars, {summary['moderate_cars']} moderate"]
+    for threshold, failures in summary["moderate_failures"].items():
+        causes = ", ".join(f"{name} {count}" for name, count in failures["causes"].items())
+        lines.append(f"  under BEV IoU {threshold}: {failures['count']} ({causes})")
+    lines.append(f"success (BEV IoU > {SUCCESS_IOU}), every level:")
+    for name, buckets in summary["success_rate_every_level"].items():
+        lines.append(f"  by {name:9s} " + "  ".join(
+            f"{bucket}: {b['successes']}/{b['cars']}" for bucket, b in buckets.items()))
+    lines.append("median signed errors (moderate): " + "  ".join(
+        f"{key} {value:+.3f}" for key, value in summary["median_signed_errors_moderate"].items()
+        if value is not None))
+    score = summary["score"]
+    lines.append(f"accepted {score['accepted']}/{score['labels']}, of them "
+                 f"{score['accepted_with_bev_iou_0.5']} with BEV IoU >= {GROSS_MISS_IOU} "
+                 f"(precision {score['precision']}); cars with >= {OBSERVED_POINTS} points "
+                 f"accepted {score['of_them_accepted']}/"
+                 f"{score[f'cars_with_{OBSERVED_POINTS}_points']}")
+    lines.append("failing moderate cars (frame/index, points, distance, IoU, cause, errors):")
+    failing = [row for row in rows if row["level"] <= MODERATE and row["bev_iou"] < SUCCESS_IOU]
     for row in sorted(failing, key=lambda r: r["bev_iou"]):
-        errors = " ".join(f"{k.split('_')[0][:4]}={row[k]:+.2f}" for k in
-                          ("longitudinal_m", "lateral_m", "length_m", "width_m", "yaw_deg")
+        errors = " ".join(f"{k.split('_')[0][:5]}={row[k]:+.2f}" for k in
+                          ("along_ray_m", "across_ray_m", "length_m", "width_m", "yaw_deg")
                           if k in row)
         lines.append(f"  {row['frame']}/{row['index']:<2d} {row['points']:5d} pts "
                      f"{row['distance_m']:5.1f} m  IoU {row['bev_iou']:.2f}  "
-                     f"{main_cause(row):8s} {errors}")
+                     f"{main_cause(row):18s} {errors}")
     return "\n".join(lines)
 
 
-def run(frames: int, seed: int, config: PipelineConfig = BENCHMARK_CONFIG) -> list[dict]:
-    """Fit the synthetic LiDAR frames ``0 .. frames-1`` with ``config`` and return every
-    frame's rows."""
-    folder = cache_folder(seed, SCENES, CACHE)
-    loaded = load_kitti(folder, ensure_scenes(folder, seed, frames))
-    detections = read_detections(folder / DETECTIONS_FILE)
+def fit_rows(frames: Sequence[Frame], detections: dict[str, list[Detection]],
+             config: PipelineConfig = PipelineConfig()) -> list[dict]:
+    """Fit every frame's detections (keyed by image name) with ``config``; every frame's
+    rows."""
     rows = []
-    for frame in track(loaded, description="fitting"):
-        inputs = FrameInput(frame.frame_id, frame.image_size, frame.calib,
-                            list(detections.get(frame.image_name, [])), frame.points)
-        results = label_frames([inputs], _shipped_prior(), config)[0].labels
-        rows.extend(frame_rows(frame, results))
+    for frame in track(frames, description="fitting"):
+        found = list(detections.get(frame.image_name, []))
+        rows.extend(frame_rows(frame, found, fit_frame(frame, found, config)))
     return rows
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def kitti_rows(root: Path, jitter: float, seed: int) -> list[dict]:
+    """Rows of every frame of ``root``, fitted with ``PipelineConfig()`` on the ground-truth
+    Car boxes jittered as ``benchmarks/kitti.py`` jitters them."""
+    frames = load_kitti(root)
+    rng = np.random.default_rng(seed)
+    detections = {frame.image_name: detections_from_labels(frame.labels, frame.image_size,
+                                                           jitter, rng)
+                  for frame in frames}
+    return fit_rows(frames, detections)
+
+
+def synthetic_rows(folder: Path, frames: int, seed: int) -> list[dict]:
+    """Rows of the synthetic LiDAR frames ``0 .. frames-1`` in ``folder``, fitted with the
+    benchmark settings."""
+    loaded = load_kitti(folder, ensure_scenes(folder, seed, frames))
+    return fit_rows(loaded, read_detections(folder / DETECTIONS_FILE), BENCHMARK_CONFIG)
+
+
+def _cached_rows(path: Path, source: str) -> list[dict] | None:
+    """The rows of ``path`` when it holds rows of ``source``."""
+    if not path.is_file():
+        return None
+    document = json.loads(path.read_text())
+    return document["rows"] if document.get("source") == source else None
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--frames", type=int, default=20)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--root", type=Path, default=None,
+                        help="KITTI-layout folder; default: the synthetic LiDAR scenes.")
+    parser.add_argument("--jitter", type=float, default=3.0,
+                        help="Std. dev. (pixels) of the noise on ground-truth box edges.")
+    parser.add_argument("--frames", type=int, default=20, help="Synthetic frames.")
+    parser.add_argument("--seed", type=int, default=0, help="Seed of the jitter / scenes.")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--rows", type=Path, default=Path("diagnose_rows.json"),
-                        help="Rows file: written by a run, or read when it exists and "
-                             "--frames is not given.")
+                        help="Rows file: read when it holds rows of the same source, else "
+                             "written by a fresh run.")
+    parser.add_argument("--summary", type=Path, default=None,
+                        help="Summary JSON; default benchmarks/results/diagnose_<data>.json.")
+    parser.add_argument("--pictures", type=Path, default=None,
+                        help="Folder for a picture of every car under BEV IoU 0.7, an "
+                             "index.md and the score's precision-recall plot.")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.rows.is_file() and "--frames" not in (argv if argv is not None else sys.argv):
-        rows = json.loads(args.rows.read_text())
+    if args.root is not None:
+        root, name = args.root, args.root.resolve().name
+        source = f"kitti {root.resolve()} jitter {args.jitter:g} seed {args.seed}"
     else:
-        rows = run(args.frames, args.seed)
-        write_json(args.rows, rows)
-    print(summary(rows))
+        root, name = cache_folder(args.seed, SCENES, CACHE), "synthetic"
+        source = f"synthetic {root} frames {args.frames}"
+    rows = _cached_rows(args.rows, source)
+    if rows is None:
+        rows = (kitti_rows(root, args.jitter, args.seed) if args.root is not None
+                else synthetic_rows(root, args.frames, args.seed))
+        write_json(args.rows, {"source": source, "rows": rows})
+    summary = summarize(rows)
+    print(format_summary(summary, rows))
+    document = {"benchmark": "diagnose", "source": source,
+                "frames_with_cars": len({row["frame"] for row in rows}), **summary}
+    out = args.summary or ROOT / "benchmarks" / "results" / f"diagnose_{name}.json"
+    write_json(out, document)
+    print(f"wrote {out}")
+    if args.pictures is not None:
+        pictures = write_gallery(rows, root, args.pictures, main_cause, SUCCESS_IOU)
+        plot_score_curve(summary["score"]["pr_curve"], args.pictures / "score_pr.png")
+        print(f"wrote {len(pictures)} pictures, index.md and score_pr.png to {args.pictures}")
+    return document
 
 
 if __name__ == "__main__":
