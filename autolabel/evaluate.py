@@ -1,4 +1,4 @@
-"""KITTI-style evaluation of 3D labels: exact oriented-box IoU, difficulty levels, AP|R40.
+"""KITTI 3D object evaluation, as the official devkit computes it: BEV and 3D AP|R40 and AP|R11.
 
 Boxes are compared as upright boxes with a yaw about the camera's y axis, as KITTI does: the
 bird's-eye view (BEV) is the camera x-z plane, where a box is a rotated rectangle, and the 3D
@@ -7,51 +7,46 @@ pitch or roll is evaluated as the upright box with the heading of its forward ax
 (:func:`autolabel.geometry.rotation_to_yaw`); exact IoU of generally rotated boxes is not
 implemented because KITTI ground truth has yaw only.
 
-Per class, ground truths and predictions are matched per frame at each IoU threshold (KITTI's
-strict ``IoU > threshold``) and difficulty, and the average precision over 40 recall positions
-(AP|R40) is reported in percent for BEV and 3D. The semantics follow the official devkit
-(``cpp/evaluate_object.cpp`` of the KITTI object benchmark):
+Average precision reproduces the official KITTI object devkit (``cpp/evaluate_object.cpp``,
+2019 version with 41 sampled recall points; OpenPCDet's ``kitti_object_eval_python`` computes
+the same), checked against the devkit's numbers in ``tests/test_evaluate_official.py``:
 
-* difficulty: a ground truth is *easy* / *moderate* / *hard* when its 2D box is at least
-  40 / 25 / 25 px tall, its occlusion at most 0 / 1 / 2 and its truncation at most
-  0.15 / 0.3 / 0.5; the levels are cumulative (moderate includes easy, hard includes both);
-* ignored ground truths: objects of the class that are too hard for the level, and objects of
-  the neighbouring class (``Van`` when evaluating ``Car``, ``Person_sitting`` for
-  ``Pedestrian``), may be matched but count neither as found nor as missed, and the
-  prediction matched to them is not a false positive;
-* predictions of other classes are not evaluated, and class names compare case-insensitively;
-* IoU thresholds: 0.7 and 0.5 for vehicles and unknown classes, 0.5 and 0.25 for
-  ``Pedestrian``, ``Person_sitting`` and ``Cyclist``;
-* ``DontCare`` regions: the devkit applies them to the 2D-box metric only (their 3D fields are
-  placeholders that overlap nothing), so by default they do not affect BEV and 3D results.
+* difficulty: a ground truth of the class is *ignored* at a level when its 2D box is at most
+  40 / 25 / 25 px tall (``<=``: a car exactly 25.00 px tall is ignored everywhere), its
+  occlusion above 0 / 1 / 2 or its truncation above 0.15 / 0.3 / 0.5 (easy / moderate /
+  hard); the neighbouring class (``Van`` for ``Car``, ``Person_sitting`` for ``Pedestrian``)
+  is always ignored. Ignored ground truths may take a detection but count neither as found
+  nor as missed; other classes and ``DontCare`` take part in nothing.
+* detections: one lower than the level's minimum height (``<``) is ignored whatever its
+  class (neither true nor false positive, but it can take a ground truth, which then counts
+  neither as found nor as missed); otherwise one of another class is left out.
+* matching (per frame, ground truths in file order): first, over all detections, each ground
+  truth takes the free detection of highest score with ``IoU > threshold`` (strict); the
+  scores of the true positives give at most 41 score thresholds, kept where the recall is
+  nearest to the next of the recall points 0, 1/40, ..., 1 (:func:`sample_thresholds`). Then,
+  at each score threshold, each ground truth takes the free non-ignored detection of highest
+  IoU, or else the first ignored (too low) one; unmatched valid ground truths are misses and
+  free non-ignored detections false positives.
+* precision at each threshold is TP / (TP + FP), replaced by the best precision at any later
+  threshold; the 41 entries (0 beyond the number of thresholds) give AP|R40, the mean of
+  entries 1..40, and AP|R11, the mean of entries 0, 4, ..., 40. With at most 40 valid
+  ground truths there are at most 40 thresholds, so AP is capped: a perfect prediction of
+  n <= 40 objects gets (n - 1) / 40 at R40.
+* IoU thresholds: 0.7 and 0.5 for cars (and any class the devkit does not know), 0.5 and 0.25
+  for ``Pedestrian``, ``Person_sitting`` and ``Cyclist`` (the second as in OpenPCDet).
+* ``DontCare`` regions: the devkit's stuff-area rule compares them by the metric's own
+  overlap, which for BEV and 3D never fires (their 3D fields are placeholders far away), so
+  they are not used.
 
-Deviations from the devkit, each deliberate:
+Where the devkit has no answer: a level without valid ground truth has AP NaN (``null`` in
+JSON; the devkit would report 0), a threshold with neither true nor false positives has
+precision 0 (the devkit divides 0 by 0), predictions without a score (ground-truth files used
+as predictions) have score 1.0 (the devkit refuses such files), and classes are compared
+case-insensitively as in the devkit.
 
-* AP|R40 is computed exactly as defined by Simonelli et al. (ICCV 2019): the mean over
-  r = 1/40 ... 40/40 of the highest precision among all operating points (every distinct
-  score) whose recall is at least r. The devkit instead samples score thresholds at the
-  true-positive scores whose recall is nearest to each position; with fewer than 40 valid
-  ground truths it gets fewer positions than 40 and caps AP at (n - 1) / 40, so a perfect
-  prediction of 18 cars would score 42.5 there and 100 here. For large sets both agree.
-* Matching is greedy by score: per frame, predictions in descending score order each take
-  the unmatched ground truth of highest IoU above the threshold, a valid one in preference to
-  an ignored one. One matching then gives every operating point. The devkit re-matches at
-  each sampled threshold, giving each ground truth (in file order) the overlapping detection
-  of highest IoU; the two differ only when detections compete for a ground truth.
-* Predictions whose 2D box is lower than the level's minimum height are dropped before
-  matching. The devkit lets them absorb a ground truth, which then counts neither as found
-  nor as missed.
-* With ``dontcare_in_image=True`` the devkit's 2D rule is applied to BEV and 3D as well: an
-  unmatched prediction whose 2D box lies inside a ``DontCare`` region by more than the IoU
-  threshold (intersection over the prediction's 2D box area) is ignored instead of counting
-  as a false positive. Useful for labels made from a 2D detector that finds the far or
-  crowded objects KITTI's annotators left unlabelled; not comparable with published numbers.
-* A level with no valid ground truth has AP NaN (``null`` in JSON); the devkit reports 0.
-* Predictions without a score (ground-truth files used as predictions) have score 1.0.
-
-Pose errors of matched pairs are the medians over the pairs matched at BEV IoU > 0.5 at the
-*hard* level (which includes easy and moderate): centre distance in metres, absolute wrapped
-yaw difference in degrees, and absolute length, width and height differences in metres.
+Pose errors of matched pairs are medians over the true positives of the devkit's matching at
+BEV IoU > 0.5, the *hard* level and no score threshold: centre distance in metres, absolute
+wrapped yaw difference in degrees, and absolute length, width and height differences in metres.
 """
 
 from __future__ import annotations
@@ -75,9 +70,12 @@ MIN_HEIGHT = (40.0, 25.0, 25.0)
 MAX_OCCLUSION = (0, 1, 2)
 MAX_TRUNCATION = (0.15, 0.3, 0.5)
 METRICS = ("bev", "3d")
-RECALL_POSITIONS = 40
+# The devkit samples precision at 41 recall points 0, 1/40, ..., 1.
+SAMPLE_POINTS = 41
+RECALL_POSITIONS = (40, 11)
+# Which of the 41 entries each AP averages: recall 1/40 .. 40/40, and 0, 0.1, ..., 1.
+_RECALL_ENTRIES = {40: slice(1, None), 11: slice(None, None, 4)}
 ERROR_MATCH_IOU = 0.5
-DONT_CARE = "dontcare"
 
 _VEHICLE_IOU_THRESHOLDS = (0.7, 0.5)
 _SMALL_OBJECT_IOU_THRESHOLDS = (0.5, 0.25)
@@ -279,30 +277,170 @@ def iou_3d(boxes_a: Tensor, boxes_b: Tensor) -> Tensor:
 
 
 # --------------------------------------------------------------------------------------------
-# Difficulty, matching, average precision
+# The devkit's rules: ignored objects, matching, score thresholds, precision
 # --------------------------------------------------------------------------------------------
+
+def _too_hard(height: np.ndarray, occlusion: np.ndarray, truncation: np.ndarray, level: int
+              ) -> np.ndarray:
+    """(*,) True where a ground truth of shape (*,) is outside difficulty ``level``."""
+    return ((np.asarray(occlusion) > MAX_OCCLUSION[level])
+            | (np.asarray(truncation) > MAX_TRUNCATION[level])
+            | (np.asarray(height) <= MIN_HEIGHT[level]))
+
 
 def kitti_difficulty(height: np.ndarray, occlusion: np.ndarray, truncation: np.ndarray
                      ) -> np.ndarray:
-    """The easiest KITTI level each object qualifies for.
+    """The easiest KITTI level each object counts at, by the devkit's limits.
 
     Args:
         height: (N,) 2D box height in pixels. occlusion: (N,) 0..3. truncation: (N,) 0..1.
     Returns:
         (N,) int: 0 easy, 1 moderate, 2 hard, -1 none. An object counts at its level and
-        every harder one.
+        every harder one. A box exactly 40 (25) px tall is too low for easy (any level).
 
-    >>> kitti_difficulty(np.array([40.0, 39.9, 30, 30]), np.array([0, 0, 2, 3]),
-    ...                  np.array([0.15, 0.0, 0.5, 0.0])).tolist()
-    [0, 1, 2, -1]
+    >>> kitti_difficulty(np.array([40.01, 40.0, 30, 30, 25.0]), np.array([0, 0, 2, 3, 0]),
+    ...                  np.array([0.15, 0.0, 0.5, 0.0, 0.0])).tolist()
+    [0, 1, 2, -1, -1]
     """
-    height, occlusion, truncation = (np.asarray(a) for a in (height, occlusion, truncation))
-    level = np.full(height.shape, -1, dtype=np.int64)
+    level = np.full(np.shape(height), -1, dtype=np.int64)
     for index in reversed(range(len(DIFFICULTIES))):
-        qualifies = ((height >= MIN_HEIGHT[index]) & (occlusion <= MAX_OCCLUSION[index])
-                     & (truncation <= MAX_TRUNCATION[index]))
-        level[qualifies] = index
+        level[~_too_hard(height, occlusion, truncation, index)] = index
     return level
+
+
+def ignored_ground_truth(gt_class: np.ndarray, height: np.ndarray, occlusion: np.ndarray,
+                         truncation: np.ndarray, level: int) -> np.ndarray:
+    """The devkit's ``ignored_gt`` of ground truths at difficulty ``level``.
+
+    Args:
+        gt_class: (*,) 1 for the evaluated class, 0 for its neighbour class (``Van`` for
+            ``Car``), -1 for any other.
+        height: (*,) 2D box height in pixels. occlusion: (*,). truncation: (*,).
+    Returns:
+        (*,) int: 0 valid (counted in the recall), 1 ignored (neighbour class, or too hard for
+        the level), -1 not evaluated.
+
+    >>> ignored_ground_truth(np.array([1, 1, 0, -1]), np.array([25.01, 25.0, 100, 100]),
+    ...                      np.zeros(4), np.zeros(4), level=1).tolist()
+    [0, 1, 1, -1]
+    """
+    gt_class = np.asarray(gt_class)
+    valid = (gt_class == 1) & ~_too_hard(height, occlusion, truncation, level)
+    return np.where(valid, 0, np.where(gt_class >= 0, 1, -1))
+
+
+def ignored_detections(is_class: np.ndarray, height: np.ndarray, level: int) -> np.ndarray:
+    """The devkit's ``ignored_det`` of detections at difficulty ``level``.
+
+    Args:
+        is_class: (*,) bool, the detection is of the evaluated class.
+        height: (*,) 2D box height in pixels.
+    Returns:
+        (*,) int: 1 lower than the level's minimum height (whatever the class), else 0 for
+        the evaluated class and -1 for any other.
+
+    >>> ignored_detections(np.array([True, False, True, False]),
+    ...                    np.array([24.9, 20.0, 25.0, 90.0]), level=1).tolist()
+    [1, 1, 0, -1]
+    """
+    return np.where(np.asarray(height) < MIN_HEIGHT[level], 1, np.where(is_class, 0, -1))
+
+
+def match_detections(overlap_ok: np.ndarray, eligible: np.ndarray, preference: np.ndarray,
+                     ignored_gt: np.ndarray, ignored_det: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """The devkit's assignment of detections to ground truths, in T settings at once.
+
+    In every frame the ground truths are visited in order; each one not marked -1 takes, among
+    the eligible detections still free that it overlaps, the one of highest ``preference``
+    (the first of equals). A pair is a true positive when neither side is ignored (both 0).
+
+    Args:
+        overlap_ok: (F, P, G) bool, IoU above the threshold, for F frames of P detections and
+            G ground truths.
+        eligible: (T, F, P) bool, the detections that may be taken in each of T settings.
+        preference: (1 or T, F, P, G) float, how much ground truth g prefers detection p.
+        ignored_gt: (F, G) int, see :func:`ignored_ground_truth`.
+        ignored_det: (F, P) int, see :func:`ignored_detections`.
+    Returns:
+        matched: (T, F, P) index of the ground truth each detection took, -1 for none.
+        true_positive: (T, F, P) bool.
+    """
+    matched = np.full(eligible.shape, -1, dtype=np.int64)
+    for g in range(overlap_ok.shape[2]):
+        candidates = eligible & (matched < 0) & overlap_ok[None, :, :, g]
+        best = np.argmax(np.where(candidates, preference[..., g], -np.inf), axis=-1)
+        setting, frame = np.nonzero(candidates.any(axis=-1) & (ignored_gt[None, :, g] >= 0))
+        matched[setting, frame, best[setting, frame]] = g
+    gt_valid = np.take_along_axis(ignored_gt[None], matched.clip(min=0), axis=2) == 0
+    return matched, (matched >= 0) & gt_valid & (ignored_det[None] == 0)
+
+
+def sample_thresholds(scores: np.ndarray, num_gt: int) -> np.ndarray:
+    """The devkit's score thresholds (``getThresholds``) from the true positives' scores.
+
+    Walking the scores from the highest, the i-th (from 0) reaches recall (i + 1) / num_gt.
+    A score is skipped when its recall is below the next recall point (0, 1/40, 2/40, ...,
+    starting at 0 and advancing one step per kept score) and the following score's recall is
+    nearer to that point; the last score is always kept.
+
+    Args:
+        scores: (K,) scores of the true positives of the matching by score, K <= num_gt.
+        num_gt: number of valid ground truths.
+    Returns:
+        (T,) the kept scores in descending order, T <= 41.
+
+    >>> sample_thresholds(np.array([0.5, 0.9, 0.7]), 10).tolist()
+    [0.9, 0.7, 0.5]
+    >>> len(sample_thresholds(np.linspace(1.0, 0.01, 100), 100))
+    41
+    """
+    ordered = np.sort(np.asarray(scores, dtype=np.float64))[::-1].tolist()
+    kept, target = [], 0.0
+    for i, score in enumerate(ordered):
+        recall = (i + 1) / num_gt
+        last = i == len(ordered) - 1
+        if not last and (i + 2) / num_gt - target < target - recall:
+            continue
+        kept.append(score)
+        target += 1.0 / (SAMPLE_POINTS - 1)
+    return np.array(kept, dtype=np.float64)
+
+
+def interpolated_precision(true_positives: np.ndarray, false_positives: np.ndarray
+                           ) -> np.ndarray:
+    """The devkit's 41 precision entries from the counts at T <= 41 score thresholds.
+
+    Args:
+        true_positives, false_positives: (T,) counts, thresholds in descending order.
+    Returns:
+        (41,) precision TP / (TP + FP) at each threshold (0 without positives), replaced by
+        the best at it or any later threshold; 0 beyond the T-th entry.
+
+    >>> interpolated_precision(np.array([1, 2, 3]), np.array([0, 2, 1]))[:4].tolist()
+    [1.0, 0.75, 0.75, 0.0]
+    """
+    positives = true_positives + false_positives
+    precision = np.zeros(SAMPLE_POINTS)
+    precision[:len(positives)] = np.where(positives > 0,
+                                          true_positives / np.maximum(positives, 1), 0.0)
+    return np.maximum.accumulate(precision[::-1])[::-1]
+
+
+def average_precision(precision: np.ndarray, recall_positions: int = 40) -> float:
+    """AP in percent from the 41 precision entries of :func:`interpolated_precision`.
+
+    AP|R40 is the mean of entries 1..40 (recall 1/40 ... 1), AP|R11 the mean of entries
+    0, 4, ..., 40 (recall 0, 0.1, ..., 1), summed in order as the devkit does.
+
+    >>> precision = np.r_[np.ones(21), np.zeros(20)]
+    >>> average_precision(precision, 40), round(average_precision(precision, 11), 4)
+    (50.0, 54.5455)
+    """
+    if recall_positions not in RECALL_POSITIONS:
+        raise ValueError(f"recall positions must be one of {RECALL_POSITIONS}, "
+                         f"got {recall_positions}")
+    return sum(precision[_RECALL_ENTRIES[recall_positions]].tolist()) / recall_positions * 100
 
 
 def iou_thresholds_for(category: str) -> tuple[float, float]:
@@ -314,74 +452,6 @@ def iou_thresholds_for(category: str) -> tuple[float, float]:
     if category.lower() in _SMALL_OBJECT_CLASSES:
         return _SMALL_OBJECT_IOU_THRESHOLDS
     return _VEHICLE_IOU_THRESHOLDS
-
-
-def match_greedy(iou: np.ndarray, scores: np.ndarray, threshold: float,
-                 preferred: np.ndarray) -> np.ndarray:
-    """Greedy matching by score of one frame's predictions to its ground truths.
-
-    Predictions in descending score order (ties in input order) each take the unmatched
-    ground truth of highest IoU above ``threshold`` (strictly), choosing among ``preferred``
-    ones first.
-
-    Args:
-        iou: (P, G). scores: (P,). threshold: IoU a match must exceed.
-        preferred: (G,) bool, the ground truths to try first (the valid ones).
-    Returns:
-        (P,) int index of the matched ground truth, -1 for none.
-
-    >>> match_greedy(np.array([[0.9, 0.8], [0.95, 0.0]]), np.array([0.5, 0.9]), 0.7,
-    ...              np.array([True, True])).tolist()
-    [1, 0]
-    """
-    matched = np.full(iou.shape[0], -1, dtype=np.int64)
-    taken = np.zeros(iou.shape[1], dtype=bool)
-    for p in np.argsort(-scores, kind="stable"):
-        candidates = (iou[p] > threshold) & ~taken
-        if not candidates.any():
-            continue
-        pool = candidates & preferred
-        if not pool.any():
-            pool = candidates
-        g = int(np.argmax(np.where(pool, iou[p], -1.0)))
-        matched[p] = g
-        taken[g] = True
-    return matched
-
-
-def average_precision_r40(scores: np.ndarray, is_tp: np.ndarray, num_gt: int) -> float:
-    """AP|R40 in percent from scored predictions that are true or false positives.
-
-    AP = mean over r in {1/40, ..., 40/40} of the highest precision at any operating point
-    (score threshold) whose recall is at least r, 0 where recall r is never reached.
-
-    Args:
-        scores: (P,) prediction scores. is_tp: (P,) bool; False means a false positive
-            (ignored predictions must be left out). num_gt: number of valid ground truths.
-    Returns:
-        AP in percent, NaN when ``num_gt`` is 0.
-
-    >>> average_precision_r40(np.array([0.9, 0.8]), np.array([True, False]), 1)
-    100.0
-    """
-    if num_gt == 0:
-        return math.nan
-    if len(scores) == 0:
-        return 0.0
-    order = np.argsort(-np.asarray(scores), kind="stable")
-    sorted_scores = np.asarray(scores)[order]
-    true_positives = np.cumsum(np.asarray(is_tp)[order])
-    # An operating point keeps every prediction at or above a score: the last of equal scores.
-    last = np.append(sorted_scores[1:] != sorted_scores[:-1], True)
-    true_positives = true_positives[last]
-    precision = true_positives / (np.flatnonzero(last) + 1)
-    best_from_here = np.maximum.accumulate(precision[::-1])[::-1]
-    positions = np.arange(1, RECALL_POSITIONS + 1)
-    # First operating point with recall >= k / 40, compared in integers: tp * 40 >= k * n.
-    first = np.searchsorted(true_positives * RECALL_POSITIONS, positions * num_gt)
-    reached = first < len(true_positives)
-    interpolated = np.where(reached, best_from_here[np.minimum(first, len(precision) - 1)], 0.0)
-    return float(100.0 * interpolated.mean())
 
 
 def box2d_coverage(boxes: np.ndarray, regions: np.ndarray) -> np.ndarray:
@@ -422,8 +492,9 @@ class ClassResult:
     Attributes:
         category: the class name as requested.
         iou_thresholds: the IoU thresholds AP was computed at (strict first).
-        ap: ``(metric, iou) -> (easy, moderate, hard)`` AP|R40 in percent, metric ``bev`` or
-            ``3d``; NaN for a level without valid ground truth.
+        ap: ``(recall_positions, metric, iou) -> (easy, moderate, hard)`` AP in percent,
+            ``recall_positions`` 40 or 11, ``metric`` ``bev`` or ``3d``; NaN for a level
+            without valid ground truth.
         num_gt: valid ground truths per level (easy, moderate, hard).
         num_pred: predictions of the class.
         errors: pose errors of the matched pairs.
@@ -431,14 +502,15 @@ class ClassResult:
 
     category: str
     iou_thresholds: tuple[float, ...]
-    ap: dict[tuple[str, float], tuple[float, float, float]]
+    ap: dict[tuple[int, str, float], tuple[float, float, float]]
     num_gt: tuple[int, int, int]
     num_pred: int
     errors: PoseErrors
 
-    def ap_at(self, metric: str, iou: float, difficulty: str = "moderate") -> float:
-        """AP|R40 in percent for ``metric`` (``bev``/``3d``), IoU threshold and level."""
-        return self.ap[(metric, iou)][DIFFICULTIES.index(difficulty)]
+    def ap_at(self, metric: str, iou: float, difficulty: str = "moderate",
+              recall_positions: int = 40) -> float:
+        """AP|R40 (or AP|R11) in percent for ``metric`` (``bev``/``3d``), IoU and level."""
+        return self.ap[(recall_positions, metric, iou)][DIFFICULTIES.index(difficulty)]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -448,102 +520,158 @@ class EvalResult:
     Attributes:
         num_frames: frames with ground truth (frames without predictions count as empty).
         classes: per requested class, in the requested order.
-        dontcare_in_image: whether DontCare regions were applied to BEV and 3D in 2D.
     """
 
     num_frames: int
     classes: dict[str, ClassResult]
-    dontcare_in_image: bool = False
 
 
-@dataclasses.dataclass
-class _Frame:
-    """One frame's boxes of one class, ready for matching."""
+@dataclasses.dataclass(frozen=True)
+class _ClassData:
+    """One class's ground truths and detections in F frames, padded to G and P a frame.
 
-    gt_level: np.ndarray      # (G,) difficulty level; -1 for too hard or the neighbour class
-    gt_boxes: Tensor          # (G, 7)
-    pred_scores: np.ndarray   # (P,)
-    pred_height: np.ndarray   # (P,) 2D box height in pixels
-    pred_box2d: np.ndarray    # (P, 4)
-    pred_boxes: Tensor        # (P, 7)
-    dontcare: np.ndarray      # (D, 4) DontCare regions in the image
-    iou: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)  # metric -> (P, G)
+    Only what the devkit can use is kept: ground truths of the class and of its neighbour
+    class, and detections of the class or lower than the easy level's minimum height (the
+    devkit ignores, rather than leaves out, a detection of any class that is too low). Padding
+    has ``gt_class`` -1, ``det_is_class`` False and ``det_height`` inf, which the devkit's
+    rules leave out.
+    """
+
+    gt_class: np.ndarray       # (F, G) 1 the class, 0 the neighbour class, -1 padding
+    gt_height: np.ndarray      # (F, G) 2D box height in pixels
+    gt_occlusion: np.ndarray   # (F, G)
+    gt_truncation: np.ndarray  # (F, G)
+    gt_boxes: np.ndarray       # (F, G, 7)
+    det_is_class: np.ndarray   # (F, P) bool
+    det_height: np.ndarray     # (F, P) 2D box height in pixels
+    det_score: np.ndarray      # (F, P)
+    det_boxes: np.ndarray      # (F, P, 7)
+    overlap: dict[str, np.ndarray]  # metric -> (F, P, G) IoU
+
+    def ignored(self, level: int) -> tuple[np.ndarray, np.ndarray]:
+        """``ignored_gt`` (F, G) and ``ignored_det`` (F, P) at difficulty ``level``."""
+        return (ignored_ground_truth(self.gt_class, self.gt_height, self.gt_occlusion,
+                                     self.gt_truncation, level),
+                ignored_detections(self.det_is_class, self.det_height, level))
+
+    def num_valid(self, level: int) -> int:
+        """Valid ground truths (``ignored_gt`` 0) at difficulty ``level``."""
+        return int((self.ignored(level)[0] == 0).sum())
 
 
-def _box2d_array(labels: Sequence[ObjectLabel]) -> np.ndarray:
-    return np.array([label.box2d for label in labels], dtype=np.float64).reshape(-1, 4)
+def _padded(values: np.ndarray, counts: np.ndarray, fill: float) -> np.ndarray:
+    """Consecutive groups of ``values`` (N, ...), sizes ``counts`` (F,), as rows
+    (F, max(1, max count), ...) filled up with ``fill``."""
+    frame = np.repeat(np.arange(len(counts)), counts)
+    slot = np.arange(len(values)) - np.repeat(np.cumsum(counts) - counts, counts)
+    padded = np.full((len(counts), max(1, int(counts.max(initial=0))), *values.shape[1:]), fill,
+                     dtype=values.dtype)
+    padded[frame, slot] = values
+    return padded
 
 
-def _frame(gt: Sequence[ObjectLabel], pred: Sequence[ObjectLabel], category: str) -> _Frame:
+def _box2d_height(labels: Sequence[ObjectLabel]) -> np.ndarray:
+    """(N,) heights in pixels of the labels' 2D boxes."""
+    box2d = np.array([label.box2d for label in labels], dtype=np.float64).reshape(-1, 4)
+    return box2d[:, 3] - box2d[:, 1]
+
+
+def _overlaps(det_boxes: np.ndarray, gt_boxes: np.ndarray, pairs: np.ndarray
+              ) -> dict[str, np.ndarray]:
+    """BEV and 3D IoU (F, P, G) of detections (F, P, 7) and ground truths (F, G, 7) of the
+    same frame, computed in one batch where ``pairs`` (F, P, G) is True and 0 elsewhere."""
+    frame, det, gt = np.nonzero(pairs)
+    ious = _sparse_paired_iou(torch.from_numpy(det_boxes[frame, det]),
+                              torch.from_numpy(gt_boxes[frame, gt]))
+    overlaps = {}
+    for metric, iou in zip(METRICS, ious, strict=True):
+        overlaps[metric] = np.zeros(pairs.shape)
+        overlaps[metric][frame, det, gt] = iou.numpy()
+    return overlaps
+
+
+def _class_data(gt_by_frame: Mapping[str, Sequence[ObjectLabel]],
+                pred_by_frame: Mapping[str, Sequence[ObjectLabel]], category: str
+                ) -> _ClassData:
+    """The labels of every frame of ``gt_by_frame`` that matter for ``category``, batched."""
     name = category.lower()
-    neighbour = _NEIGHBOUR_CLASS.get(name)
-    ours = [label for label in gt if label.category.lower() == name]
-    near = [label for label in gt if label.category.lower() == neighbour]
-    gt_box2d = _box2d_array(ours)
-    level = kitti_difficulty(gt_box2d[:, 3] - gt_box2d[:, 1],
-                             np.array([label.occlusion for label in ours]).reshape(-1),
-                             np.array([label.truncation for label in ours]).reshape(-1))
-    predicted = [label for label in pred if label.category.lower() == name]
-    pred_box2d = _box2d_array(predicted)
-    return _Frame(
-        gt_level=np.concatenate([level, np.full(len(near), -1, dtype=np.int64)]),
-        gt_boxes=labels_to_boxes(ours + near),
-        pred_scores=np.array([1.0 if label.score is None else label.score
-                              for label in predicted], dtype=np.float64),
-        pred_height=pred_box2d[:, 3] - pred_box2d[:, 1],
-        pred_box2d=pred_box2d,
-        pred_boxes=labels_to_boxes(predicted),
-        dontcare=_box2d_array([label for label in gt if label.category.lower() == DONT_CARE]),
+    evaluated = (name, _NEIGHBOUR_CLASS.get(name))
+    truths = [[label for label in gt if label.category.lower() in evaluated]
+              for gt in gt_by_frame.values()]
+    detections = [[label for label, height in zip(pred, _box2d_height(pred), strict=True)
+                   if label.category.lower() == name or height < MIN_HEIGHT[0]]
+                  for pred in (pred_by_frame.get(frame_id, ()) for frame_id in gt_by_frame)]
+    gt_counts = np.array([len(labels) for labels in truths], dtype=np.int64)
+    det_counts = np.array([len(labels) for labels in detections], dtype=np.int64)
+    gt = [label for labels in truths for label in labels]
+    det = [label for labels in detections for label in labels]
+    gt_boxes = _padded(labels_to_boxes(gt).numpy(), gt_counts, 0.0)
+    det_boxes = _padded(labels_to_boxes(det).numpy(), det_counts, 0.0)
+    real_gt = np.arange(gt_boxes.shape[1]) < gt_counts[:, None]
+    real_det = np.arange(det_boxes.shape[1]) < det_counts[:, None]
+    scores = [1.0 if label.score is None else label.score for label in det]
+    return _ClassData(
+        gt_class=_padded(np.array([int(label.category.lower() == name) for label in gt],
+                                  dtype=np.int64), gt_counts, -1),
+        gt_height=_padded(_box2d_height(gt), gt_counts, 0.0),
+        gt_occlusion=_padded(np.array([label.occlusion for label in gt], dtype=np.int64),
+                             gt_counts, 0),
+        gt_truncation=_padded(np.array([label.truncation for label in gt], dtype=np.float64),
+                              gt_counts, 0.0),
+        gt_boxes=gt_boxes,
+        det_is_class=_padded(np.array([label.category.lower() == name for label in det],
+                                      dtype=bool), det_counts, False),
+        det_height=_padded(_box2d_height(det), det_counts, np.inf),
+        det_score=_padded(np.array(scores, dtype=np.float64), det_counts, 0.0),
+        det_boxes=det_boxes,
+        overlap=_overlaps(det_boxes, gt_boxes, real_det[:, :, None] & real_gt[:, None, :]),
     )
 
 
-def _attach_ious(frames: list[_Frame]) -> None:
-    """Fill every frame's (P, G) BEV and 3D IoU with one batched computation over all frames."""
-    pairs_a, pairs_b = [], []
-    for frame in frames:
-        rows, cols = torch.meshgrid(torch.arange(len(frame.pred_boxes)),
-                                    torch.arange(len(frame.gt_boxes)), indexing="ij")
-        pairs_a.append(frame.pred_boxes[rows.flatten()])
-        pairs_b.append(frame.gt_boxes[cols.flatten()])
-    if not frames:
-        return
-    bev, iou3d = (value.numpy() for value in
-                  _sparse_paired_iou(torch.cat(pairs_a), torch.cat(pairs_b)))
-    start = 0
-    for frame in frames:
-        shape = (len(frame.pred_boxes), len(frame.gt_boxes))
-        stop = start + shape[0] * shape[1]
-        frame.iou = {"bev": bev[start:stop].reshape(shape), "3d": iou3d[start:stop].reshape(shape)}
-        start = stop
+def _match_at_thresholds(data: _ClassData, metric: str, iou_threshold: float, level: int,
+                         thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The devkit's matching for precision, at T score thresholds at once.
+
+    Detections scoring below a threshold are left out; each ground truth takes the free
+    non-ignored detection of highest IoU, or else the first free ignored (too low) one.
+
+    Args:
+        metric: ``bev`` or ``3d``. iou_threshold: IoU a match must exceed. level: 0..2.
+        thresholds: (T,) scores.
+    Returns:
+        matched (T, F, P) and true_positive (T, F, P) as in :func:`match_detections`, and
+        false_positive (T, F, P): free non-ignored detections at or above the threshold.
+    """
+    ignored_gt, ignored_det = data.ignored(level)
+    overlap = data.overlap[metric]
+    eligible = (ignored_det >= 0) & (data.det_score >= thresholds[:, None, None])
+    by_overlap = np.where(ignored_det[..., None] == 0, overlap, -1.0)
+    matched, true_positive = match_detections(overlap > iou_threshold, eligible,
+                                              by_overlap[None], ignored_gt, ignored_det)
+    return matched, true_positive, eligible & (matched < 0) & (ignored_det == 0)
 
 
-def _classify(frame: _Frame, metric: str, threshold: float, level: int,
-              dontcare_in_image: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """Scores (Q,) and TP flags (Q,) of a frame's non-ignored predictions, the matched
-    (prediction, ground truth) index pairs (M, 2) of true positives, and the valid GT count."""
-    valid = (frame.gt_level >= 0) & (frame.gt_level <= level)
-    kept = np.flatnonzero(frame.pred_height >= MIN_HEIGHT[level])
-    matched = match_greedy(frame.iou[metric][kept], frame.pred_scores[kept], threshold, valid)
-    false_positive = matched < 0
-    true_positive = np.zeros(len(kept), dtype=bool)
-    true_positive[~false_positive] = valid[matched[~false_positive]]
-    if dontcare_in_image and len(frame.dontcare) and false_positive.any():
-        coverage = box2d_coverage(frame.pred_box2d[kept], frame.dontcare)
-        false_positive &= ~(coverage > threshold).any(axis=1)
-    counted = true_positive | false_positive  # the rest matched ignored ground truths
-    pairs = np.stack([kept[true_positive], matched[true_positive]], axis=1)
-    return frame.pred_scores[kept][counted], true_positive[counted], pairs, int(valid.sum())
+def _precision(data: _ClassData, metric: str, iou_threshold: float, level: int
+               ) -> np.ndarray:
+    """The devkit's (41,) interpolated precision of one metric, IoU threshold and level."""
+    ignored_gt, ignored_det = data.ignored(level)
+    overlap = data.overlap[metric]
+    by_score = np.broadcast_to(data.det_score[None, :, :, None], (1, *overlap.shape))
+    _, true_positive = match_detections(overlap > iou_threshold, (ignored_det >= 0)[None],
+                                        by_score, ignored_gt, ignored_det)
+    thresholds = sample_thresholds(data.det_score[true_positive[0]], data.num_valid(level))
+    _, true_positive, false_positive = _match_at_thresholds(data, metric, iou_threshold, level,
+                                                            thresholds)
+    return interpolated_precision(true_positive.sum(axis=(1, 2)), false_positive.sum(axis=(1, 2)))
 
 
-def _pose_errors(frames: list[_Frame], dontcare_in_image: bool) -> PoseErrors:
-    pred_rows, gt_rows = [], []
-    for frame in frames:
-        _, _, pairs, _ = _classify(frame, "bev", ERROR_MATCH_IOU, len(DIFFICULTIES) - 1,
-                                   dontcare_in_image)
-        pred_rows.append(frame.pred_boxes.numpy()[pairs[:, 0]])
-        gt_rows.append(frame.gt_boxes.numpy()[pairs[:, 1]])
-    pred = np.concatenate(pred_rows) if pred_rows else np.zeros((0, 7))
-    gt = np.concatenate(gt_rows) if gt_rows else np.zeros((0, 7))
+def _pose_errors(data: _ClassData) -> PoseErrors:
+    """Errors of the true positives of the devkit's matching at BEV IoU > 0.5, hard level."""
+    matched, true_positive, _ = _match_at_thresholds(data, "bev", ERROR_MATCH_IOU,
+                                                     len(DIFFICULTIES) - 1, np.array([-np.inf]))
+    frame, det = np.nonzero(true_positive[0])
+    pred = data.det_boxes[frame, det]
+    gt = data.gt_boxes[frame, matched[0, frame, det]]
     if len(pred) == 0:
         return PoseErrors(0, math.nan, math.nan, (math.nan, math.nan, math.nan))
     translation = np.linalg.norm(pred[:, :3] - gt[:, :3], axis=-1)
@@ -554,45 +682,36 @@ def _pose_errors(frames: list[_Frame], dontcare_in_image: bool) -> PoseErrors:
 
 
 def _evaluate_class(gt_by_frame: Mapping[str, Sequence[ObjectLabel]],
-                    pred_by_frame: Mapping[str, Sequence[ObjectLabel]], category: str,
-                    dontcare_in_image: bool) -> ClassResult:
-    frames = [_frame(gt, pred_by_frame.get(frame_id, ()), category)
-              for frame_id, gt in gt_by_frame.items()]
-    _attach_ious(frames)
+                    pred_by_frame: Mapping[str, Sequence[ObjectLabel]], category: str
+                    ) -> ClassResult:
+    data = _class_data(gt_by_frame, pred_by_frame, category)
     thresholds = iou_thresholds_for(category)
-    ap: dict[tuple[str, float], tuple[float, float, float]] = {}
-    num_gt = [0, 0, 0]
+    num_gt = tuple(data.num_valid(level) for level in range(len(DIFFICULTIES)))
+    ap: dict[tuple[int, str, float], tuple[float, float, float]] = {}
     for metric in METRICS:
         for threshold in thresholds:
-            values = []
-            for level in range(len(DIFFICULTIES)):
-                results = [_classify(frame, metric, threshold, level, dontcare_in_image)
-                           for frame in frames]
-                scores = np.concatenate([r[0] for r in results]) if results else np.zeros(0)
-                is_tp = (np.concatenate([r[1] for r in results]) if results
-                         else np.zeros(0, dtype=bool))
-                num_gt[level] = sum(r[3] for r in results)
-                values.append(average_precision_r40(scores, is_tp, num_gt[level]))
-            ap[(metric, threshold)] = tuple(values)
-    return ClassResult(
-        category=category, iou_thresholds=thresholds, ap=ap, num_gt=tuple(num_gt),
-        num_pred=sum(len(frame.pred_scores) for frame in frames),
-        errors=_pose_errors(frames, dontcare_in_image),
-    )
+            precisions = [_precision(data, metric, threshold, level)
+                          for level in range(len(DIFFICULTIES))]
+            for positions in RECALL_POSITIONS:
+                ap[(positions, metric, threshold)] = tuple(
+                    average_precision(precision, positions) if count else math.nan
+                    for precision, count in zip(precisions, num_gt, strict=True))
+    return ClassResult(category=category, iou_thresholds=thresholds, ap=ap, num_gt=num_gt,
+                       num_pred=int(data.det_is_class.sum()), errors=_pose_errors(data))
 
 
 def evaluate(gt_by_frame: Mapping[str, Sequence[ObjectLabel]],
              pred_by_frame: Mapping[str, Sequence[ObjectLabel]],
-             classes: Sequence[str] = ("Car",), dontcare_in_image: bool = False) -> EvalResult:
-    """KITTI AP|R40 (BEV and 3D, per difficulty) and pose errors of predictions.
+             classes: Sequence[str] = ("Car",)) -> EvalResult:
+    """KITTI AP|R40 and AP|R11 (BEV and 3D, per difficulty), as the official devkit computes
+    them, and pose errors of predictions.
 
     Args:
-        gt_by_frame: frame id -> ground-truth labels of every class, DontCare included.
+        gt_by_frame: frame id -> ground-truth labels of every class, DontCare included; the
+            order of a frame's labels matters to the devkit's matching (use file order).
         pred_by_frame: frame id -> predicted labels; a frame absent here has no predictions.
             A missing score counts as 1.0.
         classes: class names to evaluate (compared case-insensitively).
-        dontcare_in_image: apply DontCare regions to BEV and 3D by their 2D boxes (see the
-            module docstring); off by default, as in the devkit.
     Returns:
         An :class:`EvalResult`.
     Raises:
@@ -601,16 +720,18 @@ def evaluate(gt_by_frame: Mapping[str, Sequence[ObjectLabel]],
     unknown = sorted(set(pred_by_frame) - set(gt_by_frame))
     if unknown:
         raise ValueError(f"predictions for frames without ground truth: {', '.join(unknown)}")
-    results = {category: _evaluate_class(gt_by_frame, pred_by_frame, category,
-                                         dontcare_in_image)
-               for category in classes}
-    return EvalResult(num_frames=len(gt_by_frame), classes=results,
-                      dontcare_in_image=dontcare_in_image)
+    return EvalResult(num_frames=len(gt_by_frame),
+                      classes={category: _evaluate_class(gt_by_frame, pred_by_frame, category)
+                               for category in classes})
 
 
 # --------------------------------------------------------------------------------------------
 # Reporting
 # --------------------------------------------------------------------------------------------
+
+PROTOCOL = ("official KITTI object devkit (evaluate_object.cpp, 2019): precision at 41 sampled "
+            "recall points; ap_r40 averages points 1..40, ap_r11 points 0, 4, ..., 40")
+
 
 def _finite_or_none(value: float) -> float | None:
     return None if math.isnan(value) else value
@@ -623,46 +744,48 @@ def _named(names: Sequence[str], values: Sequence[float]) -> dict[str, float | N
 def to_json(result: EvalResult) -> dict:
     """A JSON-ready dict of ``result``; NaN values become None.
 
-    Layout: ``{"frames", "dontcare_in_image", "classes": {name: {"iou_thresholds",
-    "num_gt": {level: n}, "num_pred", "ap_r40": {"bev"|"3d": {"0.7": {level: AP}}},
-    "pose_errors": {"matching", "pairs", "translation_m", "yaw_deg",
+    Layout: ``{"frames", "protocol", "classes": {name: {"iou_thresholds",
+    "num_gt": {level: n}, "num_pred", "ap_r40" and "ap_r11": {"bev"|"3d": {"0.7": {level:
+    AP}}}, "pose_errors": {"matching", "pairs", "translation_m", "yaw_deg",
     "size_m": {"length", "width", "height"}}}}}``.
     """
     classes = {}
     for name, entry in result.classes.items():
-        ap = {metric: {str(iou): _named(DIFFICULTIES, entry.ap[(metric, iou)])
-                       for iou in entry.iou_thresholds}
-              for metric in METRICS}
         errors = entry.errors
         classes[name] = {
             "iou_thresholds": list(entry.iou_thresholds),
             "num_gt": dict(zip(DIFFICULTIES, entry.num_gt, strict=True)),
             "num_pred": entry.num_pred,
-            "ap_r40": ap,
+            **{f"ap_r{positions}": {
+                metric: {str(iou): _named(DIFFICULTIES, entry.ap[(positions, metric, iou)])
+                         for iou in entry.iou_thresholds}
+                for metric in METRICS} for positions in RECALL_POSITIONS},
             "pose_errors": {
-                "matching": f"BEV IoU > {ERROR_MATCH_IOU}, hard level",
+                "matching": f"devkit matching at BEV IoU > {ERROR_MATCH_IOU}, hard level, "
+                            "all scores",
                 "pairs": errors.pairs,
                 "translation_m": _finite_or_none(errors.translation_m),
                 "yaw_deg": _finite_or_none(errors.yaw_deg),
                 "size_m": _named(("length", "width", "height"), errors.size_m),
             },
         }
-    return {"frames": result.num_frames, "dontcare_in_image": result.dontcare_in_image,
-            "classes": classes}
+    return {"frames": result.num_frames, "protocol": PROTOCOL, "classes": classes}
 
 
 def _cell(value: float, digits: int) -> str:
     return "n/a" if math.isnan(value) else f"{value:.{digits}f}"
 
 
-def format_table(result: EvalResult, width: int = 100) -> str:
-    """Two plain-text tables: AP|R40 per class, metric, IoU and level; pose errors per class.
+def format_table(result: EvalResult, width: int = 100, recall_positions: int = 40) -> str:
+    """Two plain-text tables: AP per class, metric, IoU and level; pose errors per class.
 
     Args:
         result: what :func:`evaluate` returned.
         width: the text width in characters.
+        recall_positions: 40 for AP|R40, 11 for AP|R11.
     """
-    ap_table = Table(title=f"KITTI AP|R40 (%) over {result.num_frames} frames")
+    ap_table = Table(title=f"KITTI AP|R{recall_positions} (%, official devkit) over "
+                           f"{result.num_frames} frames")
     for column in ("class", "metric", "IoU", *DIFFICULTIES):
         ap_table.add_column(column, justify="left" if column == "class" else "right")
     errors_table = Table(title=f"Median errors of pairs matched at BEV IoU > {ERROR_MATCH_IOU}"
@@ -674,7 +797,7 @@ def format_table(result: EvalResult, width: int = 100) -> str:
         for metric in METRICS:
             for iou in entry.iou_thresholds:
                 ap_table.add_row(name, metric.upper(), f"{iou:g}",
-                                 *(_cell(v, 2) for v in entry.ap[(metric, iou)]))
+                                 *(_cell(v, 2) for v in entry.ap[(recall_positions, metric, iou)]))
         errors = entry.errors
         errors_table.add_row(name, "/".join(str(n) for n in entry.num_gt), str(entry.num_pred),
                              str(errors.pairs), _cell(errors.translation_m, 3),

@@ -1,4 +1,4 @@
-"""`autolabel eval`: KITTI AP|R40 and pose errors of predicted labels against ground truth."""
+"""`autolabel eval`: KITTI AP (official devkit) and pose errors of predicted labels."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.progress import track
 
 from autolabel.errors import InputError
-from autolabel.evaluate import evaluate, format_table, to_json
+from autolabel.evaluate import RECALL_POSITIONS, evaluate, format_table, to_json
 from autolabel.io.atomic import write_text_atomic
 from autolabel.io.kitti import read_labels
 from autolabel.label import ObjectLabel
@@ -49,14 +49,27 @@ def eval_command(
                                           "JSON file."),
     classes: str = typer.Option("Car", "--classes", help="Classes to evaluate, separated by "
                                 "commas, e.g. Car,Pedestrian."),
-    dontcare_in_image: bool = typer.Option(False, "--dontcare-in-image", help="Do not count "
-                                           "predictions inside DontCare regions (by their 2D "
-                                           "boxes) as false positives. Not the devkit's rule "
-                                           "for BEV and 3D."),
+    recall_positions: int = typer.Option(40, "--recall-positions", help="Which AP the table "
+                                         "shows: 40 for AP|R40 (what KITTI publishes), 11 for "
+                                         "the older AP|R11. The JSON has both."),
 ) -> None:
-    """KITTI AP|R40 (BEV and 3D, IoU 0.7 and 0.5, easy/moderate/hard) and median pose errors."""
+    """KITTI AP|R40 (BEV and 3D, IoU 0.7 and 0.5, easy/moderate/hard) and median
+    pose errors.
+
+    AP is computed as the official KITTI object devkit (evaluate_object.cpp,
+    2019) computes it: precision sampled at 41 score thresholds, so with at most
+    40 valid ground truths AP is capped ((n - 1) / 40 for a perfect prediction
+    of n); ground truths at most 40/25/25 px tall (easy/moderate/hard), too
+    occluded or truncated, and vans (for Car) are ignored; predictions lower
+    than the minimum height are ignored, not false positives; IoU must exceed
+    0.7/0.5 (0.5/0.25 for pedestrians and cyclists); DontCare regions do not
+    affect BEV and 3D. A prediction without a score counts as 1.0.
+    """
     with user_errors():
         names = _parse_classes(classes)
+        if recall_positions not in RECALL_POSITIONS:
+            raise InputError(None, f"expected 40 or 11, got {recall_positions}",
+                             field="--recall-positions")
         gt_files = _label_files(gt, "--gt")
         pred_files = _label_files(pred, "--pred")
         if not gt_files:
@@ -69,8 +82,8 @@ def eval_command(
                              f"no ground-truth file {unmatched[0]}.txt in {gt}{more}")
         result = evaluate(_read_folder(gt_files, "reading ground truth"),
                           _read_folder(pred_files, "reading predictions"),
-                          classes=names, dontcare_in_image=dontcare_in_image)
-        typer.echo(format_table(result), nl=False)
+                          classes=names)
+        typer.echo(format_table(result, recall_positions=recall_positions), nl=False)
         if json_path is not None:
             write_text_atomic(json_path, json.dumps(to_json(result), indent=2) + "\n")
             typer.echo(f"wrote {json_path}")

@@ -42,12 +42,28 @@ def test_eval_of_ground_truth_against_itself_prints_100_and_writes_json(gt_folde
     result = runner.invoke(app, ["eval", "--gt", str(gt_folder), "--pred", str(gt_folder),
                                  "--json", str(out)])
     assert result.exit_code == 0, result.output
+    # As the devkit: 3 valid cars give 3 score thresholds of precision 1, the other 38 of the
+    # 41 sampled entries are 0: AP|R40 = entries 1..2 of 40 = 5 %, AP|R11 = entry 0 of 11.
     rows = [line for line in result.stdout.splitlines() if "Car" in line and "0.7" in line]
-    assert len(rows) == 2 and all(row.count("100.00") == 3 for row in rows)
+    assert len(rows) == 2 and all(row.count(" 5.00") == 3 for row in rows)
     data = json.loads(out.read_text())
     assert data["frames"] == 2
     assert data["classes"]["Car"]["num_gt"] == {"easy": 3, "moderate": 3, "hard": 3}
-    assert data["classes"]["Car"]["ap_r40"]["3d"]["0.7"]["moderate"] == 100.0
+    assert data["classes"]["Car"]["ap_r40"]["3d"]["0.7"]["moderate"] == pytest.approx(5.0)
+    assert data["classes"]["Car"]["ap_r11"]["3d"]["0.7"]["moderate"] == pytest.approx(100 / 11)
+
+
+def test_recall_positions_option_shows_ap_r11_and_rejects_other_values(gt_folder):
+    result = runner.invoke(app, ["eval", "--gt", str(gt_folder), "--pred", str(gt_folder),
+                                 "--recall-positions", "11"])
+    assert result.exit_code == 0, result.output
+    assert "AP|R11" in result.stdout
+    rows = [line for line in result.stdout.splitlines() if "Car" in line and "0.7" in line]
+    assert len(rows) == 2 and all(row.count("9.09") == 3 for row in rows)
+    result = runner.invoke(app, ["eval", "--gt", str(gt_folder), "--pred", str(gt_folder),
+                                 "--recall-positions", "41"])
+    assert result.exit_code == 2
+    assert "--recall-positions" in result.stderr
 
 
 def test_frame_missing_from_predictions_counts_as_no_detections(gt_folder, tmp_path):
@@ -58,8 +74,9 @@ def test_frame_missing_from_predictions_counts_as_no_detections(gt_folder, tmp_p
                                  "--json", str(out)])
     assert result.exit_code == 0, result.output
     ap = json.loads(out.read_text())["classes"]["Car"]["ap_r40"]["bev"]["0.7"]["easy"]
-    # Two of three cars found at precision 1: recall positions 1/40 .. 26/40 reach 2/3.
-    assert ap == pytest.approx(26 / 40 * 100)
+    # Two of three cars found at precision 1: two score thresholds, so only entry 1 of the
+    # devkit's 40 R40 entries is 1 (the others 0).
+    assert ap == pytest.approx(1 / 40 * 100)
 
 
 def test_prediction_file_without_ground_truth_frame_is_a_one_line_error_naming_it(gt_folder,
