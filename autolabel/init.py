@@ -48,6 +48,7 @@ from autolabel.geometry import (
     backproject_pixels,
     box_corners,
     image_box,
+    points_in_box,
     points_in_frustum,
     wrap_angle,
     yaw_to_rotation,
@@ -185,6 +186,7 @@ class Hypothesis:
         size: (3,) (length, width, height) in metres.
         points: (M, 3) the object's points it was made from (empty for the box-only one).
         source: 'lidar', 'depth' or 'box' (2D box and class statistics only).
+        ground: the ground under the object (:func:`local_ground`), None when unknown.
     """
 
     center: np.ndarray
@@ -192,6 +194,7 @@ class Hypothesis:
     size: np.ndarray
     points: np.ndarray
     source: str
+    ground: GroundPlane | None = None
 
     def __post_init__(self) -> None:
         if self.source not in SOURCES:
@@ -345,6 +348,34 @@ def fit_ground_plane(points: np.ndarray, config: InitConfig = InitConfig()) -> G
             return GroundPlane(normal, offset)
         candidates = candidates[~inliers]
     return None
+
+
+def local_ground(points: np.ndarray, plane: GroundPlane, center: np.ndarray,
+                 radius: float = 4.0, band: float = 0.5, min_points: int = 10) -> GroundPlane:
+    """The frame's ground plane raised or lowered to the road around one object.
+
+    Roads are not flat: on kitti_dev the frame's plane lies within 0.15 m of a car's true
+    bottom for only 80 % of the cars. The plane keeps its tilt and moves to the median height
+    of the near-ground points (within ``band`` of the plane) less than ``radius`` metres
+    from ``center`` in the bird's-eye view.
+
+    Args:
+        points: (N, 3) the frame's points, camera frame. plane: the frame's plane.
+        center: (3,) where the object stands (its points' centre).
+    Returns:
+        The local plane; ``plane`` itself when fewer than ``min_points`` points are near.
+
+    >>> flat = GroundPlane(np.array([0.0, -1.0, 0.0]), 1.6)
+    >>> road = np.c_[np.linspace(-3, 3, 20), np.full(20, 1.5), np.full(20, 10.0)]
+    >>> round(local_ground(road, flat, np.array([0.0, 0.0, 10.0])).offset, 6)
+    1.5
+    """
+    height = plane.height(points)
+    near = (np.hypot(points[:, 0] - center[0], points[:, 2] - center[2]) < radius) & (
+        np.abs(height) < band)
+    if near.sum() < min_points:
+        return plane
+    return GroundPlane(plane.normal, plane.offset - float(np.median(height[near])))
 
 
 def frustum_mask(points: np.ndarray, projection: np.ndarray, box2d: np.ndarray) -> np.ndarray:
@@ -813,14 +844,25 @@ def _detection_candidates(points: np.ndarray, detection: Detection, projection: 
 def _hypothesis_from(cluster: np.ndarray, fallback: Hypothesis, detection: Detection,
                      projection: np.ndarray, plane: GroundPlane | None,
                      sensor: np.ndarray | None, image_size: tuple[int, int] | None,
-                     config: InitConfig, source: str) -> Hypothesis:
-    """:func:`box_from_cluster` of the trimmed cluster, or ``fallback`` when fewer than
-    ``config.min_object_points`` remain."""
+                     config: InitConfig, source: str,
+                     frame_points: np.ndarray | None = None) -> Hypothesis:
+    """:func:`box_from_cluster` of the trimmed cluster standing on the :func:`local_ground`
+    of those ``frame_points`` that lie outside its first box (the frame's plane without
+    them), or ``fallback`` when fewer than ``config.min_object_points`` remain."""
     cluster = trim_cluster(cluster, config.mean_size(detection.category), sensor)
     if len(cluster) < config.min_object_points:
-        return fallback
-    return box_from_cluster(cluster, detection.category, projection, detection.box2d, plane,
-                            sensor, image_size, config, source)
+        return dataclasses.replace(fallback, ground=plane)
+    hypothesis = box_from_cluster(cluster, detection.category, projection, detection.box2d,
+                                  plane, sensor, image_size, config, source)
+    if plane is None or frame_points is None:
+        return dataclasses.replace(hypothesis, ground=plane)
+    around = ~points_in_box(torch.as_tensor(frame_points), torch.as_tensor(hypothesis.center),
+                            yaw_to_rotation(torch.tensor(hypothesis.yaw, dtype=torch.float64)),
+                            torch.as_tensor(hypothesis.size + 0.5)).numpy()
+    plane = local_ground(frame_points[around], plane, hypothesis.center)
+    hypothesis = box_from_cluster(cluster, detection.category, projection, detection.box2d,
+                                  plane, sensor, image_size, config, source)
+    return dataclasses.replace(hypothesis, ground=plane)
 
 
 def object_hypothesis(points: np.ndarray, category: str, projection: np.ndarray,
@@ -890,7 +932,7 @@ def frame_hypotheses(points: np.ndarray | None, calib: Calib, detections: Sequen
               for d in detections]
     chosen = assign_clusters([candidates for _, candidates in scored])
     hypotheses = [_hypothesis_from(points[indices], fallback, d, calib.P2, plane, sensor,
-                                   image_size, config, "lidar")
+                                   image_size, config, "lidar", points)
                   for (fallback, _), indices, d in zip(scored, chosen, detections, strict=True)]
     return hypotheses, plane
 

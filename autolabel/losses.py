@@ -69,7 +69,8 @@ def depth_loss(depth: Tensor, silhouette: Tensor, target: Tensor, huber: float =
     return (weight * error).sum((-1, -2)) / weight.sum((-1, -2)).clamp(min=1e-6)
 
 
-def point_sdf_loss(distance: Tensor, valid: Tensor, huber: float = 0.1) -> Tensor:
+def point_sdf_loss(distance: Tensor, valid: Tensor, huber: float = 0.1,
+                   inside_weight: float = 1.0) -> Tensor:
     """Robust mean |SDF| of observed surface points (LiDAR or depth), in metres.
 
     Observed points lie on the object's surface, so their signed distance to the fitted shape
@@ -79,6 +80,9 @@ def point_sdf_loss(distance: Tensor, valid: Tensor, huber: float = 0.1) -> Tenso
         distance: (B, M) signed distances of the points to the fitted surface, metres.
         valid: (B, M) bool, False for padding.
         huber: metres; distances beyond it count linearly.
+        inside_weight: weight of points inside the shape (negative distance): LiDAR passes
+            through car windows and returns from the cabin, points a shape must not shrink
+            onto.
     Returns:
         (B,) mean penalty in metres; 0 for objects without points.
 
@@ -88,7 +92,8 @@ def point_sdf_loss(distance: Tensor, valid: Tensor, huber: float = 0.1) -> Tenso
     error = torch.nn.functional.huber_loss(distance, torch.zeros_like(distance),
                                            reduction="none", delta=huber) / huber
     weight = valid.to(distance.dtype)
-    return (error * weight).sum(-1) / weight.sum(-1).clamp(min=1)
+    side = torch.where(distance < 0, inside_weight, 1.0)
+    return (error * side * weight).sum(-1) / weight.sum(-1).clamp(min=1)
 
 
 def free_space_loss(depth: Tensor, silhouette: Tensor, observed: Tensor,
@@ -177,3 +182,47 @@ def size_prior_loss(log_size: Tensor, log_mean: Tensor, log_std: Tensor) -> Tens
         (B,) mean over the three axes of ((log_size - log_mean) / log_std)^2.
     """
     return ((log_size - log_mean) / log_std).pow(2).mean(-1)
+
+
+def footprint_overlap_loss(center: Tensor, rotation: Tensor, size: Tensor, obstacles: Tensor,
+                           valid: Tensor, samples: int = 3) -> Tensor:
+    """How deep a box's bird's-eye footprint reaches into other objects' footprints, metres.
+
+    Two cars cannot share ground. The centres of a ``samples`` x ``samples`` grid of cells
+    over the footprint are tested against each obstacle rectangle; a point inside counts its
+    distance to the rectangle's nearest edge.
+
+    Args:
+        center: (B, 3) camera frame. rotation: (B, 3, 3) camera-from-object (object x
+            forward, y left). size: (B, 3) (l, w, h).
+        obstacles: (B, K, 5) other objects' footprints as (x, z, length, width, yaw), KITTI yaw
+            (forward is (cos yaw, -sin yaw) in the (x, z) plane).
+        valid: (B, K) bool, False for padding.
+    Returns:
+        (B,) mean over the grid points of the summed penetration depths.
+
+    >>> from autolabel.geometry import yaw_to_rotation
+    >>> box = (torch.tensor([[0.0, 0.0, 10.0]]), yaw_to_rotation(torch.zeros(1)),
+    ...        torch.tensor([[4.0, 2.0, 1.5]]))
+    >>> far = torch.tensor([[[0.0, 20.0, 4.0, 2.0, 0.0]]])
+    >>> footprint_overlap_loss(*box, far, torch.tensor([[True]])).item()
+    0.0
+    >>> same = torch.tensor([[[0.0, 10.0, 4.0, 2.0, 0.0]]])
+    >>> round(footprint_overlap_loss(*box, same, torch.tensor([[True]])).item(), 4)
+    0.4815
+    """
+    steps = (torch.arange(samples, dtype=center.dtype, device=center.device) + 0.5) / samples - 0.5
+    along, across = torch.meshgrid(steps, steps, indexing="ij")
+    forward = rotation[:, [0, 2], 0]  # (B, 2) in (x, z)
+    left = rotation[:, [0, 2], 1]
+    offsets = (along.reshape(1, -1, 1) * size[:, None, 0:1] * forward[:, None]
+               + across.reshape(1, -1, 1) * size[:, None, 1:2] * left[:, None])
+    grid = center[:, None, [0, 2]] + offsets  # (B, G, 2)
+    yaw = obstacles[..., 4]
+    axis = torch.stack([torch.cos(yaw), -torch.sin(yaw)], dim=-1)  # (B, K, 2)
+    normal = torch.stack([torch.sin(yaw), torch.cos(yaw)], dim=-1)
+    relative = grid[:, :, None] - obstacles[:, None, :, :2]  # (B, G, K, 2)
+    inside_length = obstacles[:, None, :, 2] / 2 - (relative * axis[:, None]).sum(-1).abs()
+    inside_width = obstacles[:, None, :, 3] / 2 - (relative * normal[:, None]).sum(-1).abs()
+    depth = torch.minimum(inside_length, inside_width).clamp(min=0) * valid[:, None]
+    return depth.sum(-1).mean(-1)

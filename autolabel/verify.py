@@ -1,17 +1,26 @@
 """Acceptance score of a fitted label, and the reasons behind it.
 
-The score in [0, 1] is the mean of the evidence terms that apply to an object:
+The score in [0, 1] ranks labels by how likely they are right. It is the mean of the
+agreement terms that apply to an object, times the support of its 3D evidence:
 
 * image agreement: IoU of the shape's projected extent with the detection box, or of the
   rendered silhouette with the instance mask when there is one;
 * 3D agreement: the fraction of the object's observed points (LiDAR or depth) within
   ``inlier_distance`` of the fitted surface;
 * plausibility: the chi-square survival probability of the latent's squared Mahalanobis
-  distance under the prior, i.e. how typical the shape is of the training shapes.
+  distance under the prior, i.e. how typical the shape is of the training shapes;
+* support: ``1 - exp(-points / support_points)``: a label fitted to a handful of far returns
+  is placed less surely than one fitted to hundreds (a label from the 2D box alone gets
+  ``weak_support``).
 
-A label is accepted when its score reaches ``threshold``, its optimisation stayed finite,
-and it has 3D evidence (a label from the 2D box alone is *weak* and says so). Every term
-below its own bar adds a reason, so a rejected label explains itself.
+Sanity gates reject a label whatever its score: its projected 3D box must overlap its
+detection (IoU at least ``min_box_iou``), it must lie within ``max_distance`` of the camera,
+its bottom within ``max_ground_gap`` of the ground plane, and most of its points must lie on
+its surface (a label that slid along the camera ray away from what the sensor saw fails this).
+A label is accepted when it passes the gates, its score reaches ``threshold``, its
+optimisation stayed finite, and it has 3D evidence (a label from the 2D box alone is *weak*
+and says so). Every term below its own bar adds a reason, so a rejected label explains
+itself.
 """
 
 from __future__ import annotations
@@ -30,9 +39,16 @@ class VerifyConfig:
     Attributes:
         threshold: minimum score to accept a label.
         min_image_iou: image agreement below this is given as a reason.
-        min_inlier_fraction: 3D agreement below this is given as a reason.
+        min_inlier_fraction: labels with a smaller share of their points on the surface are
+            rejected.
         min_plausibility: plausibility below this is given as a reason.
         inlier_distance: metres (for the documentation; the fitter counts at 0.2 m).
+        support_points: object points at which the support reaches 1 - 1/e.
+        weak_support: the support of a label without 3D evidence.
+        min_box_iou: labels whose projected 3D box overlaps the detection less are rejected.
+        max_distance: metres; labels farther from the camera are rejected.
+        max_ground_gap: metres; labels whose bottom is farther from the ground plane are
+            rejected (when the frame has one).
         accept_weak: accept labels without 3D evidence when their score passes.
     """
 
@@ -41,7 +57,36 @@ class VerifyConfig:
     min_inlier_fraction: float = 0.5
     min_plausibility: float = 0.01
     inlier_distance: float = 0.2
+    support_points: float = 15.0
+    weak_support: float = 0.2
+    min_box_iou: float = 0.3
+    max_distance: float = 120.0
+    max_ground_gap: float = 0.75
     accept_weak: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Observation:
+    """What verification judges of one fitted object.
+
+    Attributes:
+        image_iou: box or mask IoU in [0, 1]. box_iou: IoU of the label's projected box with
+            the detection box. inlier_fraction: in [0, 1], NaN without points.
+        plausibility: prior plausibility in [0, 1]. points: observed points fitted.
+        distance: metres from the camera to the label's centre.
+        ground_gap: metres from the box bottom to the ground plane, None without a plane.
+        finite: the fit stayed finite. weak: no 3D evidence (2D box and class statistics).
+    """
+
+    image_iou: float
+    box_iou: float
+    inlier_fraction: float
+    plausibility: float
+    points: int
+    distance: float
+    ground_gap: float | None
+    finite: bool = True
+    weak: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,37 +135,57 @@ def plausibility(mahalanobis_sq: Tensor, latent_size: int) -> Tensor:
     return torch.special.gammaincc(torch.tensor(latent_size / 2), mahalanobis_sq / 2)
 
 
-def verify(image_iou: float, inlier_fraction: float, plausible: float, finite: bool,
-           weak: bool, config: VerifyConfig = VerifyConfig()) -> Verdict:
-    """Score and reasons of one fitted object.
+def _gates(seen: Observation, config: VerifyConfig) -> list[str]:
+    """The sanity checks a label fails, as reasons (empty when it passes them all)."""
+    failed = []
+    if seen.box_iou < config.min_box_iou:
+        failed.append(f"projected 3D box does not reproject onto the detection (IoU "
+                      f"{seen.box_iou:.2f} < {config.min_box_iou})")
+    if seen.distance > config.max_distance:
+        failed.append(f"{seen.distance:.0f} m from the camera, beyond the sensor's range "
+                      f"({config.max_distance:g} m)")
+    if seen.ground_gap is not None and abs(seen.ground_gap) > config.max_ground_gap:
+        failed.append(f"box bottom {seen.ground_gap:+.2f} m from the ground plane "
+                      f"(more than {config.max_ground_gap} m)")
+    if not math.isnan(seen.inlier_fraction) and (
+            seen.inlier_fraction < config.min_inlier_fraction):
+        failed.append(f"only {100 * seen.inlier_fraction:.0f}% of the object's points lie "
+                      f"within {config.inlier_distance} m of the fitted surface")
+    return failed
+
+
+def verify(seen: Observation, config: VerifyConfig = VerifyConfig()) -> Verdict:
+    """Score and reasons of one fitted object (see the module docstring).
 
     Args:
-        image_iou: box or mask IoU in [0, 1]. inlier_fraction: in [0, 1], NaN without
-            points. plausible: prior plausibility in [0, 1]. finite: the fit stayed finite.
-        weak: the label has no 3D evidence (2D box and class statistics only).
+        seen: the facts about the fitted object.
     Returns:
         :class:`Verdict`.
     """
-    evidence = {"image_iou": image_iou, "plausibility": plausible}
-    if not math.isnan(inlier_fraction):
-        evidence["inlier_fraction"] = inlier_fraction
+    evidence = {"image_iou": seen.image_iou, "plausibility": seen.plausibility}
+    if not math.isnan(seen.inlier_fraction):
+        evidence["inlier_fraction"] = seen.inlier_fraction
+    support = (config.weak_support if seen.weak
+               else 1.0 - math.exp(-seen.points / config.support_points))
+    agreement = sum(evidence.values()) / len(evidence)
+    evidence.update(support=support, box_iou=seen.box_iou, points=float(seen.points),
+                    distance=seen.distance)
+    gates = _gates(seen, config)
     reasons = []
-    if not finite:
+    if not seen.finite:
         reasons.append("optimisation diverged (non-finite loss); initial box kept")
-    if image_iou < config.min_image_iou:
-        reasons.append(f"projected shape disagrees with the detection (IoU {image_iou:.2f} "
-                       f"< {config.min_image_iou})")
-    if "inlier_fraction" in evidence and inlier_fraction < config.min_inlier_fraction:
-        reasons.append(f"only {100 * inlier_fraction:.0f}% of the object's points lie within "
-                       f"{config.inlier_distance} m of the fitted surface")
-    if plausible < config.min_plausibility:
-        reasons.append(f"implausible shape (prior probability {plausible:.3f})")
-    if weak:
+    if seen.image_iou < config.min_image_iou:
+        reasons.append(f"projected shape disagrees with the detection (IoU "
+                       f"{seen.image_iou:.2f} < {config.min_image_iou})")
+    if seen.plausibility < config.min_plausibility:
+        reasons.append(f"implausible shape (prior probability {seen.plausibility:.3f})")
+    if seen.weak:
         reasons.append("weak label: no LiDAR or depth points, pose from the 2D box and class "
                        "size statistics")
-    score = sum(evidence.values()) / len(evidence) if finite else 0.0
-    score = min(max(score, 0.0), 1.0)
+    reasons.extend(gates)
+    score = min(max(agreement * support, 0.0), 1.0) if seen.finite else 0.0
     if score < config.threshold:
         reasons.append(f"score {score:.2f} below the acceptance threshold {config.threshold}")
-    accepted = finite and score >= config.threshold and (config.accept_weak or not weak)
+    accepted = (seen.finite and not gates and score >= config.threshold
+                and (config.accept_weak or not seen.weak))
     return Verdict(score, accepted, tuple(reasons), evidence)

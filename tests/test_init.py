@@ -292,3 +292,53 @@ def test_the_ground_plane_of_a_real_scan_is_the_same_every_time():
         assert np.array_equal(plane.normal, planes[0].normal)
         assert plane.offset == planes[0].offset
     assert 1.4 < planes[0].offset < 1.9  # the camera is about 1.65 m above the road
+
+
+def _car_surface(center_x: float, center_z: float, rng: np.random.Generator,
+                 count: int = 400) -> np.ndarray:
+    """Points (count, 3) on the rear face and left side of a 3.9 x 1.6 x 1.5 m box that stands
+    on the level ground, heading away from the camera."""
+    rear = np.stack([rng.uniform(center_x - 0.8, center_x + 0.8, count // 2),
+                     GROUND_Y - rng.uniform(0.3, 1.4, count // 2),
+                     np.full(count // 2, center_z - 1.95)], axis=1)
+    side = np.stack([np.full(count // 2, center_x - 0.8), GROUND_Y - rng.uniform(0.3, 1.4,
+                     count // 2), rng.uniform(center_z - 1.95, center_z + 1.95, count // 2)],
+                    axis=1)
+    return np.concatenate([rear, side])
+
+
+def test_a_hidden_car_keeps_its_own_points_and_leaves_its_occluder_the_nearer_cars():
+    # A car at 20 m hides most of a car 6 m behind it, shifted 1.2 m to the side: the far
+    # car's box covers most of the near car, whose cluster then explains the far box best.
+    rng = np.random.default_rng(3)
+    ground = np.stack([rng.uniform(-10, 10, 4000), np.full(4000, GROUND_Y),
+                       rng.uniform(3, 45, 4000)], axis=1)
+    near, far = _car_surface(-0.5, 20.0, rng), _car_surface(0.7, 26.0, rng, 200)
+    far = far[far[:, 0] > 0.35]  # the part that the near car does not hide
+    boxes = [np.concatenate([pixels.min(0), pixels.max(0)]) for pixels in (
+        project_points(torch.as_tensor(points), torch.as_tensor(P2))[0].numpy()
+        for points in (near, _car_surface(0.7, 26.0, rng, 200)))]
+    detections = [Detection(box, "Car", 1.0) for box in boxes]
+    hypotheses, _ = frame_hypotheses(np.concatenate([ground, near, far]), Calib(P2),
+                                     detections, (375, 1242))
+    assert hypotheses[0].points[:, 2].max() < 22.5
+    assert hypotheses[1].source == "lidar" and hypotheses[1].points[:, 2].min() > 23.0
+    assert abs(hypotheses[1].center[2] - 26.0) < 1.0
+
+
+def test_a_car_on_a_raised_road_stands_on_the_local_ground_not_the_frames_plane():
+    # The road rises by 0.4 m beyond 31 m; the frame's plane follows the near road.
+    rng = np.random.default_rng(5)
+    z = rng.uniform(3, 45, 6000)
+    ground = np.stack([rng.uniform(-10, 10, 6000), GROUND_Y - np.where(z > 31, 0.4, 0.0), z],
+                      axis=1)
+    car = _car_surface(0.0, 35.0, rng) - np.array([0.0, 0.4, 0.0])
+    box = project_points(torch.as_tensor(car), torch.as_tensor(P2))[0].numpy()
+    detection = Detection(np.concatenate([box.min(0), box.max(0)]), "Car", 1.0)
+    hypotheses, plane = frame_hypotheses(np.concatenate([ground, car]), Calib(P2),
+                                         [detection], (375, 1242))
+    hypothesis = hypotheses[0]
+    bottom = hypothesis.center + np.array([0.0, hypothesis.size[2] / 2, 0.0])
+    assert plane.height(bottom[None])[0] > 0.3  # the frame's plane lies below the car
+    assert abs(hypothesis.ground.height(bottom[None])[0]) < 0.05
+    assert abs(bottom[1] - (GROUND_Y - 0.4)) < 0.05

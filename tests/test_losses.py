@@ -52,3 +52,37 @@ def test_nocs_loss_weights_by_coverage_and_validity():
     valid = torch.tensor([[[True, False]]])
     value = losses.nocs_loss(nocs, torch.ones(1, 1, 2), target, valid)
     assert torch.isclose(value, torch.tensor([3.0]))
+
+
+def test_points_inside_the_shape_count_with_their_weight():
+    distance = torch.tensor([[-0.05, 0.05]])
+    valid = torch.ones(1, 2, dtype=torch.bool)
+    full = losses.point_sdf_loss(distance, valid)
+    third = losses.point_sdf_loss(distance, valid, inside_weight=0.3)
+    # Each point alone costs 0.0125 m (0.05^2 / (2 * 0.1)); the inside one counts 0.3 times.
+    assert torch.allclose(full, torch.tensor([0.0125]))
+    assert torch.allclose(third, torch.tensor([(0.3 * 0.0125 + 0.0125) / 2]))
+
+
+def _footprint_overlap(parameters: torch.Tensor, obstacles: torch.Tensor) -> torch.Tensor:
+    from autolabel.geometry import yaw_to_rotation
+
+    x, z, yaw, length, width = parameters
+    center = torch.stack([x, torch.zeros_like(x), z])[None]
+    size = torch.stack([length, width, torch.ones_like(x)])[None]
+    return losses.footprint_overlap_loss(center, yaw_to_rotation(yaw[None]), size, obstacles,
+                                         torch.ones(1, obstacles.shape[1], dtype=torch.bool))
+
+
+def test_footprint_overlap_gradient_matches_finite_differences_and_pushes_apart():
+    obstacles = torch.tensor([[[0.0, 12.0, 4.0, 1.8, 0.3], [3.5, 9.0, 4.2, 1.7, -0.2]]],
+                             dtype=torch.float64)
+    parameters = torch.tensor([1.2, 10.5, 0.1, 4.0, 1.7], dtype=torch.float64,
+                              requires_grad=True)
+    assert torch.autograd.gradcheck(lambda p: _footprint_overlap(p, obstacles), (parameters,))
+    before = _footprint_overlap(parameters, obstacles)
+    (gradient,) = torch.autograd.grad(before.sum(), parameters)
+    after = _footprint_overlap(parameters.detach() - 0.05 * gradient, obstacles)
+    assert before.item() > 0.05 and after.item() < before.item()
+    apart = torch.tensor([8.0, 30.0, 0.1, 4.0, 1.7], dtype=torch.float64)
+    assert _footprint_overlap(apart, obstacles).item() == 0.0

@@ -1,8 +1,17 @@
+import dataclasses
 import math
 
+import pytest
 import torch
 
-from autolabel.verify import VerifyConfig, box_iou_2d, mask_iou, plausibility, verify
+from autolabel.verify import (
+    Observation,
+    VerifyConfig,
+    box_iou_2d,
+    mask_iou,
+    plausibility,
+    verify,
+)
 
 
 def test_box_iou_of_box_shifted_by_half_its_width_is_one_third():
@@ -21,20 +30,48 @@ def test_plausibility_is_the_chi_square_survival_probability():
     assert torch.isclose(plausibility(torch.tensor([2.0]), 2), torch.tensor(math.exp(-1.0)))
 
 
-def test_a_good_fit_is_accepted_with_no_reasons():
-    verdict = verify(0.9, 0.95, 0.6, finite=True, weak=False)
+GOOD = Observation(image_iou=0.9, box_iou=0.9, inlier_fraction=0.95, plausibility=0.6,
+                   points=200, distance=20.0, ground_gap=0.02)
+
+
+def test_a_good_fit_is_accepted_with_no_reasons_and_scored_by_agreement_times_support():
+    verdict = verify(GOOD)
     assert verdict.accepted and verdict.reasons == ()
-    assert math.isclose(verdict.score, (0.9 + 0.95 + 0.6) / 3)
+    support = 1 - math.exp(-200 / 15)
+    assert math.isclose(verdict.score, (0.9 + 0.95 + 0.6) / 3 * support)
+
+
+def test_fewer_points_give_a_lower_score_for_the_same_agreement():
+    scores = [verify(dataclasses.replace(GOOD, points=n)).score for n in (4, 15, 60)]
+    assert scores[0] < scores[1] < scores[2]
+    assert math.isclose(scores[1], (0.9 + 0.95 + 0.6) / 3 * (1 - math.exp(-1)))
 
 
 def test_low_inlier_fraction_rejects_and_says_why():
-    verdict = verify(0.6, 0.1, 0.2, finite=True, weak=False)
+    verdict = verify(dataclasses.replace(GOOD, inlier_fraction=0.1))
     assert not verdict.accepted
     assert any("10% of the object's points" in reason for reason in verdict.reasons)
 
 
+@pytest.mark.parametrize(("change", "says"), [
+    ({"box_iou": 0.0}, "does not reproject onto the detection"),
+    ({"distance": 394.0}, "beyond the sensor's range"),
+    ({"ground_gap": -25.0}, "from the ground plane"),
+])
+def test_sanity_gates_reject_a_label_whatever_its_score(change, says):
+    verdict = verify(dataclasses.replace(GOOD, **change))
+    assert not verdict.accepted and verdict.score > 0.5
+    assert any(says in reason for reason in verdict.reasons)
+
+
+def test_no_ground_plane_is_not_a_gate():
+    assert verify(dataclasses.replace(GOOD, ground_gap=None)).accepted
+
+
 def test_weak_labels_are_not_accepted_unless_asked_and_diverged_fits_score_zero():
-    assert not verify(0.9, math.nan, 0.9, finite=True, weak=True).accepted
-    assert verify(0.9, math.nan, 0.9, True, True, VerifyConfig(accept_weak=True)).accepted
-    diverged = verify(0.9, 0.9, 0.9, finite=False, weak=False)
+    weak = dataclasses.replace(GOOD, inlier_fraction=math.nan, points=0, weak=True)
+    strong_support = VerifyConfig(weak_support=1.0, accept_weak=True)
+    assert not verify(weak).accepted
+    assert verify(weak, strong_support).accepted
+    diverged = verify(dataclasses.replace(GOOD, finite=False))
     assert diverged.score == 0 and not diverged.accepted and "diverged" in diverged.reasons[0]
