@@ -391,7 +391,8 @@ def _result(frame: FrameInput, obj: _Object, i: int, output: FitOutput, batch: O
         inlier_fraction=float(output.inlier_fraction[i]),
         plausibility=float(plausibility(output.mahalanobis[i:i + 1].cpu(),
                                         prior.latent_size)[0]),
-        points=int(batch.points_valid[i].sum()), distance=float(np.linalg.norm(center)),
+        points=int(batch.points_valid[i].sum()), size_z2=float(output.losses["size"][i]),
+        distance=float(np.linalg.norm(center)),
         ground_gap=(None if obj.initial.ground is None
                     else float(obj.initial.ground.height(bottom))),
         finite=finite, weak=obj.initial.weak), config.verify)

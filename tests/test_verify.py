@@ -31,20 +31,26 @@ def test_plausibility_is_the_chi_square_survival_probability():
 
 
 GOOD = Observation(image_iou=0.9, box_iou=0.9, inlier_fraction=0.95, plausibility=0.6,
-                   points=200, distance=20.0, ground_gap=0.02)
+                   points=200, size_z2=0.5, distance=20.0, ground_gap=0.02)
 
 
-def test_a_good_fit_is_accepted_with_no_reasons_and_scored_by_agreement_times_support():
+def test_a_good_fit_is_accepted_with_no_reasons_and_scored_by_agreement_support_and_size():
     verdict = verify(GOOD)
     assert verdict.accepted and verdict.reasons == ()
     support = 1 - math.exp(-200 / 15)
-    assert math.isclose(verdict.score, (0.9 + 0.95 + 0.6) / 3 * support)
+    assert math.isclose(verdict.score, (0.9 + 0.95 + 0.6) / 3 * support * math.exp(-0.125))
+
+
+def test_an_unusual_size_lowers_the_score_and_says_why():
+    odd = verify(dataclasses.replace(GOOD, size_z2=12.0))
+    assert odd.score < verify(GOOD).score * 0.1
+    assert any("unusual size" in reason for reason in odd.reasons)
 
 
 def test_fewer_points_give_a_lower_score_for_the_same_agreement():
     scores = [verify(dataclasses.replace(GOOD, points=n)).score for n in (4, 15, 60)]
     assert scores[0] < scores[1] < scores[2]
-    assert math.isclose(scores[1], (0.9 + 0.95 + 0.6) / 3 * (1 - math.exp(-1)))
+    assert math.isclose(scores[1], (0.9 + 0.95 + 0.6) / 3 * (1 - math.exp(-1)) * math.exp(-0.125))
 
 
 def test_low_inlier_fraction_rejects_and_says_why():
