@@ -67,3 +67,24 @@ class ObjectLabel:
         box = image_box(corners, torch.as_tensor(np.asarray(projection, dtype=np.float64)),
                         image_size)
         return self if box is None else dataclasses.replace(self, box2d=box.numpy())
+
+    def share_in_view(self, projection: np.ndarray, image_size: tuple[int, int],
+                      samples: int = 3) -> float:
+        """Share of the box inside the camera's view: of a ``samples``^3 grid of cell centres
+        filling the 3D box, the fraction in front of the camera that projects into the image.
+
+        >>> label = ObjectLabel.upright("Car", np.zeros(4), [0.0, 0.0, 10.0], 0.0, [4, 2, 1.5])
+        >>> camera = np.array([[100.0, 0, 50, 0], [0, 100, 50, 0], [0, 0, 1, 0]])
+        >>> label.share_in_view(camera, (100, 100)), label.share_in_view(camera, (100, 40))
+        (1.0, 0.3333333333333333)
+        """
+        steps = (np.arange(samples) + 0.5) / samples - 0.5
+        grid = np.stack(np.meshgrid(steps, steps, steps, indexing="ij"), -1).reshape(-1, 3)
+        points = (grid * self.size) @ self.rotation.T + self.center
+        homogeneous = points @ np.asarray(projection)[:, :3].T + np.asarray(projection)[:, 3]
+        ahead = homogeneous[:, 2] > 0.1
+        pixels = homogeneous[:, :2] / np.where(ahead, homogeneous[:, 2], 1.0)[:, None]
+        height, width = image_size
+        inside = ahead & (pixels[:, 0] >= 0) & (pixels[:, 0] < width) & (pixels[:, 1] >= 0) & (
+            pixels[:, 1] < height)
+        return float(inside.mean())

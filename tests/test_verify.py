@@ -31,7 +31,8 @@ def test_plausibility_is_the_chi_square_survival_probability():
 
 
 GOOD = Observation(image_iou=0.9, box_iou=0.9, inlier_fraction=0.95, plausibility=0.6,
-                   points=200, size_z2=0.5, distance=20.0, ground_gap=0.02)
+                   points=200, size_z2=0.5, distance=20.0, in_view=1.0,
+                   ground_gap=0.02)
 
 
 def test_a_good_fit_is_accepted_with_no_reasons_and_scored_by_agreement_support_and_size():
@@ -81,3 +82,9 @@ def test_weak_labels_are_not_accepted_unless_asked_and_diverged_fits_score_zero(
     assert verify(weak, strong_support).accepted
     diverged = verify(dataclasses.replace(GOOD, finite=False))
     assert diverged.score == 0 and not diverged.accepted and "diverged" in diverged.reasons[0]
+
+
+def test_a_label_mostly_outside_the_image_scores_its_share_in_view_and_says_why():
+    cut = verify(dataclasses.replace(GOOD, in_view=0.3))
+    assert math.isclose(cut.score, 0.3 * verify(GOOD).score)
+    assert any("outside the image" in reason for reason in cut.reasons) and not cut.accepted
