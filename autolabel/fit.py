@@ -435,30 +435,6 @@ class _SurfelTracker:
         self.extracted_shape[stale] = params.shape.detach()[stale]
 
 
-def _tight_box(surfels: Surfels, center: Tensor, rotation: Tensor, size: Tensor
-               ) -> tuple[Tensor, Tensor]:
-    """Centre (B, 3) and size (B, 3) of the tight box of each fitted shape.
-
-    A training shape fills the normalised cube, but a latent away from the training codes
-    can decode a shape that reaches past it or falls short of it, and the fitted scale then
-    is not the shape's box. The label is the box of the surfels actually fitted (on
-    kitti_dev's fits the two differ by about 1 cm: the fitted shapes stay in the cube).
-
-    Args:
-        surfels: canonical surfels (B, N) of the final shapes. center, rotation, size: the
-            fitted placement of the normalised cube.
-    """
-    far = torch.finfo(center.dtype).max
-    valid = surfels.valid.unsqueeze(-1)
-    low = torch.where(valid, surfels.points, far).amin(1)
-    high = torch.where(valid, surfels.points, -far).amax(1)
-    usable = surfels.valid.sum(-1, keepdim=True) >= 8
-    low = torch.where(usable, low, -0.5)
-    high = torch.where(usable, high, 0.5)
-    middle = (low + high) / 2 * size
-    return center + (rotation @ middle.unsqueeze(-1))[..., 0], (high - low) * size
-
-
 def _final(prior, params, batch, config, surfels, finite, iterations, seconds) -> FitOutput:
     """Diagnostics and tight boxes of the fitted shapes."""
     surfels = project_to_surface(prior.sdf, params.latent.detach(), surfels.points,
@@ -469,19 +445,14 @@ def _final(prior, params, batch, config, surfels, finite, iterations, seconds) -
         counted = batch.points_valid.sum(-1)
         near = ((evaluation.distances.abs() < 0.2) & batch.points_valid).sum(-1)
         inlier = torch.where(counted > 0, near / counted.clamp(min=1), math.nan)
-        center, size = _tight_box(surfels, params.translation.detach(), rotation,
-                                  params.log_size.detach().exp())
-        finite = finite & torch.isfinite(evaluation.total.detach())
-        frozen = ~finite.unsqueeze(-1)  # keeps its last finite parameters as they are
         return FitOutput(
-            center=torch.where(frozen, params.translation.detach(), center),
-            rotation=rotation.detach(),
-            size=torch.where(frozen, params.log_size.detach().exp(), size),
+            center=params.translation.detach().clone(), rotation=rotation.detach(),
+            size=params.log_size.detach().exp(),
             latent=params.latent.detach(),
             losses={k: v.detach() for k, v in evaluation.terms.items()},
             total=evaluation.total.detach(), extent=evaluation.extent.detach(),
             inlier_fraction=inlier.detach(),
             mahalanobis=params.shape.detach().pow(2).sum(-1),
-            finite=finite,
+            finite=finite & torch.isfinite(evaluation.total.detach()),
             silhouette=evaluation.rendered.silhouette.detach(),
             iterations=iterations, seconds=seconds)

@@ -1,5 +1,4 @@
 import numpy as np
-import torch
 
 from autolabel.pipeline import sparse_depth_windows, window_samples
 
@@ -47,20 +46,3 @@ def test_free_space_follows_only_returns_between_the_band_heights():
     kept = _free_space_points(points, plane, (0.3, 1.2))
     np.testing.assert_allclose(1.65 - kept[:, 1], [0.5, 1.1])
     assert len(_free_space_points(points, None, (0.3, 1.2))) == 6
-
-
-def test_a_label_is_the_tight_box_of_the_surfels_that_were_fitted():
-    from autolabel.fit import _tight_box
-    from autolabel.geometry import yaw_to_rotation
-    from autolabel.surfels import Surfels
-
-    # Canonical surfels spanning x in [-0.5, 0.5], y in [-0.4, 0.4], z in [-0.5, 0.3].
-    corners = torch.tensor([[-0.5, -0.4, -0.5], [0.5, 0.4, 0.3], [0.0, 0.0, 0.0]])
-    points = corners.repeat(4, 1)[None]
-    surfels = Surfels(points, torch.zeros_like(points), torch.ones(1, 12, dtype=torch.bool),
-                      torch.zeros(1))
-    center, size = _tight_box(surfels, torch.tensor([[1.0, 1.0, 10.0]]),
-                              yaw_to_rotation(torch.zeros(1)), torch.tensor([[4.0, 2.0, 1.5]]))
-    torch.testing.assert_close(size, torch.tensor([[4.0, 1.6, 1.2]]))
-    # The box's centre moves 0.15 m down (object z is camera -y).
-    torch.testing.assert_close(center, torch.tensor([[1.0, 1.15, 10.0]]))
