@@ -1,20 +1,23 @@
 """Initial pose and size hypotheses from LiDAR (or depth) points, or from the 2D box alone.
 
-This is the classical baseline labeler and the fitter's initialisation. For one frame:
+This is the classical baseline labeler and the fitter's initialisation; the point geometry it
+uses lives in :mod:`autolabel.lidar`. For one frame:
 
-1. the ground plane is fitted once on all points below the camera (seeded RANSAC), and
-   kept: the fitter uses it for ground contact;
+1. the ground plane is fitted once on all points below the camera (seeded RANSAC,
+   :mod:`autolabel.lidar.ground`);
 2. per detection, the points in the box's frustum that are not ground are clustered
-   (open3d ``cluster_dbscan``) and the cluster that best explains the box is kept: widest
-   horizontal coverage of the box, at a depth that agrees with the box height; with an
-   instance mask, every cluster that projects mostly inside the mask is kept;
-3. the yaw (modulo pi/2) comes from an L-shape fit of the cluster's bird's-eye view: the
-   search-based rectangle fit of Zhang et al. (IV 2017, "Efficient L-shape fitting for
-   vehicle detection using laser scanners") with their closeness criterion;
+   (open3d ``cluster_dbscan``) and scored against the box: horizontal coverage and the share
+   of the box's height covered, at a depth that agrees with the box height; with an instance
+   mask, every cluster that projects mostly inside the mask is the object. The detections
+   of a frame then share the clusters out, no point to two objects
+   (:mod:`autolabel.lidar.clusters`);
+3. the yaw (modulo pi/2) comes from an L-shape fit of the cluster's bird's-eye view
+   (:mod:`autolabel.lidar.lshape`);
 4. the box is the cluster's extent along the fitted axes, completed with the class's mean
    size where the cluster is smaller (the faces seen by the sensor stay put and the box
-   grows away from it), standing on the ground plane. Which axis is the length is decided
-   by how well the projected 3D box fills the 2D box.
+   grows away from it), standing on the ground around the object
+   (:func:`autolabel.lidar.ground.local_ground`). Which axis is the length is decided by
+   how well the projected 3D box fills the 2D box.
 
 A dense depth map (e.g. from a monocular depth network) stands in for LiDAR: the ground plane
 is fitted to the whole map back-projected (:func:`depth_to_points`), and each detection's
@@ -41,7 +44,6 @@ import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-import open3d as o3d
 import torch
 
 from autolabel.geometry import (
@@ -49,13 +51,22 @@ from autolabel.geometry import (
     box_corners,
     image_box,
     points_in_box,
-    points_in_frustum,
     wrap_angle,
     yaw_to_rotation,
 )
 from autolabel.io.detections import Detection
 from autolabel.io.kitti import Calib
 from autolabel.label import ObjectLabel
+from autolabel.lidar import ground
+from autolabel.lidar.clusters import (
+    ClusterCandidate,
+    assign_clusters,
+    cluster_candidates,
+    frustum_mask,
+    trim_cluster,
+)
+from autolabel.lidar.ground import GroundPlane, local_ground
+from autolabel.lidar.lshape import lshape_angle, visible_contour
 
 # Mean (length, width, height) in metres of each KITTI class over the KITTI training labels,
 # the figures commonly published with frustum-based detectors.
@@ -148,32 +159,6 @@ class InitConfig:
     def mean_size(self, category: str) -> np.ndarray:
         """The class's mean (l, w, h) under these settings (see :func:`mean_size`)."""
         return mean_size(category, None if self.class_sizes is None else dict(self.class_sizes))
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class GroundPlane:
-    """The plane ``normal . x + offset = 0`` in the camera frame, normal pointing up (-y).
-
-    Attributes:
-        normal: (3,) unit vector with a negative y component.
-        offset: metres.
-    """
-
-    normal: np.ndarray
-    offset: float
-
-    def height(self, points: np.ndarray) -> np.ndarray:
-        """Signed height above the plane (metres) of ``points`` (*, 3) -> (*,)."""
-        return np.asarray(points) @ self.normal + self.offset
-
-    def y_at(self, x: np.ndarray, z: np.ndarray) -> np.ndarray:
-        """Camera y (metres) of the plane below the camera-frame positions ``x``, ``z`` (*,).
-
-        >>> float(GroundPlane(np.array([0.0, -1.0, 0.0]), 1.65).y_at(3.0, 9.0))
-        1.65
-        """
-        n = self.normal
-        return -(self.offset + n[0] * np.asarray(x) + n[2] * np.asarray(z)) / n[1]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -279,230 +264,24 @@ def _stride_for(pixels: int, budget: int) -> int:
     return max(1, math.ceil(math.sqrt(pixels / max(budget, 1))))
 
 
-def ransac_plane(points: np.ndarray, threshold: float, iterations: int,
-                 rng: np.random.Generator) -> tuple[np.ndarray, float, np.ndarray] | None:
-    """The plane with the most points within ``threshold``, refined by least squares.
-
-    Seeded and single-threaded, so the same points always give the same plane (open3d's
-    ``segment_plane`` runs its iterations in parallel and was not reproducible across runs).
-
-    Args:
-        points: (N, 3), N >= 3. threshold: inlier distance. iterations: planes tried.
-        rng: the source of the samples.
-    Returns:
-        unit normal (3,), offset (plane ``normal . x + offset = 0``), inliers (N,) bool;
-        None when every sample was degenerate (collinear points).
-
-    >>> flat = np.c_[np.random.default_rng(0).uniform(-5, 5, (50, 2)), np.zeros(50)]
-    >>> normal, offset, inliers = ransac_plane(flat, 0.1, 20, np.random.default_rng(0))
-    >>> np.round(np.abs(normal), 6).tolist(), abs(round(offset, 6)), int(inliers.sum())
-    ([0.0, 0.0, 1.0], 0.0, 50)
-    """
-    corners = points[rng.integers(0, len(points), size=(iterations, 3))]
-    normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
-    lengths = np.linalg.norm(normals, axis=1)
-    usable = lengths > 1e-9
-    if not usable.any():
-        return None
-    normals = normals[usable] / lengths[usable, None]
-    offsets = -(normals * corners[usable, 0]).sum(1)
-    counts = np.concatenate([
-        (np.abs(points @ normals[i:i + 32].T + offsets[i:i + 32]) < threshold).sum(0)
-        for i in range(0, len(normals), 32)])
-    best = int(np.argmax(counts))
-    inliers = np.abs(points @ normals[best] + offsets[best]) < threshold
-    centre = points[inliers].mean(0)
-    normal = np.linalg.svd(points[inliers] - centre, full_matrices=False)[2][-1]
-    offset = -float(normal @ centre)
-    return normal, offset, np.abs(points @ normal + offset) < threshold
-
-
 def fit_ground_plane(points: np.ndarray, config: InitConfig = InitConfig()) -> GroundPlane | None:
-    """Fit the ground plane of a frame with RANSAC (:func:`ransac_plane`).
-
-    Only points below the camera (y > 0) within ``config.ground_range`` in front of it take
-    part. A plane tilted more than ``config.ground_max_tilt`` from horizontal (a wall) is
-    discarded with its inliers and the search repeats, at most three times.
-
-    Args:
-        points: (N, 3) camera frame, metres.
-    Returns:
-        The plane, or None when fewer than 3 candidate points remain, they are collinear, or
-        no plane is level.
-    """
-    points = np.asarray(points, dtype=np.float64)
-    near = (points[:, 1] > 0) & (points[:, 2] > 0)
-    near &= np.hypot(points[:, 0], points[:, 2]) < config.ground_range
-    candidates = points[near]
-    rng = np.random.default_rng(config.seed)
-    for _ in range(3):
-        if len(candidates) < 3:
-            return None
-        found = ransac_plane(candidates, config.ground_threshold, config.ground_iterations, rng)
-        if found is None:
-            return None
-        normal, offset, inliers = found
-        if normal[1] > 0:
-            normal, offset = -normal, -offset
-        if -normal[1] >= math.cos(config.ground_max_tilt):
-            return GroundPlane(normal, offset)
-        candidates = candidates[~inliers]
-    return None
+    """The frame's ground plane (:func:`autolabel.lidar.ground.fit_ground_plane`) with the
+    settings of ``config``."""
+    return ground.fit_ground_plane(points, threshold=config.ground_threshold,
+                                   iterations=config.ground_iterations,
+                                   max_tilt=config.ground_max_tilt,
+                                   max_range=config.ground_range, seed=config.seed)
 
 
-def local_ground(points: np.ndarray, plane: GroundPlane, center: np.ndarray,
-                 radius: float = 4.0, band: float = 0.5, min_points: int = 10) -> GroundPlane:
-    """The frame's ground plane raised or lowered to the road around one object.
-
-    Roads are not flat: on kitti_dev the frame's plane lies within 0.15 m of a car's true
-    bottom for only 80 % of the cars. The plane keeps its tilt and moves to the median height
-    of the near-ground points (within ``band`` of the plane) less than ``radius`` metres
-    from ``center`` in the bird's-eye view.
-
-    Args:
-        points: (N, 3) the frame's points, camera frame. plane: the frame's plane.
-        center: (3,) where the object stands (its points' centre).
-    Returns:
-        The local plane; ``plane`` itself when fewer than ``min_points`` points are near.
-
-    >>> flat = GroundPlane(np.array([0.0, -1.0, 0.0]), 1.6)
-    >>> road = np.c_[np.linspace(-3, 3, 20), np.full(20, 1.5), np.full(20, 10.0)]
-    >>> round(local_ground(road, flat, np.array([0.0, 0.0, 10.0])).offset, 6)
-    1.5
-    """
-    height = plane.height(points)
-    near = (np.hypot(points[:, 0] - center[0], points[:, 2] - center[2]) < radius) & (
-        np.abs(height) < band)
-    if near.sum() < min_points:
-        return plane
-    return GroundPlane(plane.normal, plane.offset - float(np.median(height[near])))
-
-
-def frustum_mask(points: np.ndarray, projection: np.ndarray, box2d: np.ndarray) -> np.ndarray:
-    """Which points project inside a 2D box and lie in front of the camera.
-
-    Args:
-        points: (N, 3) camera frame. projection: (3, 4). box2d: (4,) x1, y1, x2, y2 pixels.
-    Returns:
-        (N,) bool.
-    """
-    inside = points_in_frustum(torch.as_tensor(np.asarray(points, dtype=np.float64)),
-                               torch.as_tensor(np.asarray(projection, dtype=np.float64)),
-                               torch.as_tensor(np.asarray(box2d, dtype=np.float64)))
-    return inside.numpy()
-
-
-def _project(points: np.ndarray, projection: np.ndarray) -> np.ndarray:
-    """Pixels (N, 2) of camera-frame points (N, 3) in front of the camera."""
-    homogeneous = points @ projection[:, :3].T + projection[:, 3]
-    return homogeneous[:, :2] / homogeneous[:, 2:3]
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class ClusterCandidate:
-    """One candidate set of a detection's object points.
-
-    Attributes:
-        indices: (M,) indices into the frame's points.
-        score: how well the points explain the detection, in [0, 1] (1 for clusters chosen
-            by an instance mask).
-    """
-
-    indices: np.ndarray
-    score: float
-
-
-def cluster_candidates(points: np.ndarray, indices: np.ndarray, projection: np.ndarray,
-                       box2d: np.ndarray, expected_depth: float,
-                       config: InitConfig = InitConfig(), mask: np.ndarray | None = None,
-                       truncated: bool = False) -> list[ClusterCandidate]:
-    """The DBSCAN clusters of a frustum's non-ground points, each scored as the object.
-
-    With an instance mask, the object is every cluster that projects mostly inside it (a
-    share of at least ``config.mask_share`` of its points): a car seen from behind often
-    splits into a cluster on its rear face and one on its rear window, with the unlit trunk
-    lid between them, and the mask says both are the car while occluders and background
-    fall outside it; that union is the only candidate. Without a mask (or when no cluster
-    qualifies), each cluster is scored by the overlap (1D IoU) of its horizontal image extent
-    with the box's, times (1 + the share of the box's height it covers) / 2, times the
-    agreement of its median depth with ``expected_depth`` (a log-normal weight of width
-    ``config.depth_tolerance``). The height share tells a car right in front of the camera,
-    which fills its box from top to bottom, from a farther car seen past it. Occluders cover
-    only part of the box and sit nearer than its height implies; background seen past the
-    object lies farther. A box cut by the image border says nothing about how near the object may be
-    (its height is cut too), so for a ``truncated`` box a nearer cluster agrees fully.
-
-    Args:
-        points: (N, 3) the frame's points, camera frame. indices: (K,) the frustum's
-            non-ground points among them. projection: (3, 4). box2d: (4,) pixels.
-        expected_depth: metres, e.g. the depth of the box-only hypothesis.
-        mask: (H, W) bool instance mask over the image, or None.
-        truncated: the box touches the image border.
-    Returns:
-        Candidates, best first.
-    """
-    if len(indices) < config.cluster_min_points:
-        return []
-    frustum = points[indices]
-    cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(frustum))
-    labels = np.asarray(cloud.cluster_dbscan(config.cluster_eps, config.cluster_min_points))
-    clusters = [np.flatnonzero(labels == label) for label in range(labels.max(initial=-1) + 1)]
-    if mask is not None:
-        inside = pixels_in_mask(_project(frustum, projection), mask)
-        chosen = [members for members in clusters if inside[members].mean() >= config.mask_share]
-        if chosen:
-            return [ClusterCandidate(indices[np.concatenate(chosen)], 1.0)]
-    candidates = []
-    x1, y1, x2, y2 = box2d
-    for members in clusters:
-        cluster = frustum[members]
-        u, v = _project(cluster, projection).T
-        overlap = max(0.0, min(u.max(), x2) - max(u.min(), x1))
-        coverage = overlap / (max(u.max(), x2) - min(u.min(), x1))
-        coverage *= 0.5 + 0.5 * max(0.0, min(v.max(), y2) - max(v.min(), y1)) / max(y2 - y1, 1)
-        ratio = np.median(cluster[:, 2]) / expected_depth
-        if truncated:
-            ratio = max(ratio, 1.0)
-        agreement = math.exp(-0.5 * (math.log(max(ratio, 1e-6)) / config.depth_tolerance) ** 2)
-        if coverage * agreement > 0:
-            candidates.append(ClusterCandidate(indices[members], coverage * agreement))
-    return sorted(candidates, key=lambda candidate: -candidate.score)
-
-
-def assign_clusters(candidates: Sequence[Sequence[ClusterCandidate]], max_shared: float = 0.5
-                    ) -> list[np.ndarray]:
-    """Give each detection of a frame its object points, no point to two objects.
-
-    The frame's points are one pool. Candidates of all detections are taken best score
-    first; a detection keeps the first candidate it is offered whose points are not already
-    (more than ``max_shared`` of them) another detection's. A nearer car's cluster usually
-    explains its own box fully and wins it, so the car it hides takes its next-best cluster
-    instead of its occluder's points.
-
-    Args:
-        candidates: per detection, its :class:`ClusterCandidate` list.
-    Returns:
-        Per detection the (M,) indices of its points; empty when every candidate was taken.
-
-    >>> a, b = np.array([0, 1, 2]), np.array([5, 6])
-    >>> near = [ClusterCandidate(a, 0.9)]
-    >>> far = [ClusterCandidate(a, 0.5), ClusterCandidate(b, 0.2)]
-    >>> [chosen.tolist() for chosen in assign_clusters([near, far])]
-    [[0, 1, 2], [5, 6]]
-    """
-    offers = sorted(((candidate.score, d, candidate) for d, options in enumerate(candidates)
-                     for candidate in options), key=lambda offer: (-offer[0], offer[1]))
-    chosen: list[np.ndarray | None] = [None] * len(candidates)
-    taken: set[int] = set()
-    for _, d, candidate in offers:
-        if chosen[d] is not None:
-            continue
-        shared = sum(int(i) in taken for i in candidate.indices)
-        if shared > max_shared * len(candidate.indices):
-            continue
-        chosen[d] = candidate.indices
-        taken.update(candidate.indices.tolist())
-    return [np.zeros(0, dtype=np.int64) if c is None else c for c in chosen]
+def _candidates(points: np.ndarray, indices: np.ndarray, projection: np.ndarray,
+                box2d: np.ndarray, expected_depth: float, config: InitConfig,
+                mask: np.ndarray | None, truncated: bool = False) -> list[ClusterCandidate]:
+    """:func:`autolabel.lidar.clusters.cluster_candidates` with the settings of ``config``."""
+    return cluster_candidates(points, indices, projection, box2d, expected_depth,
+                              eps=config.cluster_eps, min_points=config.cluster_min_points,
+                              mask_share=config.mask_share,
+                              depth_tolerance=config.depth_tolerance, mask=mask,
+                              truncated=truncated)
 
 
 def select_cluster(points: np.ndarray, projection: np.ndarray, box2d: np.ndarray,
@@ -517,162 +296,14 @@ def select_cluster(points: np.ndarray, projection: np.ndarray, box2d: np.ndarray
     Returns:
         (M, 3) the object's points; (0, 3) when DBSCAN finds no cluster.
     """
-    candidates = cluster_candidates(points, np.arange(len(points)), projection, box2d,
-                                    expected_depth, config, mask)
+    candidates = _candidates(points, np.arange(len(points)), projection, box2d,
+                             expected_depth, config, mask)
     return points[candidates[0].indices] if candidates else np.zeros((0, 3))
 
 
-def pixels_in_mask(pixels: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Which pixels (N, 2) as (u, v) fall on a True cell of ``mask`` (H, W); (N,) bool,
-    False outside the image.
-
-    >>> pixels_in_mask(np.array([[0.4, 0.2], [1.0, 0.0], [-1.0, 0.0]]), np.eye(2, dtype=bool))
-    array([ True, False, False])
-    """
-    column, row = np.round(pixels).astype(np.int64).T
-    height, width = mask.shape
-    inside = (column >= 0) & (column < width) & (row >= 0) & (row < height)
-    hit = np.zeros(len(pixels), dtype=bool)
-    hit[inside] = mask[row[inside], column[inside]]
-    return hit
-
-
-def trim_cluster(points: np.ndarray, size: np.ndarray, sensor: np.ndarray | None = None
-                 ) -> np.ndarray:
-    """Cut a cluster that is too big for one object down to the part nearest the sensor.
-
-    DBSCAN chains objects that stand close together (a row of parked cars, a car against a
-    hedge). When some point lies farther than 1.2 footprint diagonals of ``size`` from the
-    cluster's point nearest to the sensor (in the bird's-eye view), only the points within
-    one diagonal of that nearest point are kept.
-
-    Args:
-        points: (M, 3) camera frame. size: (3,) the class's (l, w, h).
-        sensor: (3,) sensor position, None for the camera's origin.
-    Returns:
-        (K, 3), K <= M.
-
-    >>> row = np.array([[0.0, 0.0, z] for z in (10.0, 11.0, 12.0, 20.0)])
-    >>> trim_cluster(row, np.array([3.88, 1.63, 1.53]))[:, 2].tolist()
-    [10.0, 11.0, 12.0]
-    """
-    if len(points) == 0:
-        return points
-    sensor = np.zeros(3) if sensor is None else np.asarray(sensor, dtype=np.float64)
-    bev = points[:, [0, 2]]
-    nearest = bev[np.argmin(np.linalg.norm(bev - sensor[[0, 2]], axis=1))]
-    reach = np.linalg.norm(bev - nearest, axis=1)
-    diagonal = float(np.hypot(size[0], size[1]))
-    return points[reach <= diagonal] if reach.max() > 1.2 * diagonal else points
-
-
 # --------------------------------------------------------------------------------------------
-# L-shape fit and box completion
+# Boxes from points or from the 2D box
 # --------------------------------------------------------------------------------------------
-
-def _edge_distances(points_bev: np.ndarray, angles: np.ndarray
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per angle, each point's distance to the rectangle's nearer edge along each axis.
-
-    Per axis the edge is chosen once for all points: the bounding edge (minimum or maximum
-    projection) with the smaller total distance, as in Zhang et al.
-
-    Args:
-        points_bev: (N, 2). angles: (T,) radians; the axes are (cos, sin) and (-sin, cos).
-    Returns:
-        distances along the first and the second axis, each (N, T), and the extents (T, 2).
-    """
-    axes = np.stack([np.cos(angles), np.sin(angles)], axis=0)  # (2, T)
-    normals = np.stack([-np.sin(angles), np.cos(angles)], axis=0)
-    distances, extents = [], []
-    for projected in (points_bev @ axes, points_bev @ normals):  # (N, T)
-        to_max = projected.max(axis=0) - projected
-        to_min = projected - projected.min(axis=0)
-        nearer_max = np.linalg.norm(to_max, axis=0) < np.linalg.norm(to_min, axis=0)
-        distances.append(np.where(nearer_max, to_max, to_min))
-        extents.append(projected.max(axis=0) - projected.min(axis=0))
-    return distances[0], distances[1], np.stack(extents, axis=-1)
-
-
-def rectangle_criterion(points_bev: np.ndarray, angles: np.ndarray, criterion: str = "variance",
-                        floor: float = 0.01) -> np.ndarray:
-    """Zhang et al.'s rectangle-fit scores at each angle; larger is better.
-
-    * ``area``: minus the area of the bounding rectangle;
-    * ``closeness``: the sum over points of 1 / max(d, floor), d the distance to the nearer
-      of the two chosen edges;
-    * ``variance``: minus the summed variances of the distances of the points assigned to
-      each edge (each point goes to its nearer edge).
-
-    Args:
-        points_bev: (N, 2) BEV points (x, z), metres. angles: (T,) radians.
-        criterion: 'area', 'closeness' or 'variance'. floor: closeness distance floor d0.
-    Returns:
-        (T,) scores.
-
-    >>> corner = np.array([[0.0, 0.0], [1.0, 0.0], [2.0, 0.0], [2.0, 1.0], [2.0, 2.0]])
-    >>> [int(np.argmax(rectangle_criterion(corner, np.array([0.0, 0.3, 0.6]), c)))
-    ...  for c in ("area", "closeness", "variance")]
-    [0, 0, 0]
-    """
-    first, second, extents = _edge_distances(points_bev, angles)
-    if criterion == "area":
-        return -extents.prod(axis=-1)
-    if criterion == "closeness":
-        return (1.0 / np.maximum(np.minimum(first, second), floor)).sum(axis=0)
-    if criterion == "variance":
-        on_first = first <= second
-        return -(_masked_variance(first, on_first) + _masked_variance(second, ~on_first))
-    raise ValueError(f"criterion must be 'area', 'closeness' or 'variance', got {criterion!r}")
-
-
-def _masked_variance(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Variance over axis 0 of ``values`` (N, T) where ``mask`` (N, T); 0 for < 2 entries."""
-    count = mask.sum(axis=0)
-    safe = np.maximum(count, 1)
-    mean = np.where(mask, values, 0.0).sum(axis=0) / safe
-    spread = np.where(mask, (values - mean) ** 2, 0.0).sum(axis=0) / safe
-    return np.where(count >= 2, spread, 0.0)
-
-
-def visible_contour(points_bev: np.ndarray, sensor_bev: np.ndarray,
-                    resolution: float = math.radians(0.25)) -> np.ndarray:
-    """The points a planar scanner at ``sensor_bev`` would see: the nearest per bearing bin.
-
-    A 3D LiDAR also sees the roof and bonnet, whose points lie inside the footprint and
-    mislead an L-shape fit made for the outline; this keeps the outline facing the sensor.
-
-    Args:
-        points_bev: (N, 2) BEV points (x, z), metres. sensor_bev: (2,) the sensor's (x, z).
-        resolution: bearing bin width, radians.
-    Returns:
-        (K, 2) the nearest point of each occupied bin, K <= N, ordered by bearing.
-
-    >>> visible_contour(np.array([[0.0, 5.0], [0.0, 6.0], [1.0, 5.0]]), np.zeros(2)).tolist()
-    [[0.0, 5.0], [1.0, 5.0]]
-    """
-    offset = points_bev - sensor_bev
-    bearing = np.arctan2(offset[:, 0], offset[:, 1])
-    bins = np.floor((bearing - bearing.min()) / resolution).astype(np.int64)
-    order = np.lexsort((np.hypot(offset[:, 0], offset[:, 1]), bins))
-    first = np.ones(len(order), dtype=bool)
-    first[1:] = bins[order][1:] != bins[order][:-1]
-    return points_bev[order[first]]
-
-
-def lshape_angle(points_bev: np.ndarray, step: float = math.radians(0.5),
-                 criterion: str = "variance", floor: float = 0.01) -> float:
-    """The BEV chart angle in [0, pi/2) of the rectangle that fits the points best.
-
-    Args:
-        points_bev: (N, 2) BEV points (x, z), N >= 2. step: search step, radians.
-        criterion, floor: as in :func:`rectangle_criterion`.
-    Returns:
-        theta: one rectangle axis is (cos theta, sin theta), the other perpendicular to it.
-    """
-    angles = np.arange(0.0, math.pi / 2, step)
-    return float(angles[np.argmax(rectangle_criterion(points_bev, angles, criterion, floor))])
-
 
 def _iou_2d(a: np.ndarray, b: np.ndarray) -> float:
     """IoU of two (4,) x1, y1, x2, y2 boxes."""
@@ -836,9 +467,9 @@ def _detection_candidates(points: np.ndarray, detection: Detection, projection: 
     index = np.flatnonzero(frustum_mask(points, projection, detection.box2d))
     if plane is not None:
         index = index[plane.height(points[index]) > config.ground_clearance]
-    return fallback, cluster_candidates(points, index, projection, detection.box2d,
-                                        float(fallback.center[2]), config, mask,
-                                        bool(border_edges(detection.box2d, image_size).any()))
+    return fallback, _candidates(points, index, projection, detection.box2d,
+                                 float(fallback.center[2]), config, mask,
+                                 bool(border_edges(detection.box2d, image_size).any()))
 
 
 def _hypothesis_from(cluster: np.ndarray, fallback: Hypothesis, detection: Detection,

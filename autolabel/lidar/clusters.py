@@ -1,0 +1,187 @@
+"""A detection's object points among a frame's LiDAR points: DBSCAN clusters in its frustum,
+scored against the box, and shared out so that no point belongs to two objects."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import open3d as o3d
+import torch
+
+from autolabel.geometry import points_in_frustum
+
+
+def frustum_mask(points: np.ndarray, projection: np.ndarray, box2d: np.ndarray) -> np.ndarray:
+    """Which points project inside a 2D box and lie in front of the camera.
+
+    Args:
+        points: (N, 3) camera frame. projection: (3, 4). box2d: (4,) x1, y1, x2, y2 pixels.
+    Returns:
+        (N,) bool.
+    """
+    inside = points_in_frustum(torch.as_tensor(np.asarray(points, dtype=np.float64)),
+                               torch.as_tensor(np.asarray(projection, dtype=np.float64)),
+                               torch.as_tensor(np.asarray(box2d, dtype=np.float64)))
+    return inside.numpy()
+
+
+def project(points: np.ndarray, projection: np.ndarray) -> np.ndarray:
+    """Pixels (N, 2) of camera-frame points (N, 3) in front of the camera."""
+    homogeneous = points @ projection[:, :3].T + projection[:, 3]
+    return homogeneous[:, :2] / homogeneous[:, 2:3]
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class ClusterCandidate:
+    """One candidate set of a detection's object points.
+
+    Attributes:
+        indices: (M,) indices into the frame's points.
+        score: how well the points explain the detection, in [0, 1] (1 for clusters chosen
+            by an instance mask).
+    """
+
+    indices: np.ndarray
+    score: float
+
+
+def cluster_candidates(points: np.ndarray, indices: np.ndarray, projection: np.ndarray,
+                       box2d: np.ndarray, expected_depth: float, *, eps: float,
+                       min_points: int, mask_share: float, depth_tolerance: float,
+                       mask: np.ndarray | None = None, truncated: bool = False
+                       ) -> list[ClusterCandidate]:
+    """The DBSCAN clusters of a frustum's non-ground points, each scored as the object.
+
+    With an instance mask, the object is every cluster that projects mostly inside it (a
+    share of at least ``mask_share`` of its points): a car seen from behind often
+    splits into a cluster on its rear face and one on its rear window, with the unlit trunk
+    lid between them, and the mask says both are the car while occluders and background
+    fall outside it; that union is the only candidate. Without a mask (or when no cluster
+    qualifies), each cluster is scored by the overlap (1D IoU) of its horizontal image extent
+    with the box's, times (1 + the share of the box's height it covers) / 2, times the
+    agreement of its median depth with ``expected_depth`` (a log-normal weight of width
+    ``depth_tolerance``). The height share tells a car right in front of the camera,
+    which fills its box from top to bottom, from a farther car seen past it. Occluders cover
+    only part of the box and sit nearer than its height implies; background seen past the
+    object lies farther. A box cut by the image border says nothing about how near the object may be
+    (its height is cut too), so for a ``truncated`` box a nearer cluster agrees fully.
+
+    Args:
+        points: (N, 3) the frame's points, camera frame. indices: (K,) the frustum's
+            non-ground points among them. projection: (3, 4). box2d: (4,) pixels.
+        expected_depth: metres, e.g. the depth of the box-only hypothesis.
+        eps, min_points: DBSCAN's neighbourhood radius (metres) and core-point count.
+        mask: (H, W) bool instance mask over the image, or None.
+        truncated: the box touches the image border.
+    Returns:
+        Candidates, best first.
+    """
+    if len(indices) < min_points:
+        return []
+    frustum = points[indices]
+    cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(frustum))
+    labels = np.asarray(cloud.cluster_dbscan(eps, min_points))
+    clusters = [np.flatnonzero(labels == label) for label in range(labels.max(initial=-1) + 1)]
+    if mask is not None:
+        inside = pixels_in_mask(project(frustum, projection), mask)
+        chosen = [members for members in clusters if inside[members].mean() >= mask_share]
+        if chosen:
+            return [ClusterCandidate(indices[np.concatenate(chosen)], 1.0)]
+    candidates = []
+    x1, y1, x2, y2 = box2d
+    for members in clusters:
+        cluster = frustum[members]
+        u, v = project(cluster, projection).T
+        overlap = max(0.0, min(u.max(), x2) - max(u.min(), x1))
+        coverage = overlap / (max(u.max(), x2) - min(u.min(), x1))
+        coverage *= 0.5 + 0.5 * max(0.0, min(v.max(), y2) - max(v.min(), y1)) / max(y2 - y1, 1)
+        ratio = np.median(cluster[:, 2]) / expected_depth
+        if truncated:
+            ratio = max(ratio, 1.0)
+        agreement = math.exp(-0.5 * (math.log(max(ratio, 1e-6)) / depth_tolerance) ** 2)
+        if coverage * agreement > 0:
+            candidates.append(ClusterCandidate(indices[members], coverage * agreement))
+    return sorted(candidates, key=lambda candidate: -candidate.score)
+
+
+def assign_clusters(candidates: Sequence[Sequence[ClusterCandidate]], max_shared: float = 0.5
+                    ) -> list[np.ndarray]:
+    """Give each detection of a frame its object points, no point to two objects.
+
+    The frame's points are one pool. Candidates of all detections are taken best score
+    first; a detection keeps the first candidate it is offered whose points are not already
+    (more than ``max_shared`` of them) another detection's. A nearer car's cluster usually
+    explains its own box fully and wins it, so the car it hides takes its next-best cluster
+    instead of its occluder's points.
+
+    Args:
+        candidates: per detection, its :class:`ClusterCandidate` list.
+    Returns:
+        Per detection the (M,) indices of its points; empty when every candidate was taken.
+
+    >>> a, b = np.array([0, 1, 2]), np.array([5, 6])
+    >>> near = [ClusterCandidate(a, 0.9)]
+    >>> far = [ClusterCandidate(a, 0.5), ClusterCandidate(b, 0.2)]
+    >>> [chosen.tolist() for chosen in assign_clusters([near, far])]
+    [[0, 1, 2], [5, 6]]
+    """
+    offers = sorted(((candidate.score, d, candidate) for d, options in enumerate(candidates)
+                     for candidate in options), key=lambda offer: (-offer[0], offer[1]))
+    chosen: list[np.ndarray | None] = [None] * len(candidates)
+    taken: set[int] = set()
+    for _, d, candidate in offers:
+        if chosen[d] is not None:
+            continue
+        shared = sum(int(i) in taken for i in candidate.indices)
+        if shared > max_shared * len(candidate.indices):
+            continue
+        chosen[d] = candidate.indices
+        taken.update(candidate.indices.tolist())
+    return [np.zeros(0, dtype=np.int64) if c is None else c for c in chosen]
+
+
+def pixels_in_mask(pixels: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Which pixels (N, 2) as (u, v) fall on a True cell of ``mask`` (H, W); (N,) bool,
+    False outside the image.
+
+    >>> pixels_in_mask(np.array([[0.4, 0.2], [1.0, 0.0], [-1.0, 0.0]]), np.eye(2, dtype=bool))
+    array([ True, False, False])
+    """
+    column, row = np.round(pixels).astype(np.int64).T
+    height, width = mask.shape
+    inside = (column >= 0) & (column < width) & (row >= 0) & (row < height)
+    hit = np.zeros(len(pixels), dtype=bool)
+    hit[inside] = mask[row[inside], column[inside]]
+    return hit
+
+
+def trim_cluster(points: np.ndarray, size: np.ndarray, sensor: np.ndarray | None = None
+                 ) -> np.ndarray:
+    """Cut a cluster that is too big for one object down to the part nearest the sensor.
+
+    DBSCAN chains objects that stand close together (a row of parked cars, a car against a
+    hedge). When some point lies farther than 1.2 footprint diagonals of ``size`` from the
+    cluster's point nearest to the sensor (in the bird's-eye view), only the points within
+    one diagonal of that nearest point are kept.
+
+    Args:
+        points: (M, 3) camera frame. size: (3,) the class's (l, w, h).
+        sensor: (3,) sensor position, None for the camera's origin.
+    Returns:
+        (K, 3), K <= M.
+
+    >>> row = np.array([[0.0, 0.0, z] for z in (10.0, 11.0, 12.0, 20.0)])
+    >>> trim_cluster(row, np.array([3.88, 1.63, 1.53]))[:, 2].tolist()
+    [10.0, 11.0, 12.0]
+    """
+    if len(points) == 0:
+        return points
+    sensor = np.zeros(3) if sensor is None else np.asarray(sensor, dtype=np.float64)
+    bev = points[:, [0, 2]]
+    nearest = bev[np.argmin(np.linalg.norm(bev - sensor[[0, 2]], axis=1))]
+    reach = np.linalg.norm(bev - nearest, axis=1)
+    diagonal = float(np.hypot(size[0], size[1]))
+    return points[reach <= diagonal] if reach.max() > 1.2 * diagonal else points
