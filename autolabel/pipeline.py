@@ -422,6 +422,8 @@ def label_frames(frames: Sequence[FrameInput], prior=None,
     Returns:
         Per frame a :class:`FrameResult` with one :class:`LabelResult` per detection.
     """
+    if not frames:
+        return []
     if prior is None:
         from autolabel.prior import load_prior
         prior = load_prior()

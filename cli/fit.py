@@ -9,13 +9,16 @@ Output layout under ``--out``::
     meshes/<frame>_<i>.ply  with --save-meshes: each fitted shape in the camera frame
 
 Every file is written atomically, the JSON last: a frame whose JSON exists is finished and is
-skipped when the command runs again (resume after an interruption). A frame whose inputs are
-corrupt is reported and skipped; the others are labelled and the exit code is 1.
+skipped when the command runs again (resume after an interruption). A frame that cannot be
+read or fitted is reported on one line and recorded in ``failures.json`` (frame id -> reason);
+the others are labelled and the exit code is 1. A re-run retries the recorded frames, or skips
+them with ``--skip-failed``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from pathlib import Path
 
@@ -27,7 +30,7 @@ from rich.progress import Progress
 from autolabel.errors import InputError
 from autolabel.fit import FitConfig
 from autolabel.init import CLASS_MEAN_SIZE, InitConfig, frame_hypotheses, hypothesis_labels
-from autolabel.io.atomic import write_bytes_atomic
+from autolabel.io.atomic import write_bytes_atomic, write_text_atomic
 from autolabel.io.class_sizes import read_class_sizes
 from autolabel.io.depth import read_depth
 from autolabel.io.detections import Detection, read_detections
@@ -104,6 +107,18 @@ class Sources:
     lidar: Path | None
     depth: Path | None
     detections: dict[str, list[Detection]]
+    min_score: float = 0.0
+    max_detections: int | None = None
+
+    def frame_detections(self, image_name: str) -> list[Detection]:
+        """The frame's detections scoring at least ``min_score``, at most ``max_detections``
+        of them (the highest scores; ties keep the file's order), in the file's order."""
+        kept = [(index, d) for index, d in enumerate(self.detections.get(image_name, []))
+                if d.score >= self.min_score]
+        if self.max_detections is not None and len(kept) > self.max_detections:
+            best = sorted(kept, key=lambda item: (-item[1].score, item[0]))
+            kept = sorted(best[:self.max_detections], key=lambda item: item[0])
+        return [d for _, d in kept]
 
     def load(self, frame_id: str) -> FrameInput:
         """The frame's inputs (raises InputError naming the file when one is corrupt)."""
@@ -119,7 +134,7 @@ class Sources:
                 depth_map = read_depth(found[0])
         image = self.images[frame_id]
         return FrameInput(frame_id, read_image(image).shape[:2], calib,
-                          self.detections.get(image.name, []), points, depth_map)
+                          self.frame_detections(image.name), points, depth_map)
 
 
 @dataclasses.dataclass
@@ -175,6 +190,58 @@ class FrameWriter:
         return read_image(self.images[frame.frame_id])
 
 
+FAILURES_FILE = "failures.json"
+
+
+@dataclasses.dataclass
+class Failures:
+    """The frames that could not be labelled, kept in ``path`` (JSON: frame id -> reason),
+    written atomically whenever it changes."""
+
+    path: Path
+    frames: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.path.is_file():
+            try:
+                self.frames = dict(json.loads(self.path.read_text()))
+            except (ValueError, TypeError):
+                self.frames = {}  # an unreadable record is rebuilt by this run
+
+    def add(self, frame_id: str, reason: str) -> None:
+        self.frames[frame_id] = reason
+        self._save()
+
+    def remove(self, frame_id: str) -> None:
+        if self.frames.pop(frame_id, None) is not None:
+            self._save()
+
+    def _save(self) -> None:
+        write_text_atomic(self.path, json.dumps(self.frames, indent=1, sort_keys=True) + "\n")
+
+
+def _label_isolated(frames: list[FrameInput], method: str, prior, config: PipelineConfig):
+    """Yield (frame, outcome) for every frame: its :class:`FrameResult` (render), None
+    (lshape, labelled by the writer) or the exception that stopped it. A batch that fails is
+    retried one frame at a time, so one bad frame never stops the others."""
+    if method != "render":
+        for frame in frames:
+            yield frame, None
+        return
+    try:
+        yield from zip(frames, label_frames(frames, prior, config), strict=True)
+        return
+    except Exception as error:  # noqa: BLE001 - one frame's failure must not stop the run
+        if len(frames) == 1:
+            yield frames[0], error
+            return
+    for frame in frames:
+        try:
+            yield frame, label_frames([frame], prior, config)[0]
+        except Exception as error:  # noqa: BLE001
+            yield frame, error
+
+
 def fit_command(
     images: Path = typer.Option(..., "--images", help="Folder of the frames' images (KITTI "
                                 "image_2); a frame is an image, its id the file stem."),
@@ -204,6 +271,15 @@ def fit_command(
                              "boxes on the image and a bird's-eye view with the points."),
     save_meshes: bool = typer.Option(False, "--save-meshes", help="Also write each fitted "
                                      "shape as OUT/meshes/<frame>_<index>.ply (camera frame)."),
+    min_score: float = typer.Option(0.3, "--min-score", min=0.0, max=1.0, help="Detections "
+                                    "scoring less are not labelled."),
+    max_detections: int = typer.Option(50, "--max-detections", min=1, help="At most this many "
+                                       "detections a frame are labelled, the highest scores "
+                                       "first: bounds time and memory on a detector's raw "
+                                       "output (often ~100 boxes an image)."),
+    skip_failed: bool = typer.Option(False, "--skip-failed", help="Do not retry the frames that "
+                                     f"{FAILURES_FILE} in --out lists as failed by an earlier "
+                                     "run."),
     class_sizes_path: Path | None = typer.Option(None, "--class-sizes", help="JSON of class -> "
                                                  "mean [length, width, height] in metres of "
                                                  "this data set; overrides KITTI's means for "
@@ -235,15 +311,23 @@ def fit_command(
                 raise InputError(calib_folder / f"{frame_id}.txt", "no such file (the "
                                  f"calibration of image {frames[frame_id].name})")
         prior = load_prior(prior_path) if method == "render" else None
-    sources = Sources(frames, calib_folder, lidar, depth, detections)
+    sources = Sources(frames, calib_folder, lidar, depth, detections, min_score,
+                      max_detections)
     config = PipelineConfig(fit=dataclasses.replace(FitConfig(), iterations=iterations),
                             init=init, device=device)
-    todo = [f for f in frames if not (out / "json" / f"{f}.json").is_file()]
+    failures = Failures(out / FAILURES_FILE)
+    unfinished = [f for f in frames if not (out / "json" / f"{f}.json").is_file()]
+    todo = [f for f in unfinished if not (skip_failed and f in failures.frames)]
     console = Console(stderr=True)
     if lidar is None and depth is None:
         console.print("no LiDAR or depth folder: labels come from the 2D boxes alone (weak)")
-    failed = []
     writer = FrameWriter(out, method, viz, save_meshes, prior, frames)
+
+    def report(frame_id: str, reason: str) -> None:
+        console.print(f"failed frame {frame_id}: {reason}", soft_wrap=True, markup=False,
+                      highlight=False)
+        failures.add(frame_id, reason)
+
     with Progress(console=console) as progress:
         task = progress.add_task(f"labeling ({method})", total=len(todo))
         for start in range(0, len(todo), batch):
@@ -253,18 +337,25 @@ def fit_command(
                 try:
                     loaded.append(sources.load(frame_id))
                 except (InputError, FileNotFoundError) as error:
-                    console.print(f"skipped frame {frame_id}: {error}", soft_wrap=True,
-                                  markup=False, highlight=False)
-                    failed.append(frame_id)
-            if method == "render":
-                for frame, results in zip(loaded, label_frames(loaded, prior, config),
-                                          strict=True):
-                    writer.write(frame, results)
-            else:
-                for frame in loaded:
-                    writer.write_lshape(frame, config)
+                    report(frame_id, str(error))
+            for frame, outcome in _label_isolated(loaded, method, prior, config):
+                try:
+                    if isinstance(outcome, Exception):
+                        raise outcome
+                    if method == "render":
+                        writer.write(frame, outcome)
+                    else:
+                        writer.write_lshape(frame, config)
+                except Exception as error:  # noqa: BLE001 - report it, go on with the rest
+                    report(frame.frame_id, f"{type(error).__name__}: {error}")
+                    continue
+                failures.remove(frame.frame_id)
             progress.advance(task, len(chunk))
-    typer.echo(f"labeled {len(todo) - len(failed)} frames ({len(frames) - len(todo)} already "
-               f"done, {len(failed)} failed) into {out}")
+    failed = [f for f in todo if f in failures.frames]
+    skipped = len(unfinished) - len(todo)
+    typer.echo(f"labeled {len(todo) - len(failed)} frames ({len(frames) - len(unfinished)} "
+               f"already done, {len(failed)} failed"
+               + (f", {skipped} skipped as failed before" if skipped else "") + f") into {out}")
     if failed:
+        typer.echo(f"failed frames: {', '.join(failed)} (listed in {failures.path})")
         raise typer.Exit(1)

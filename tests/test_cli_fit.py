@@ -162,8 +162,9 @@ def test_render_method_labels_the_scene_and_skips_a_corrupt_frame(scene, tmp_pat
                                  str(copy / "detections.json"), "--out", str(out),
                                  "--iterations", "30", "--viz"])
     assert result.exit_code == 1, result.output
-    assert "skipped frame 000001" in result.output and str(scan) in result.output
+    assert "failed frame 000001" in result.output and str(scan) in result.output
     assert not (out / "json" / "000001.json").exists()
+    assert list(json.loads((out / "failures.json").read_text())) == ["000001"]
     record = read_frame_json(out / "json" / "000000.json")
     truth = [label for label in read_labels(copy / "label_2" / "000000.txt")
              if label.category == "Car" and label.occlusion == 0 and label.truncation <= 0.15]
@@ -195,3 +196,57 @@ def test_class_sizes_with_a_bad_entry_are_a_one_line_error_naming_file_and_class
     result = fit(scene / "image_2", scene / "detections.json", tmp_path / "out",
                  "--class-sizes", str(sizes))
     assert_one_line_error(result, sizes, "'Car': expected [length, width, height]")
+
+
+def _break_calibration(scene: Path, tmp_path: Path, frame: str) -> Path:
+    """A copy of the scene whose ``frame`` has a calibration with an all-zero P2."""
+    copy = tmp_path / "scene"
+    shutil.copytree(scene, copy)
+    path = copy / "calib" / f"{frame}.txt"
+    lines = [("P2: " + " ".join(["0"] * 12)) if line.startswith("P2:") else line
+             for line in path.read_text().splitlines()]
+    path.write_text("\n".join(lines) + "\n")
+    return copy
+
+
+def test_batch_of_one_with_a_bad_frame_labels_the_others_records_it_and_retries_on_request(
+        scene, tmp_path):
+    copy = _break_calibration(scene, tmp_path, "000000")
+    out = tmp_path / "out"
+    args = ["--batch", "1", "--iterations", "5"]
+    first = runner.invoke(app, ["fit", "--images", str(copy / "image_2"), "--detections",
+                                str(copy / "detections.json"), "--out", str(out), *args])
+    assert first.exit_code == 1, first.output
+    assert "failed frame 000000" in first.output and "P2" in first.output
+    assert (out / "json" / "000001.json").is_file()
+    assert not (out / "json" / "000000.json").exists()
+    recorded = json.loads((out / "failures.json").read_text())
+    assert list(recorded) == ["000000"] and "singular" in recorded["000000"]
+    skipped = runner.invoke(app, ["fit", "--images", str(copy / "image_2"), "--detections",
+                                  str(copy / "detections.json"), "--out", str(out), *args,
+                                  "--skip-failed"])
+    assert skipped.exit_code == 0, skipped.output
+    assert "1 skipped as failed before" in skipped.output
+    shutil.copy(scene / "calib" / "000000.txt", copy / "calib" / "000000.txt")  # fixed
+    retried = runner.invoke(app, ["fit", "--images", str(copy / "image_2"), "--detections",
+                                  str(copy / "detections.json"), "--out", str(out), *args])
+    assert retried.exit_code == 0, retried.output
+    assert (out / "json" / "000000.json").is_file()
+    assert json.loads((out / "failures.json").read_text()) == {}
+
+
+def test_detections_under_the_score_threshold_or_past_the_cap_are_not_labelled(scene, tmp_path):
+    detections = json.loads((scene / "detections.json").read_text())
+    first_image = sorted(detections["images"], key=lambda image: image["id"])[0]
+    ours = [d for d in detections["annotations"] if d["image_id"] == first_image["id"]]
+    assert len(ours) >= 3
+    for index, entry in enumerate(ours):
+        entry["score"] = [0.1, 0.9, 0.8, 0.7, 0.6][index % 5]
+    path = tmp_path / "detections.json"
+    path.write_text(json.dumps(detections))
+    out = tmp_path / "out"
+    result = fit(scene / "image_2", path, out, "--min-score", "0.5", "--max-detections", "2")
+    assert result.exit_code == 0, result.output
+    frame = Path(first_image["file_name"]).stem
+    labels = read_labels(out / "label_2" / f"{frame}.txt")
+    assert sorted(round(label.score, 2) for label in labels) == [0.8, 0.9]

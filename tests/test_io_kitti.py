@@ -334,3 +334,12 @@ def test_list_frames_of_kitti_dev_lists_its_images():
 def test_list_frames_of_folder_without_image_2_is_an_input_error(tmp_path):
     with pytest.raises(InputError, match="no image_2/ folder"):
         list_frames(tmp_path)
+
+
+def test_a_calibration_with_a_singular_p2_is_an_error_naming_the_file_and_field(tmp_path):
+    path = tmp_path / "000000.txt"
+    path.write_text("P2: " + " ".join(["0"] * 12) + "\n")
+    with pytest.raises(InputError) as caught:
+        read_calib(path)
+    assert str(path) in str(caught.value) and "P2" in str(caught.value)
+    assert "singular" in str(caught.value)

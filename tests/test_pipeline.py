@@ -46,3 +46,9 @@ def test_free_space_follows_only_returns_between_the_band_heights():
     kept = _free_space_points(points, plane, (0.3, 1.2))
     np.testing.assert_allclose(1.65 - kept[:, 1], [0.5, 1.1])
     assert len(_free_space_points(points, None, (0.3, 1.2))) == 6
+
+
+def test_a_chunk_without_frames_gives_no_results():
+    from autolabel.pipeline import label_frames
+
+    assert label_frames([], prior=object()) == []

@@ -173,8 +173,8 @@ def read_calib(path: str | Path) -> Calib:
     other keys are ignored.
 
     Raises:
-        InputError: naming the file, line and field, for a missing ``P2``, a wrong number of
-            values, a non-numeric or non-finite value, a key given twice, or a
+        InputError: naming the file, line and field, for a missing or singular ``P2``, a
+            wrong number of values, a non-numeric or non-finite value, a key given twice, or a
             ``Tr_velo_to_cam`` without ``R0_rect``.
     """
     path, lines = _read_lines(path)
@@ -201,6 +201,8 @@ def read_calib(path: str | Path) -> Calib:
     if "P2" not in matrices:
         raise InputError(path, "missing (the left colour camera's projection matrix)",
                          field="P2")
+    if abs(np.linalg.det(matrices["P2"][:3, :3])) < 1e-9:
+        raise InputError(path, "singular: its left 3 x 3 block cannot be inverted", field="P2")
     if "Tr_velo_to_cam" not in matrices and "R" in matrices and "T" in matrices:
         matrices["Tr_velo_to_cam"] = np.hstack([matrices["R"], matrices["T"]])
     if "Tr_velo_to_cam" in matrices and "R0_rect" not in matrices:
