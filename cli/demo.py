@@ -8,6 +8,7 @@ pictures are.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import typer
@@ -38,6 +39,12 @@ def demo_command(
          "--batch", str(frames))
     _run("eval", "--gt", str(scene / "label_2"), "--pred", str(labels / "label_2"), "--json",
          str(out / "metrics.json"))
+    counted = json.loads((out / "metrics.json").read_text())["classes"]["Car"]["num_gt"]
+    moderate = counted["moderate"]
+    if 0 < moderate <= 40:
+        typer.echo(f"note: with {moderate} moderate cars the official AP|R40 is at most "
+                   f"{100 * (moderate - 1) / 40:.2f} (the devkit samples 40 recall positions "
+                   "and skips the first); use more frames (--frames) for comparable numbers")
     typer.echo("pictures (fitted shapes and boxes, green accepted / red rejected, and a "
                "bird's-eye view):")
     for picture in sorted((labels / "viz").glob("*.png")):
