@@ -131,15 +131,15 @@ def assign_clusters(candidates: Sequence[Sequence[ClusterCandidate]], max_shared
     offers = sorted(((candidate.score, d, candidate) for d, options in enumerate(candidates)
                      for candidate in options), key=lambda offer: (-offer[0], offer[1]))
     chosen: list[np.ndarray | None] = [None] * len(candidates)
-    taken: set[int] = set()
+    taken = np.zeros(0, dtype=np.int64)
     for _, d, candidate in offers:
         if chosen[d] is not None:
             continue
-        shared = sum(int(i) in taken for i in candidate.indices)
+        shared = int(np.isin(candidate.indices, taken).sum())
         if shared > max_shared * len(candidate.indices):
             continue
         chosen[d] = candidate.indices
-        taken.update(candidate.indices.tolist())
+        taken = np.union1d(taken, candidate.indices)
     return [np.zeros(0, dtype=np.int64) if c is None else c for c in chosen]
 
 
