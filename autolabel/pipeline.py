@@ -64,10 +64,9 @@ class PipelineConfig:
             opposite heading) or 4 (every quarter turn).
         max_points: observed points per object kept for the fit (a seeded subsample).
         free_space_band: with LiDAR and a ground plane, only returns between these heights
-            (metres) above the plane enter the free-space loss: rays that pass a car's
-            roof line or graze the road near its wheels (beams diverge, and the scanner sits
-            higher and behind the camera) pulled every roof down by about 7 cm on kitti_dev.
-            None: every return.
+            (metres) above the plane enter the free-space loss: returns through car windows
+            and past the roof line, or grazing the road near the wheels, pulled every roof
+            down by about 7 cm on kitti_dev. None: every return.
         device: 'auto' (CUDA when present), 'cpu' or 'cuda'.
         seed: seeds subsampling and surfel extraction.
     """
@@ -77,7 +76,7 @@ class PipelineConfig:
     init: InitConfig = InitConfig()
     yaw_hypotheses: int = 4
     max_points: int = 400
-    free_space_band: tuple[float, float] | None = (0.3, 1.2)
+    free_space_band: tuple[float, float] | None = (0.3, 0.9)
     device: str = "auto"
     seed: int = 0
 
