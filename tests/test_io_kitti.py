@@ -343,3 +343,11 @@ def test_a_calibration_with_a_singular_p2_is_an_error_naming_the_file_and_field(
         read_calib(path)
     assert str(path) in str(caught.value) and "P2" in str(caught.value)
     assert "singular" in str(caught.value)
+
+
+def test_labels_of_kitti_classes_are_written_in_kittis_spelling(tmp_path):
+    labels = [ObjectLabel.upright(name, np.array([10.0, 20, 60, 80]), [1.0, 1.5, 12.0], 0.3,
+                                  [3.9, 1.6, 1.5], score=0.9) for name in ("car", "CYCLIST", "bus")]
+    write_labels(tmp_path / "000000.txt", labels)
+    names = [line.split()[0] for line in (tmp_path / "000000.txt").read_text().splitlines()]
+    assert names == ["Car", "Cyclist", "bus"]

@@ -27,6 +27,8 @@ from autolabel.label import ObjectLabel
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 DONT_CARE = "DontCare"
+KITTI_CLASSES = ("Car", "Van", "Truck", "Pedestrian", "Person_sitting", "Cyclist", "Tram",
+                 "Misc", DONT_CARE)
 
 # Calib keys as they appear in KITTI object files, with the spellings of the tracking
 # (``R_rect``, ``Tr_velo_cam``) and raw-data (``P_rect_02``, ``R_rect_00``) releases.
@@ -288,12 +290,27 @@ def _parse_label(tokens: list[str], path: Path, entry: str) -> ObjectLabel:
     return label
 
 
+def kitti_class_name(category: str) -> str:
+    """KITTI's spelling of a KITTI class, whatever its case (KITTI tools and the official
+    evaluator compare names exactly); other names are kept as they are.
+
+    >>> kitti_class_name("car"), kitti_class_name("PERSON_SITTING"), kitti_class_name("bus")
+    ('Car', 'Person_sitting', 'bus')
+    """
+    for name in KITTI_CLASSES:
+        if name.lower() == category.lower():
+            return name
+    return category
+
+
 def write_labels(path: str | Path, labels: Sequence[ObjectLabel], decimals: int = 2) -> None:
     """Write labels as a KITTI ``label_2`` file, atomically.
 
     Each label's centre goes back to KITTI's bottom-centre location, its rotation to
     ``rotation_y`` (the heading of its forward axis; pitch and roll cannot be stored) and
     ``alpha`` is computed from the centre and yaw. A label with a score gets a 16th column.
+    KITTI classes are written in KITTI's spelling (:func:`kitti_class_name`: a detector's
+    ``car`` becomes ``Car``).
     DontCare labels are written with KITTI's placeholders (-1 -1 -10, size -1, location -1000,
     rotation_y -10) and only their 2D box and score.
 
@@ -317,7 +334,7 @@ def write_labels(path: str | Path, labels: Sequence[ObjectLabel], decimals: int 
             length, width, height = (float(x) for x in label.size)
             location = np.asarray(label.center) - np.asarray(label.rotation)[:, 2] * (height / 2)
             fields = [
-                label.category, fmt(label.truncation), str(int(label.occlusion)),
+                kitti_class_name(label.category), fmt(label.truncation), str(int(label.occlusion)),
                 fmt(label.alpha), box, " ".join(fmt(x) for x in (height, width, length)),
                 " ".join(fmt(x) for x in location), fmt(label.yaw),
             ]
