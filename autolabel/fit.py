@@ -77,7 +77,8 @@ class FitConfig:
             a ray-cast silhouette), and an unwidened mask pulls every car smaller.
         point_inside_weight: weight of observed points inside the shape in the point loss
             (:func:`autolabel.losses.point_sdf_loss`): LiDAR returns through car windows
-            pulled roofs down (kitti_dev: median height error -6.4 cm at 1, -5.0 at 0.3).
+            pulled roofs down (kitti_dev's moderate cars: mean 3D IoU 0.712 at 1, 0.730 at
+            0.3; docs/decisions.md).
         facing_cos: the shape stage re-projects only surfels whose normal makes a cosine above
             this with the direction to the camera (the renderer culls the others).
         weights, render, surfels: loss weights, renderer and surfel settings.

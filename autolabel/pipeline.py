@@ -384,24 +384,24 @@ def _result(frame: FrameInput, obj: _Object, i: int, output: FitOutput, batch: O
     center = output.center[i].cpu().numpy().astype(np.float64)
     rotation = output.rotation[i].cpu().numpy().astype(np.float64)
     size = output.size[i].cpu().numpy().astype(np.float64)
-    bottom = center - rotation[:, 2] * size[2] / 2
-    in_view = (ObjectLabel(detection.category, detection.box2d, center, rotation, size)
-               .share_in_view(frame.calib.P2, frame.image_size) if finite else 0.0)
+    if finite:
+        label = ObjectLabel(detection.category, np.asarray(detection.box2d, np.float64), center,
+                            rotation, size)
+    else:
+        label = obj.initial.to_label(detection.category, detection.box2d, None)
+    bottom = label.center - label.rotation[:, 2] * label.size[2] / 2
     verdict = verify(Observation(
         image_iou=image_iou, box_iou=box_iou,
         inlier_fraction=float(output.inlier_fraction[i]),
         plausibility=float(plausibility(output.mahalanobis[i:i + 1].cpu(),
                                         prior.latent_size)[0]),
         points=int(batch.points_valid[i].sum()), size_z2=float(output.losses["size"][i]),
-        distance=float(np.linalg.norm(center)), in_view=in_view,
+        distance=float(np.linalg.norm(label.center)),
+        in_view=label.share_in_view(frame.calib.P2, frame.image_size) if finite else 0.0,
         ground_gap=(None if obj.initial.ground is None
                     else float(obj.initial.ground.height(bottom))),
         finite=finite, weak=obj.initial.weak), config.verify)
-    if finite:
-        label = ObjectLabel(detection.category, np.asarray(detection.box2d, np.float64), center,
-                            rotation, size, score=verdict.score)
-    else:
-        label = obj.initial.to_label(detection.category, detection.box2d, verdict.score)
+    label = dataclasses.replace(label, score=verdict.score)
     label = label.with_image_box(frame.calib.P2, frame.image_size)
     return LabelResult(
         label=label, accepted=verdict.accepted, reasons=verdict.reasons,
