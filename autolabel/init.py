@@ -41,11 +41,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 
+from autolabel.classes import mean_size
 from autolabel.geometry import (
     backproject_pixels,
     box_corners,
@@ -68,40 +69,7 @@ from autolabel.lidar.clusters import (
 from autolabel.lidar.ground import GroundPlane, local_ground
 from autolabel.lidar.lshape import lshape_angle, visible_contour
 
-# Mean (length, width, height) in metres of each KITTI class over the KITTI training labels,
-# the figures commonly published with frustum-based detectors.
-CLASS_MEAN_SIZE: dict[str, tuple[float, float, float]] = {
-    "Car": (3.88, 1.63, 1.53),
-    "Van": (5.06, 1.90, 2.21),
-    "Truck": (10.14, 2.59, 3.25),
-    "Pedestrian": (0.84, 0.66, 1.76),
-    "Person_sitting": (0.80, 0.60, 1.27),
-    "Cyclist": (1.76, 0.60, 1.74),
-    "Tram": (16.17, 2.53, 3.53),
-    "Misc": (3.64, 1.54, 1.92),
-}
 SOURCES = ("lidar", "depth", "box")
-
-
-def mean_size(category: str, class_sizes: Mapping[str, Sequence[float]] | None = None
-              ) -> np.ndarray:
-    """The class's mean (length, width, height) in metres; the name compares case-insensitively.
-
-    ``class_sizes`` replaces the KITTI table (:data:`CLASS_MEAN_SIZE`): class statistics are
-    a property of a data set (nuScenes cars average 4.6 m, KITTI's 3.9 m).
-
-    >>> mean_size("car").tolist()
-    [3.88, 1.63, 1.53]
-
-    Raises:
-        ValueError: for a class without statistics, naming the known ones.
-    """
-    table = CLASS_MEAN_SIZE if class_sizes is None else class_sizes
-    for name, size in table.items():
-        if name.lower() == category.lower():
-            return np.array(size, dtype=np.float64)
-    raise ValueError(f"no size statistics for class {category!r}; known classes: "
-                     f"{', '.join(table)}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -5,14 +5,16 @@
     [(r.label.category, r.label.center, r.accepted, r.reasons) for r in results]
 
 :func:`label_frames` turns every detection of a chunk of frames into several hypotheses
-(:mod:`autolabel.init`), fits them all in one batch (:mod:`autolabel.fit`), keeps the best
-hypothesis per detection and verifies it (:mod:`autolabel.verify`). Inputs are arrays and
-records; reading files is the job of :mod:`autolabel.io` and the CLI.
+(:mod:`autolabel.init`), fits them in batches of at most ``max_fit_objects`` hypotheses
+(:mod:`autolabel.fit`), keeps the best hypothesis per detection and verifies it
+(:mod:`autolabel.verify`). Inputs are arrays and records; reading files is the job of
+:mod:`autolabel.io` and the CLI.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -67,6 +69,9 @@ class PipelineConfig:
             (metres) above the plane enter the free-space loss: returns through car windows
             and past the roof line, or grazing the road near the wheels, pulled every roof
             down by about 7 cm on kitti_dev. None: every return.
+        max_fit_objects: hypotheses optimised at once; a chunk of frames with more is fitted
+            in several pieces (each detection's hypotheses together), which bounds memory:
+            about 1.5 GB at 128 on CPU (benchmarks/results/memory.json).
         device: 'auto' (CUDA when present), 'cpu' or 'cuda'.
         seed: seeds subsampling and surfel extraction.
     """
@@ -77,6 +82,7 @@ class PipelineConfig:
     yaw_hypotheses: int = 4
     max_points: int = 400
     free_space_band: tuple[float, float] | None = (0.3, 0.9)
+    max_fit_objects: int = 128
     device: str = "auto"
     seed: int = 0
 
@@ -272,11 +278,13 @@ def _free_space_points(points: np.ndarray | None, plane: GroundPlane | None,
     return points[(height > band[0]) & (height < band[1])]
 
 
-def _obstacles(objects: Sequence[_Object]) -> tuple[np.ndarray, np.ndarray]:
+def _obstacles(objects: Sequence[_Object], neighbours: Sequence[_Object]
+               ) -> tuple[np.ndarray, np.ndarray]:
     """Per hypothesis, the bird's-eye footprints of the other detections of its frame.
 
-    The footprints are the other detections' initial boxes from their points (box-only ones
-    are too uncertain to push anything), as (x, z, length, width, yaw) rows.
+    The footprints are the initial boxes from their points of the other detections among
+    ``neighbours`` (box-only ones are too uncertain to push anything), as
+    (x, z, length, width, yaw) rows.
 
     Returns:
         (B, K, 5) footprints and (B, K) validity, K at least 1.
@@ -284,7 +292,7 @@ def _obstacles(objects: Sequence[_Object]) -> tuple[np.ndarray, np.ndarray]:
     footprint = {(o.frame, o.detection): np.array([o.initial.center[0], o.initial.center[2],
                                                    o.initial.size[0], o.initial.size[1],
                                                    o.initial.yaw])
-                 for o in objects if o.hypothesis == 0 and not o.initial.weak}
+                 for o in neighbours if o.hypothesis == 0 and not o.initial.weak}
     others = [[box for (frame, detection), box in footprint.items()
                if frame == o.frame and detection != o.detection] for o in objects]
     count = max(1, max(len(boxes) for boxes in others))
@@ -298,8 +306,10 @@ def _obstacles(objects: Sequence[_Object]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def build_batch(frames: Sequence[FrameInput], objects: Sequence[_Object],
-                config: PipelineConfig, device: torch.device) -> ObjectBatch:
-    """Tensors of all hypotheses of a chunk of frames (see :class:`ObjectBatch`)."""
+                config: PipelineConfig, device: torch.device,
+                neighbours: Sequence[_Object] | None = None) -> ObjectBatch:
+    """Tensors of the hypotheses ``objects`` of a chunk of frames (see :class:`ObjectBatch`);
+    their obstacles are the other detections among ``neighbours`` (default: ``objects``)."""
     size = config.fit.render.window_size
     rng = np.random.default_rng(config.seed)
     projection = np.stack([frames[o.frame].calib.P2 for o in objects])
@@ -331,7 +341,8 @@ def build_batch(frames: Sequence[FrameInput], objects: Sequence[_Object],
             if objects[i].occluder is not None:
                 mask_weight[i] -= window_samples(objects[i].occluder.astype(np.float32),
                                                  window[i:i + 1], size)[0]
-    obstacles, obstacles_valid = _obstacles(objects)
+    obstacles, obstacles_valid = _obstacles(objects,
+                                            objects if neighbours is None else neighbours)
     points, points_valid = zip(*(_observed_points(o.initial, config.max_points, rng)
                                  for o in objects), strict=True)
     grounds = [o.initial.ground for o in objects]
@@ -411,9 +422,24 @@ def _result(frame: FrameInput, obj: _Object, i: int, output: FitOutput, batch: O
         hypothesis=obj.hypothesis, iterations=output.iterations, seconds=seconds)
 
 
+def _fit_chunks(objects: Sequence[_Object], limit: int) -> Iterator[list[_Object]]:
+    """Consecutive runs of at most ``limit`` hypotheses (at least one detection's), never
+    splitting a detection's hypotheses, in order."""
+    chunk: list[_Object] = []
+    for detection in itertools.groupby(objects, key=lambda o: (o.frame, o.detection)):
+        hypotheses = list(detection[1])
+        if chunk and len(chunk) + len(hypotheses) > limit:
+            yield chunk
+            chunk = []
+        chunk.extend(hypotheses)
+    if chunk:
+        yield chunk
+
+
 def label_frames(frames: Sequence[FrameInput], prior=None,
                  config: PipelineConfig = PipelineConfig()) -> list[FrameResult]:
-    """Label every detection of a chunk of frames, all objects fitted in one batch.
+    """Label every detection of a chunk of frames, their hypotheses fitted together in
+    batches of at most ``config.max_fit_objects``.
 
     Args:
         frames: the chunk's inputs. prior: a :class:`~autolabel.prior.ShapePrior`; the
@@ -429,10 +455,10 @@ def label_frames(frames: Sequence[FrameInput], prior=None,
     start = time.perf_counter()
     device = resolve_device(config.device)
     prior = prior.to(device)
-    objects, planes = _hypotheses(frames, config)
+    everyone, planes = _hypotheses(frames, config)
     results: list[list[LabelResult]] = [[] for _ in frames]
-    if objects:
-        batch = build_batch(frames, objects, config, device)
+    for objects in _fit_chunks(everyone, config.max_fit_objects):
+        batch = build_batch(frames, objects, config, device, neighbours=everyone)
         fit_start = time.perf_counter()
         output = fit(prior, batch, config.fit, config.seed)
         share = (time.perf_counter() - fit_start) / len({(o.frame, o.detection)

@@ -22,9 +22,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from autolabel.classes import DONT_CARE
 from autolabel.geometry import backproject_pixels, box_corners, project_points
 from autolabel.io.atomic import atomic_path
-from autolabel.io.kitti import DONT_CARE
 from autolabel.label import ObjectLabel
 
 Colour = tuple[int, int, int]

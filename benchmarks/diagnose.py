@@ -56,6 +56,7 @@ from rich.progress import track
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from autolabel.classes import DONT_CARE  # noqa: E402
 from autolabel.evaluate import (  # noqa: E402
     bev_iou,
     box2d_coverage,
@@ -65,7 +66,6 @@ from autolabel.evaluate import (  # noqa: E402
 )
 from autolabel.geometry import camera_centres, points_in_box  # noqa: E402
 from autolabel.io.detections import Detection, read_detections  # noqa: E402
-from autolabel.io.kitti import DONT_CARE  # noqa: E402
 from autolabel.label import ObjectLabel  # noqa: E402
 from autolabel.pipeline import LabelResult, PipelineConfig  # noqa: E402
 from autolabel.synth.writer import DETECTIONS_FILE  # noqa: E402

@@ -25,9 +25,10 @@ from matplotlib.collections import LineCollection  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
+from autolabel.classes import DONT_CARE  # noqa: E402
 from autolabel.geometry import camera_centres, points_in_frustum  # noqa: E402
 from autolabel.io.atomic import atomic_path  # noqa: E402
-from autolabel.io.kitti import DONT_CARE, read_image  # noqa: E402
+from autolabel.io.kitti import read_image  # noqa: E402
 from autolabel.label import ObjectLabel  # noqa: E402
 from autolabel.viz import footprints, projected_box_edges  # noqa: E402
 from benchmarks.common import Frame, image_file, load_kitti  # noqa: E402

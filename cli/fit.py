@@ -27,9 +27,10 @@ import typer
 from rich.console import Console
 from rich.progress import Progress
 
+from autolabel.classes import CLASS_MEAN_SIZE
 from autolabel.errors import InputError
 from autolabel.fit import FitConfig
-from autolabel.init import CLASS_MEAN_SIZE, InitConfig, frame_hypotheses, hypothesis_labels
+from autolabel.init import InitConfig, frame_hypotheses, hypothesis_labels
 from autolabel.io.atomic import write_bytes_atomic, write_text_atomic
 from autolabel.io.class_sizes import read_class_sizes
 from autolabel.io.depth import read_depth

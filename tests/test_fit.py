@@ -77,3 +77,26 @@ def test_without_sensors_labels_are_weak_and_not_accepted(prior, frame):
     result = label_frames([box_only], prior, config)[0]
     assert all(r.source == "box" and not r.accepted for r in result.labels)
     assert all(any("weak label" in reason for reason in r.reasons) for r in result.labels)
+
+
+def test_hypotheses_are_fitted_in_chunks_that_keep_each_detection_whole(prior, frame,
+                                                                        monkeypatch):
+    from autolabel import pipeline
+
+    inputs, truth = frame
+    sizes, obstacles = [], []
+
+    def recording_fit(prior, batch, config, seed):
+        sizes.append(len(batch))
+        obstacles.append(batch.obstacles_valid.sum(-1).tolist())
+        return fit(prior, batch, config, seed)
+
+    monkeypatch.setattr(pipeline, "fit", recording_fit)
+    config = PipelineConfig(yaw_hypotheses=2, max_fit_objects=3)
+    result = label_frames([inputs], prior, config)[0]
+    count = len(inputs.detections)
+    assert sizes == [2] * count  # 3 cannot hold two detections' pairs
+    # every hypothesis still sees the other detections of its frame, fitted or not
+    assert all(n == count - 1 for rows in obstacles for n in rows)
+    iou = bev_iou(labels_to_boxes([r.label for r in result.labels]), labels_to_boxes(truth))
+    assert len(result.labels) == count and (iou.max(dim=1).values >= 0.8).all()

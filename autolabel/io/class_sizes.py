@@ -3,7 +3,7 @@
     {"Car": [4.6, 1.95, 1.73], "Pedestrian": [0.8, 0.7, 1.75]}
 
 ``autolabel fit --class-sizes FILE`` reads it; the classes it names override KITTI's means
-(:data:`autolabel.init.CLASS_MEAN_SIZE`), the others keep them.
+(:data:`autolabel.classes.CLASS_MEAN_SIZE`), the others keep them.
 """
 
 from __future__ import annotations

@@ -21,14 +21,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from autolabel.classes import DONT_CARE, kitti_class_name
 from autolabel.errors import InputError
 from autolabel.io.atomic import write_text_atomic
 from autolabel.label import ObjectLabel
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-DONT_CARE = "DontCare"
-KITTI_CLASSES = ("Car", "Van", "Truck", "Pedestrian", "Person_sitting", "Cyclist", "Tram",
-                 "Misc", DONT_CARE)
 
 # Calib keys as they appear in KITTI object files, with the spellings of the tracking
 # (``R_rect``, ``Tr_velo_cam``) and raw-data (``P_rect_02``, ``R_rect_00``) releases.
@@ -288,19 +286,6 @@ def _parse_label(tokens: list[str], path: Path, entry: str) -> ObjectLabel:
     )
     label.center = label.center + label.rotation[:, 2] * (height / 2)
     return label
-
-
-def kitti_class_name(category: str) -> str:
-    """KITTI's spelling of a KITTI class, whatever its case (KITTI tools and the official
-    evaluator compare names exactly); other names are kept as they are.
-
-    >>> kitti_class_name("car"), kitti_class_name("PERSON_SITTING"), kitti_class_name("bus")
-    ('Car', 'Person_sitting', 'bus')
-    """
-    for name in KITTI_CLASSES:
-        if name.lower() == category.lower():
-            return name
-    return category
 
 
 def write_labels(path: str | Path, labels: Sequence[ObjectLabel], decimals: int = 2) -> None:

@@ -24,10 +24,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from autolabel.classes import DONT_CARE
 from autolabel.errors import InputError
 from autolabel.io.atomic import write_text_atomic
 from autolabel.io.files import read_json
-from autolabel.io.kitti import DONT_CARE
 from autolabel.label import ObjectLabel
 
 FORMAT = "autolabel-frame"

@@ -20,8 +20,8 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from autolabel.classes import DONT_CARE
 from autolabel.geometry import projected_box2d
-from autolabel.io.kitti import DONT_CARE
 from autolabel.label import ObjectLabel
 from autolabel.synth.camera import CameraRender
 from autolabel.synth.scene import Scene
