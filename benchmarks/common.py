@@ -37,8 +37,8 @@ from autolabel.geometry import points_in_box
 from autolabel.init import InitConfig, label_frame_lshape
 from autolabel.io.atomic import write_text_atomic
 from autolabel.io.detections import Detection
+from autolabel.io.files import IMAGE_SUFFIXES  # noqa: E402
 from autolabel.io.kitti import (
-    IMAGE_SUFFIXES,
     Calib,
     list_frames,
     read_calib,

@@ -11,6 +11,24 @@ import typer
 from autolabel.errors import InputError
 
 EXIT_BAD_INPUT = 2
+_THREADS = {"count": 1}
+
+
+def set_threads(count: int) -> None:
+    """The torch CPU threads to use once torch loads (0: torch's default); applied now if
+    a command module has loaded it already."""
+    _THREADS["count"] = count
+    if "torch" in sys.modules:
+        load_torch()
+
+
+def load_torch():
+    """Import torch (seconds, the first time) and apply the thread count of ``--threads``."""
+    import torch
+
+    if _THREADS["count"]:
+        torch.set_num_threads(_THREADS["count"])
+    return torch
 
 
 @contextlib.contextmanager

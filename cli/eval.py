@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 from rich.progress import track
 
 from autolabel.errors import InputError
-from autolabel.evaluate import RECALL_POSITIONS, evaluate, format_table, to_json
 from autolabel.io.atomic import write_text_atomic
-from autolabel.io.kitti import read_labels
-from autolabel.label import ObjectLabel
-from cli.common import user_errors
+from cli.common import load_torch, user_errors
+
+if TYPE_CHECKING:
+    from autolabel.label import ObjectLabel
+
+RECALL_POSITIONS = (40, 11)  # autolabel.evaluate's; checked here before torch loads
 
 
 def _label_files(folder: Path, option: str) -> dict[str, Path]:
@@ -25,6 +28,8 @@ def _label_files(folder: Path, option: str) -> dict[str, Path]:
 
 
 def _read_folder(files: dict[str, Path], description: str) -> dict[str, list[ObjectLabel]]:
+    from autolabel.io.kitti import read_labels
+
     console = Console(stderr=True)
     items = track(files.items(), description=description, total=len(files), transient=True,
                   console=console, disable=not console.is_terminal)
@@ -80,6 +85,9 @@ def eval_command(
             more = f" ({len(unmatched) - 1} more such files)" if len(unmatched) > 1 else ""
             raise InputError(pred_files[unmatched[0]],
                              f"no ground-truth file {unmatched[0]}.txt in {gt}{more}")
+        load_torch()
+        from autolabel.evaluate import evaluate, format_table, to_json
+
         result = evaluate(_read_folder(gt_files, "reading ground truth"),
                           _read_folder(pred_files, "reading predictions"),
                           classes=names)

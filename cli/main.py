@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import torch
 import typer
 
 from cli import demo, fit, prior, synth
 from cli import eval as eval_cli
+from cli.common import set_threads
 
 app = typer.Typer(
     name="autolabel",
@@ -24,8 +24,7 @@ def main(
                                 "small or busy machines; more help large batches."),
 ) -> None:
     """3D labels from 2D detections by differentiable render-and-compare."""
-    if threads:
-        torch.set_num_threads(threads)
+    set_threads(threads)
 
 
 app.command("fit")(fit.fit_command)

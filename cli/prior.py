@@ -7,17 +7,19 @@ import enum
 import json
 from pathlib import Path
 
-import torch
 import typer
 from rich.progress import track
 
 from autolabel.errors import InputError
-from autolabel.prior import load_prior
-from cli.common import user_errors
-from shape_priors import meshes as car_meshes
-from shape_priors.extract import decode_grid, grid_to_mesh
-from shape_priors.sdf_samples import SdfSampling, cached_sdf
-from shape_priors.train import PriorTrainConfig, export_prior, train_prior
+from cli.common import load_torch, user_errors
+
+# The defaults of shape_priors.train.PriorTrainConfig and shape_priors.sdf_samples.SdfSampling
+# (a test keeps them equal), spelled out so that arguments are checked before torch loads.
+DEFAULT_EPOCHS = 200
+DEFAULT_LATENT_SIZE = 16
+DEFAULT_WIDTH = 128
+DEFAULT_LAYERS = 4
+DEFAULT_SAMPLES = 60_000
 
 app = typer.Typer(help="Build, train and inspect the shape prior.", no_args_is_help=True)
 
@@ -45,6 +47,9 @@ def meshes_command(
 ) -> None:
     """Generate watertight procedural car meshes (object frame, metres) for the shape prior."""
     with user_errors():
+        load_torch()
+        from shape_priors import meshes as car_meshes
+
         seeds = car_meshes.split_seeds(split.value, count, seed)
         if out.exists() and not out.is_dir():
             raise InputError(out, "exists and is not a folder")
@@ -82,16 +87,16 @@ def train_command(
                                 "object frame (x forward, y left, z up, metres), e.g. from "
                                 "'autolabel prior meshes'."),
     out: Path = typer.Option(..., "--out", help="The prior file to write (.pt)."),
-    epochs: int = typer.Option(PriorTrainConfig.epochs, "--epochs", min=1,
+    epochs: int = typer.Option(DEFAULT_EPOCHS, "--epochs", min=1,
                                help="Passes over all shapes."),
-    latent_size: int = typer.Option(PriorTrainConfig.latent_size, "--latent-size", min=1,
+    latent_size: int = typer.Option(DEFAULT_LATENT_SIZE, "--latent-size", min=1,
                                     help="Dimension of the shape codes."),
-    width: int = typer.Option(PriorTrainConfig.widths[0], "--width", min=8,
+    width: int = typer.Option(DEFAULT_WIDTH, "--width", min=8,
                               help="Width of each decoder layer."),
-    layers: int = typer.Option(len(PriorTrainConfig.widths), "--layers", min=2,
+    layers: int = typer.Option(DEFAULT_LAYERS, "--layers", min=2,
                                help="Hidden layers of the decoder; the input is re-injected "
                                "half-way."),
-    samples: int = typer.Option(SdfSampling.count, "--samples", min=1000,
+    samples: int = typer.Option(DEFAULT_SAMPLES, "--samples", min=1000,
                                 help="SDF samples computed per mesh."),
     cache: Path = typer.Option(None, "--cache", help="Folder for the SDF sample cache "
                                "(default: MESHES/.sdf_cache)."),
@@ -106,9 +111,14 @@ def train_command(
                                 "torch's default; 1 is often faster on a busy machine)."),
 ) -> None:
     """Train the auto-decoder shape prior on a folder of meshes and export it to one file."""
-    if threads:
-        torch.set_num_threads(threads)
     with user_errors():
+        torch = load_torch()
+        if threads:
+            torch.set_num_threads(threads)
+        from shape_priors import meshes as car_meshes
+        from shape_priors.sdf_samples import SdfSampling, cached_sdf
+        from shape_priors.train import PriorTrainConfig, export_prior, train_prior
+
         shapes = car_meshes.load_mesh_folder(meshes)
         sampling = SdfSampling(count=samples, seed=seed)
         cache_dir = meshes / ".sdf_cache" if cache is None else cache
@@ -140,6 +150,11 @@ def show_command(
     """Draw decoded shapes: training codes, an interpolation between two training codes and
     random codes from the prior's Gaussian, each scaled to a real-world size."""
     with user_errors():
+        torch = load_torch()
+        from autolabel.prior import load_prior
+        from shape_priors import meshes as car_meshes
+        from shape_priors.extract import decode_grid, grid_to_mesh
+
         shape_prior = load_prior(prior)
         names = shape_prior.metadata.get("shape_names") or []
         latents = shape_prior.train_latents

@@ -11,11 +11,7 @@ from rich.console import Console
 from rich.progress import track
 
 from autolabel.errors import InputError
-from autolabel.synth import SynthConfig, generate_frame, merge_detections, write_frame
-from autolabel.synth.lidar import LidarConfig
-from autolabel.synth.noise import DepthNoise, DetectionNoise
-from autolabel.synth.scene import SceneConfig
-from cli.common import user_errors
+from cli.common import load_torch, user_errors
 
 
 def synth_command(
@@ -59,6 +55,12 @@ def synth_command(
                              field="--min-cars")
         if out.exists() and not out.is_dir():
             raise InputError(out, "exists and is not a folder (given as --out)")
+        load_torch()
+        from autolabel.synth import SynthConfig, generate_frame, merge_detections, write_frame
+        from autolabel.synth.lidar import LidarConfig
+        from autolabel.synth.noise import DepthNoise, DetectionNoise
+        from autolabel.synth.scene import SceneConfig
+
         config = SynthConfig(
             scene=SceneConfig(min_cars=min_cars, max_cars=max_cars),
             lidar=LidarConfig(azimuth_step=math.radians(azimuth_step)),

@@ -45,6 +45,18 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         temporary.unlink(missing_ok=True)
 
 
+def remove_stale_temporaries(folder: str | Path) -> int:
+    """Delete the temporary files an interrupted writer left anywhere under ``folder``
+    (named by :func:`atomic_path`: ``.<name>.<random>.tmp``); returns how many.
+
+    Only call it when no other process writes into ``folder``.
+    """
+    stale = [path for path in Path(folder).rglob(".*.tmp") if path.is_file()]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return len(stale)
+
+
 def write_text_atomic(path: str | Path, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     with atomic_path(path) as temporary:

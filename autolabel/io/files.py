@@ -8,6 +8,9 @@ from typing import Any
 
 from autolabel.errors import InputError
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+POINT_CLOUD_SUFFIXES = (".bin", ".pcd", ".ply")
+
 
 def require_file(path: str | Path, suffixes: tuple[str, ...], kind: str) -> Path:
     """The path, after checking that it has one of the suffixes and exists.

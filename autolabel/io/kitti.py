@@ -24,9 +24,8 @@ from PIL import Image, UnidentifiedImageError
 from autolabel.classes import DONT_CARE, kitti_class_name
 from autolabel.errors import InputError
 from autolabel.io.atomic import write_text_atomic
+from autolabel.io.files import IMAGE_SUFFIXES
 from autolabel.label import ObjectLabel
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 # Calib keys as they appear in KITTI object files, with the spellings of the tracking
 # (``R_rect``, ``Tr_velo_cam``) and raw-data (``P_rect_02``, ``R_rect_00``) releases.

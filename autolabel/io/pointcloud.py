@@ -7,10 +7,8 @@ from pathlib import Path
 import numpy as np
 
 from autolabel.errors import InputError
-from autolabel.io.files import require_file
+from autolabel.io.files import POINT_CLOUD_SUFFIXES, require_file
 from autolabel.io.kitti import read_velodyne
-
-POINT_CLOUD_SUFFIXES = (".bin", ".pcd", ".ply")
 
 
 def read_points(path: str | Path) -> np.ndarray:

@@ -1,0 +1,26 @@
+"""The command line spells out some library defaults (so that it checks arguments before torch
+loads): they must stay the library's."""
+
+from autolabel import evaluate
+from autolabel.fit import FitConfig
+from cli import eval as eval_cli
+from cli import fit as fit_cli
+from cli import prior as prior_cli
+from shape_priors.sdf_samples import SdfSampling
+from shape_priors.train import PriorTrainConfig
+
+
+def test_fit_iterations_default_is_the_fitters():
+    assert fit_cli.DEFAULT_ITERATIONS == FitConfig().iterations
+
+
+def test_eval_recall_positions_are_the_evaluators():
+    assert eval_cli.RECALL_POSITIONS == evaluate.RECALL_POSITIONS
+
+
+def test_prior_training_defaults_are_the_training_configs():
+    config = PriorTrainConfig()
+    assert prior_cli.DEFAULT_EPOCHS == config.epochs
+    assert prior_cli.DEFAULT_LATENT_SIZE == config.latent_size
+    assert (prior_cli.DEFAULT_WIDTH,) * prior_cli.DEFAULT_LAYERS == config.widths
+    assert prior_cli.DEFAULT_SAMPLES == SdfSampling().count
