@@ -87,11 +87,14 @@ class BevView:
 
 def bev_view(labels: Sequence[ObjectLabel], width: int,
              x_range: tuple[float, float] = (-25.0, 25.0),
-             z_range: tuple[float, float] = (0.0, 60.0), margin: float = 2.0) -> BevView:
+             z_range: tuple[float, float] = (0.0, 60.0), margin: float = 2.0,
+             reach: float = 120.0) -> BevView:
     """The BEV view of ``width`` pixels covering the given ranges and every label's footprint.
 
-    A range grows to include each (non-DontCare) label's footprint plus ``margin`` metres;
-    the scale makes the x range fill ``width``, and the panel's height follows from it.
+    A range grows to include each (non-DontCare) label's footprint plus ``margin`` metres, but
+    not past ``reach`` metres from the camera (a label beyond that is wrong: verification
+    rejects it, and the panel would be a sliver); the scale makes the x range fill ``width``,
+    and the panel's height follows from it.
 
     >>> view = bev_view([], 1000)
     >>> view.scale, view.size
@@ -105,6 +108,8 @@ def bev_view(labels: Sequence[ObjectLabel], width: int,
         x_high = max(x_high, float(corners[..., 0].max()) + margin)
         z_low = min(z_low, float(corners[..., 1].min()) - margin)
         z_high = max(z_high, float(corners[..., 1].max()) + margin)
+    x_low, x_high = max(x_low, -reach), min(x_high, reach)
+    z_low, z_high = max(z_low, -reach), min(z_high, reach)
     return BevView((x_low, x_high), (z_low, z_high), width / (x_high - x_low))
 
 

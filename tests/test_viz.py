@@ -120,6 +120,11 @@ def test_bev_grows_to_fit_a_far_label_and_keeps_the_width():
     assert wide.x_range == (-44.0, 25.0) and wide.size[0] == 1000
 
 
+def test_bev_stops_growing_at_its_reach_for_absurdly_far_labels():
+    view = bev_view([_car(0.0, 394.0), _car(-900.0, 30.0)], 1000)
+    assert view.z_range == (0.0, 120.0) and view.x_range == (-120.0, 25.0)
+
+
 def test_mismatched_accepted_flags_are_rejected():
     with pytest.raises(ValueError, match="1 accepted flags for 2 labels"):
         fit_overview(_image(1000, 300), [_car(0, 10), _car(3, 10)], [True], P_BEV, None)
