@@ -5,7 +5,8 @@
 A detector's raw output holds many boxes an image, most of them low-score. This benchmark
 gives one real frame N detections: its ground-truth cars' boxes, then random boxes (10 to 300
 pixels wide, inside the image) up to N, every score drawn uniformly from [0, 1] (seeded).
-Each N runs `autolabel fit` with the defaults in a fresh process (so the peak covers torch,
+Each N runs `autolabel fit` with the defaults (and the largest N also with smaller
+``--batch-objects``) in a fresh process (so the peak covers torch,
 the prior, reading and fitting); the peak resident set size comes from the operating system
 (``wait4``'s ``ru_maxrss``). Written to ``benchmarks/results/memory.json``.
 """
@@ -84,13 +85,17 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--frame", default="000008", help="Frame id to use.")
     parser.add_argument("--counts", type=int, nargs="+", default=[10, 100, 1000],
                         help="Detections on the frame, one run each.")
+    parser.add_argument("--batch-objects", type=int, nargs="*", default=[8],
+                        help="Also run the largest count with each of these --batch-objects.")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the boxes and scores.")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" /
                         "memory.json", help="Where to write the JSON results.")
     args = parser.parse_args(argv)
+    runs = [(count, []) for count in args.counts]
+    runs += [(max(args.counts), ["--batch-objects", str(n)]) for n in args.batch_objects]
     rows = []
-    for count in args.counts:
-        rows.append(peak_of_fit(args.root, args.frame, count, args.seed, []))
+    for count, options in runs:
+        rows.append(peak_of_fit(args.root, args.frame, count, args.seed, options))
         print(json.dumps(rows[-1]), flush=True)
     result = {"frame": args.frame, "root": str(args.root), "seed": args.seed,
               "command": "autolabel fit --images ... --detections ... --out ... (defaults, "

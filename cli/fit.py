@@ -177,8 +177,8 @@ def fit_command(
                               "together."),
     batch_objects: int = typer.Option(32, "--batch-objects", min=1, help="At most this many "
                                       "detections are fitted together (a frame with more is "
-                                      "fitted in pieces): bounds memory, about 1.5 GB at 32 "
-                                      "on CPU."),
+                                      "fitted in pieces): bounds memory, about 2.4 GB at 32 "
+                                      "on CPU (benchmarks/memory.py)."),
     iterations: int = typer.Option(DEFAULT_ITERATIONS, "--iterations", min=1,
                                    help="Optimiser steps per batch."),
     viz: bool = typer.Option(False, "--viz", help="Also write OUT/viz/<frame>.png: fitted "
