@@ -8,6 +8,12 @@ window, and sums the loss terms of :mod:`autolabel.losses` with the weights of
 :class:`LossWeights`. The first ``pose_iterations`` keep the shape at the prior mean (its
 surfels are then computed once), the rest fit shape and pose together.
 
+An iteration (:meth:`_Fit.step`) is a fixed sequence of batched tensor operations: the same
+operators for every batch size, no loop over objects, no tensor whose shape depends on the
+data and nothing read back to the host, so that a device never waits for Python and the
+iteration could be captured and replayed. What needs the host (early stopping, re-extracting
+surfels that went stale) is checked between iterations, every ``FitConfig.check_every``.
+
 Inputs are tensors in an :class:`ObjectBatch`; building it from frames (I/O, hypotheses,
 masks) is :mod:`autolabel.pipeline`'s job.
 """
@@ -33,7 +39,6 @@ from autolabel.surfels import (
     project_to_surface,
     surfel_spacing,
 )
-from autolabel.tensors import scatter_rows
 
 LOSS_TERMS = ("points", "free_space", "silhouette", "box", "nocs", "ground", "latent", "size",
               "overlap")
@@ -66,8 +71,10 @@ class FitConfig:
         free_rotation: fit a full rotation (6D) instead of a yaw about camera y.
         fit_shape: optimise the latent at all (False keeps the mean shape).
         early_stop: stop when no object's loss improved by more than this in ``patience``
-            steps.
+            steps (checked after the pose stage, every ``check_every`` steps).
         patience: steps of the early-stopping window.
+        check_every: steps between the checks that read values back to the host (early
+            stopping, stale surfels); the steps between them never wait for the device.
         reextract_distance: re-extract an object's surfels when its latent has moved this far
             (Mahalanobis) since the last extraction; Newton steps track smaller changes.
         reextract_dropped: ... or when this fraction of its surfels failed to converge.
@@ -94,6 +101,7 @@ class FitConfig:
     fit_shape: bool = True
     early_stop: float = 1e-4
     patience: int = 15
+    check_every: int = 5
     reextract_distance: float = 8.0
     reextract_dropped: float = 0.1
     weights: LossWeights = LossWeights()
@@ -306,12 +314,20 @@ def _evaluate(prior, params: _Parameters, batch: ObjectBatch, surfels, config: F
 
 
 def _optimiser(params: _Parameters, config: FitConfig) -> torch.optim.Adam:
+    """Adam with a learning rate per parameter group; the fused implementation updates every
+    group in one operator and keeps its step counts on the device (the others read them back
+    to the host at every step)."""
     return torch.optim.Adam([
         {"params": [params.translation], "lr": config.lr_translation},
         {"params": [params.rotation], "lr": config.lr_rotation},
         {"params": [params.log_size], "lr": config.lr_log_size},
         {"params": [params.shape], "lr": config.lr_latent},
-    ])
+    ], fused=True)
+
+
+def _per_object(mask: Tensor, like: Tensor) -> Tensor:
+    """(B,) mask viewed so that it broadcasts over ``like`` (B, ...)."""
+    return mask.view(-1, *[1] * (like.dim() - 1))
 
 
 def _freeze_broken(params: _Parameters, loss: Tensor, finite: Tensor) -> Tensor:
@@ -319,10 +335,10 @@ def _freeze_broken(params: _Parameters, loss: Tensor, finite: Tensor) -> Tensor:
     grads = [p.grad for p in params.parameters() if p.grad is not None]
     ok = torch.isfinite(loss)
     for grad in grads:
-        ok &= torch.isfinite(grad.reshape(grad.shape[0], -1)).all(-1)
+        ok = ok & torch.isfinite(grad.reshape(grad.shape[0], -1)).all(-1)
     finite = finite & ok
     for grad in grads:
-        grad[~finite] = 0
+        grad.copy_(torch.where(_per_object(finite, grad), grad, 0.0))
     return finite
 
 
@@ -330,7 +346,69 @@ def _restore(params: _Parameters, saved: list[Tensor], finite: Tensor) -> None:
     """Put back the saved values of objects that are no longer finite."""
     with torch.no_grad():
         for parameter, value in zip(params.parameters(), saved, strict=True):
-            parameter[~finite] = value[~finite]
+            parameter.copy_(torch.where(_per_object(finite, parameter), parameter, value))
+
+
+class _Fit:
+    """A fit in progress: the parameters of B objects, their optimiser, their surfels and the
+    per-object bookkeeping.
+
+    :meth:`step` is one iteration and never waits for the device (see the module's
+    docstring); :meth:`stalled` and :meth:`refresh_surfels` read values back to the host and
+    run between steps.
+
+    Attributes:
+        batch: the observations (with the widened mask). params, optimiser, tracker.
+        finite: (B,) bool, False once an object's loss or gradients were not finite.
+        history: (B,) best total loss of every object after each of the last
+            ``patience + 1`` steps, oldest first.
+    """
+
+    def __init__(self, prior, batch: ObjectBatch, config: FitConfig, seed: int = 0):
+        self.prior, self.config, self.seed = prior, config, seed
+        # The silhouette's target, made once: the mask as the splats would draw it.
+        self.batch = dataclasses.replace(batch, mask=losses.widen_mask(batch.mask,
+                                                                       config.silhouette_halo))
+        self.params = _Parameters(self.batch, prior, config.free_rotation)
+        self.optimiser = _optimiser(self.params, config)
+        mean_surfels = _extract(prior, self.params.latent.detach(), batch.size, config, seed)
+        self.tracker = _SurfelTracker(mean_surfels, self.params.shape.detach().clone(),
+                                      g.camera_centres(batch.projection))
+        self.finite = torch.ones(len(batch), dtype=torch.bool, device=batch.center.device)
+        self.history = [torch.full((len(batch),), math.inf, device=batch.center.device)]
+
+    def step(self, shape_stage: bool) -> None:
+        """One Adam step of every object; the shape stage also moves the latents."""
+        params, config = self.params, self.config
+        params.shape.requires_grad_(shape_stage)
+        surfels = (self.tracker.project(self.prior, params, config) if shape_stage
+                   else self.tracker.surfels)
+        total = _evaluate(self.prior, params, self.batch, surfels, config).total
+        self.optimiser.zero_grad(set_to_none=True)
+        torch.where(self.finite, total, torch.zeros_like(total)).sum().backward()
+        self.finite = _freeze_broken(params, total.detach(), self.finite)
+        last_good = [p.detach().clone() for p in params.parameters()]
+        self.optimiser.step()
+        _restore(params, last_good, self.finite)
+        best = self.history[-1]
+        best = torch.minimum(best, torch.where(self.finite, total.detach(), best))
+        self.history = [*self.history[-config.patience:], best]
+
+    def stalled(self) -> bool:
+        """Whether no object's best loss improved by more than ``early_stop`` over the last
+        ``patience`` steps (one read back to the host)."""
+        if len(self.history) <= self.config.patience:
+            return False
+        gain = self.history[0] - self.history[-1]
+        return bool((gain < self.config.early_stop).all())
+
+    def refresh_surfels(self) -> None:
+        """Extract afresh the surfels of the objects whose shapes left them behind."""
+        self.tracker.reextract_stale(self.prior, self.params, self.config, self.seed)
+
+    def output(self, iterations: int, seconds: float) -> FitOutput:
+        return _final(self.prior, self.params, self.batch, self.config, self.tracker.surfels,
+                      self.finite, iterations, seconds)
 
 
 def fit(prior, batch: ObjectBatch, config: FitConfig = FitConfig(), seed: int = 0) -> FitOutput:
@@ -347,39 +425,18 @@ def fit(prior, batch: ObjectBatch, config: FitConfig = FitConfig(), seed: int = 
         last finite parameters and are flagged in ``finite``.
     """
     start = time.perf_counter()
-    # The silhouette's target, made once: the mask as the splats would draw it.
-    batch = dataclasses.replace(batch, mask=losses.widen_mask(batch.mask,
-                                                              config.silhouette_halo))
-    params = _Parameters(batch, prior, config.free_rotation)
-    optimiser = _optimiser(params, config)
-    mean_surfels = _extract(prior, params.latent.detach(), batch.size, config, seed)
-    tracker = _SurfelTracker(mean_surfels, params.shape.detach().clone(),
-                             g.camera_centres(batch.projection))
-    finite = torch.ones(len(batch), dtype=torch.bool, device=batch.center.device)
-    best = torch.full((len(batch),), math.inf, device=batch.center.device)
-    history: list[Tensor] = []
+    run = _Fit(prior, batch, config, seed)
     iterations = 0
     for iterations in range(1, config.iterations + 1):
         shape_stage = config.fit_shape and iterations > config.pose_iterations
-        params.shape.requires_grad_(shape_stage)
-        surfels = (tracker.project(prior, params, config, seed) if shape_stage
-                   else mean_surfels)
-        evaluation = _evaluate(prior, params, batch, surfels, config)
-        optimiser.zero_grad(set_to_none=True)
-        total = torch.where(finite, evaluation.total, torch.zeros_like(evaluation.total))
-        total.sum().backward()
-        finite = _freeze_broken(params, evaluation.total.detach(), finite)
-        last_good = [p.detach().clone() for p in params.parameters()]
-        optimiser.step()
-        _restore(params, last_good, finite)
-        best = torch.minimum(best, torch.where(finite, evaluation.total.detach(), best))
-        history.append(best.clone())
-        if len(history) > config.patience and iterations > config.pose_iterations:
-            gain = history[-config.patience - 1] - history[-1]
-            if bool((gain < config.early_stop).all()):
-                break
-    return _final(prior, params, batch, config, tracker.surfels, finite, iterations,
-                  time.perf_counter() - start)
+        run.step(shape_stage)
+        if iterations % config.check_every or iterations <= config.pose_iterations:
+            continue
+        if run.stalled():
+            break
+        if shape_stage and iterations < config.iterations:
+            run.refresh_surfels()
+    return run.output(iterations, time.perf_counter() - start)
 
 
 def _extract(prior, latent: Tensor, size: Tensor, config: FitConfig, seed: int) -> Surfels:
@@ -393,9 +450,10 @@ def _extract(prior, latent: Tensor, size: Tensor, config: FitConfig, seed: int) 
 class _SurfelTracker:
     """The surfels of every object as its latent moves (the shape stage of :func:`fit`).
 
-    Each iteration re-projects only the surfels facing the camera (the renderer culls the
-    others) from where they were last, and writes them back; an object's surfels are
-    extracted afresh when its latent has moved far or too many failed to converge.
+    Each iteration re-projects the surfels facing the camera (the renderer culls the others)
+    from where they were last, and keeps those that converged for the next; an object's
+    surfels are extracted afresh when its latent has moved far or too many failed to
+    converge, which is checked between iterations.
 
     Attributes:
         surfels: canonical surfels (B, N) of all objects, detached; ``dropped`` counts the
@@ -409,21 +467,22 @@ class _SurfelTracker:
         self.extracted_shape = extracted_shape
         self.camera_centre = camera_centre
 
-    def project(self, prior, params: _Parameters, config: FitConfig, seed: int) -> Surfels:
-        """Facing surfels (B, K) of the current shapes, with gradients to the latent."""
-        self._reextract_stale(prior, params, config, seed)
+    def project(self, prior, params: _Parameters, config: FitConfig) -> Surfels:
+        """Surfels (B, N) of the current shapes, with gradients to the latent; only the
+        facing ones that converged are valid."""
         state = self.surfels
-        projected, index = project_facing(
+        projected = project_facing(
             prior.sdf, params.latent, state, params.translation.detach(),
             params.rotation_matrix().detach(), params.log_size.exp().detach(),
             self.camera_centre, config.facing_cos, config.surfels)
-        self.surfels = Surfels(
-            scatter_rows(state.points, index, projected.points.detach(), projected.valid),
-            scatter_rows(state.normals, index, projected.normals.detach(), projected.valid),
-            state.valid, projected.dropped)
+        moved = projected.valid.unsqueeze(-1)
+        self.surfels = Surfels(torch.where(moved, projected.points.detach(), state.points),
+                               torch.where(moved, projected.normals.detach(), state.normals),
+                               state.valid, projected.dropped)
         return projected
 
-    def _reextract_stale(self, prior, params: _Parameters, config: FitConfig, seed: int):
+    def reextract_stale(self, prior, params: _Parameters, config: FitConfig, seed: int):
+        """Extract the surfels of stale objects afresh (reads back to the host)."""
         moved = (params.shape.detach() - self.extracted_shape).norm(dim=-1)
         stale = (moved > config.reextract_distance) | (
             self.surfels.dropped > config.reextract_dropped * self.surfels.valid.sum(-1))

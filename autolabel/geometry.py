@@ -274,8 +274,20 @@ def points_in_frustum(
 
 
 def camera_centres(projection: Tensor) -> Tensor:
-    """Optical centres of 3x4 cameras in the camera frame: (B, 3) from (B, 3, 4)."""
-    return -torch.linalg.solve(projection[:, :, :3], projection[:, :, 3])
+    """Optical centres of 3x4 cameras in the camera frame: (B, 3) from (B, 3, 4).
+
+    The centre solves ``M c = -p`` (``P = [M | p]``), here with the adjugate of ``M`` (its
+    columns are cross products of M's rows): unlike ``linalg.solve`` it never checks for
+    singular matrices on the host, so the fitter's iteration does not wait for the device.
+
+    >>> camera_centres(torch.tensor([[[700.0, 0, 0, 70], [0, 700, 0, -140], [0, 0, 1, -2]]]))
+    tensor([[-0.1000,  0.2000,  2.0000]])
+    """
+    m0, m1, m2 = projection[:, :, :3].unbind(1)
+    adjugate = torch.stack([torch.linalg.cross(m1, m2), torch.linalg.cross(m2, m0),
+                            torch.linalg.cross(m0, m1)], dim=-1)
+    determinant = (m0 * adjugate[..., 0]).sum(-1, keepdim=True)
+    return -(adjugate @ projection[:, :, 3:]).squeeze(-1) / determinant
 
 
 def facing_cosine(points: Tensor, normals: Tensor, camera_centre: Tensor) -> Tensor:

@@ -15,8 +15,10 @@ Stages, each with one job:
   gradient jumps when a surfel crosses the contour.
 
 Everything is batched over objects and differentiable with respect to the surfel positions
-and normals (and so to pose, size and latent). Memory is O(chunk x N x K^2) for a chunk of
-``settings.chunk_objects`` objects, whatever the batch size.
+and normals (and so to pose, size and latent). One call is a fixed sequence of batched
+operations whatever the batch size and the surfels' visibility: no loop over objects, no shape
+that depends on the data, nothing read back to the host, so that an iteration of the fitter
+can be captured and replayed. Memory is O(B x N x K^2), bounded by the caller's batch.
 
 Window pixel coordinates: the window spans the image region [x0, x1] x [y0, y1] (continuous
 image coordinates, where integer values are pixel centres); its pixel (i, j) covers
@@ -31,7 +33,6 @@ import torch
 from torch import Tensor
 
 from autolabel.geometry import camera_centres, facing_cosine, project_points
-from autolabel.tensors import compact, gather_rows
 
 CULL_LOGIT = 7.0  # surfels with a cull weight below sigmoid(-7) (~1e-3) are not splatted
 
@@ -60,7 +61,6 @@ class RenderSettings:
             its window (a car seen from behind fills the window with one small face) is
             rendered at a lower resolution and stretched over the window, so that its discs
             still close up without a larger neighbourhood.
-        chunk_objects: objects rendered at once; bounds memory for any batch size.
     """
 
     window_size: int = 64
@@ -75,7 +75,6 @@ class RenderSettings:
     facing_softness: float = 0.04
     max_alpha: float = 0.995
     max_spacing: float = 3.0
-    chunk_objects: int = 64
 
 
 @dataclasses.dataclass
@@ -126,14 +125,10 @@ def window_projection(projection: Tensor, window: Tensor, window_size: int) -> T
         (B, 3, 4) such that window pixel (i, j) has its centre at (j + 0.5, i + 0.5) in the
         projected coordinates.
     """
-    scale = window_size / (window[:, 2] - window[:, 0])
-    crop = torch.zeros(window.shape[0], 3, 3, dtype=projection.dtype, device=projection.device)
-    crop[:, 0, 0] = scale
-    crop[:, 1, 1] = scale
-    crop[:, 0, 2] = -scale * window[:, 0]
-    crop[:, 1, 2] = -scale * window[:, 1]
-    crop[:, 2, 2] = 1
-    return crop @ projection
+    # The crop [[s, 0, -s x0], [0, s, -s y0], [0, 0, 1]] applied to P, row by row.
+    scale = (window_size / (window[:, 2] - window[:, 0])).view(-1, 1, 1)
+    shifted = projection[:, :2] - window[:, :2].unsqueeze(-1) * projection[:, 2:]
+    return torch.cat([scale * shifted, projection[:, 2:]], dim=1)
 
 
 @dataclasses.dataclass
@@ -172,29 +167,6 @@ def _facing_logit(points: Tensor, normals: Tensor, projection: Tensor,
     return (facing + settings.facing_offset) / settings.facing_softness
 
 
-def cull_back_faces(points: Tensor, normals: Tensor, canonical: Tensor, valid: Tensor,
-                    projection: Tensor, settings: RenderSettings
-                    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Drop the surfels that face away from the camera before splatting.
-
-    A surfel whose cull weight is below ``sigmoid(-CULL_LOGIT)`` (about 1e-3) would add
-    next to nothing, so it is removed; every object keeps its remaining surfels first and is
-    padded (invalid) to the largest remaining count of the batch. The cull keeps surfels
-    down to cos -0.38 (edge-on discs keep their weight), so about a quarter go.
-
-    Args:
-        points, normals: (B, N, 3) camera frame. canonical: (B, N, 3). valid: (B, N) bool.
-        projection: (B, 3, 4). settings: renderer knobs.
-    Returns:
-        points, normals, canonical (B, N', 3) and valid (B, N') with N' <= N.
-    """
-    with torch.no_grad():
-        keep = valid & (_facing_logit(points, normals, projection, settings) > -CULL_LOGIT)
-    index, kept = compact(keep)
-    return (gather_rows(points, index), gather_rows(normals, index),
-            gather_rows(canonical, index), kept)
-
-
 def splat(
     points: Tensor, normals: Tensor, valid: Tensor, spacing: Tensor,
     projection: Tensor, settings: RenderSettings,
@@ -207,7 +179,9 @@ def splat(
     contour stays thin and the silhouette does not bulge by a splat radius. Coverage of a
     pixel at Mahalanobis distance ``m`` falls from 1 at ``m = kernel_end - 1`` to 0 at
     ``m = kernel_end`` along a smoothstep, which is C1 and exactly zero outside the K x K
-    neighbourhood.
+    neighbourhood. Surfels facing away from the camera (cull weight below
+    ``sigmoid(-CULL_LOGIT)``, about 1e-3; the cull keeps surfels down to cos -0.38, so that
+    edge-on discs keep their weight) cover nothing and do not enter the z-buffer.
 
     Args:
         points: (B, N, 3) camera frame. normals: (B, N, 3) camera frame, unit.
@@ -233,7 +207,7 @@ def splat(
     a, b, c = a * shrink + filtered, b * shrink, c * shrink + filtered
     determinant = a * c - b * b
 
-    facing_weight = torch.sigmoid(_facing_logit(points, normals, projection, settings))
+    facing_logit = _facing_logit(points, normals, projection, settings)
 
     offsets = torch.arange(k, device=points.device) - k // 2
     dy, dx = torch.meshgrid(offsets, offsets, indexing="ij")
@@ -247,8 +221,9 @@ def splat(
     ramp = (settings.kernel_end - torch.sqrt(mahalanobis_sq + 1e-12)).clamp(0, 1)
     coverage = ramp * ramp * (3 - 2 * ramp)  # smoothstep: C1 and exactly zero at the edge
     inside = (column >= 0) & (column < size) & (row >= 0) & (row < size)
-    usable = inside & (valid & (depth > 1e-3)).unsqueeze(-1)
-    alpha = settings.max_alpha * coverage * facing_weight.unsqueeze(-1)
+    front = valid & (depth > 1e-3) & (facing_logit.detach() > -CULL_LOGIT)
+    usable = inside & front.unsqueeze(-1)
+    alpha = settings.max_alpha * coverage * torch.sigmoid(facing_logit).unsqueeze(-1)
     alpha = torch.where(usable, alpha, torch.zeros_like(alpha))
     pixel = torch.where(usable, row * size + column, torch.full_like(row, -1))
     return Splats(pixel, alpha, depth)
@@ -321,22 +296,9 @@ def render(
     resolution = render_resolution(points, valid, spacing,
                                    window_projection(projection, window, size), settings)
     window_cameras = window_projection(projection, window, size * resolution)
-    outputs = []
-    step = settings.chunk_objects
-    for start in range(0, points.shape[0], step):
-        part = slice(start, start + step)
-        front, front_normals, front_canonical, front_valid = cull_back_faces(
-            points[part], normals[part], canonical[part], valid[part], window_cameras[part],
-            settings)
-        splats = splat(front, front_normals, front_valid, spacing[part], window_cameras[part],
-                       settings)
-        attributes = (torch.cat([front_canonical + 0.5, front_normals], dim=-1)
-                      if with_attributes else None)
-        outputs.append(composite(splats, attributes, settings))
-    silhouette, depth, blended = zip(*outputs, strict=True)
-    silhouette, depth = torch.cat(silhouette), torch.cat(depth)
-    blended = torch.cat(blended) if with_attributes else None
-    silhouette, depth, blended = stretch(silhouette, depth, blended, resolution)
+    splats = splat(points, normals, valid, spacing, window_cameras, settings)
+    attributes = torch.cat([canonical + 0.5, normals], dim=-1) if with_attributes else None
+    silhouette, depth, blended = stretch(*composite(splats, attributes, settings), resolution)
     if blended is None:
         return Rendered(silhouette, depth, None, None, window)
     return Rendered(silhouette, depth, blended[..., :3], blended[..., 3:], window)
@@ -368,7 +330,9 @@ def stretch(silhouette: Tensor, depth: Tensor, blended: Tensor | None, resolutio
     """Stretch each object's top-left ``S * resolution`` pixels over its whole window.
 
     Bilinear resampling (differentiable); depth and attributes are resampled premultiplied
-    by the coverage, so that empty pixels (depth 0) do not drag the values at the edge.
+    by the coverage, so that empty pixels (depth 0) do not drag the values at the edge. Every
+    object is resampled (asking whether any needs it would wait for the device), and objects
+    at resolution 1 keep their images exactly.
 
     Args:
         silhouette: (B, S, S). depth: (B, S, S). blended: (B, S, S, C) or None.
@@ -376,26 +340,25 @@ def stretch(silhouette: Tensor, depth: Tensor, blended: Tensor | None, resolutio
     Returns:
         The same images at full resolution.
     """
-    if bool((resolution >= 1).all()):
-        return silhouette, depth, blended
     batch = silhouette.shape[0]
     layers = [silhouette.unsqueeze(1), (depth * silhouette).unsqueeze(1)]
     if blended is not None:
         layers.append((blended * silhouette.unsqueeze(-1)).permute(0, 3, 1, 2))
     stack = torch.cat(layers, dim=1)
-    theta = torch.zeros(batch, 2, 3, dtype=stack.dtype, device=stack.device)
-    theta[:, 0, 0] = theta[:, 1, 1] = resolution
-    theta[:, :, 2] = (resolution - 1).unsqueeze(-1)
+    zero = torch.zeros_like(resolution)
+    theta = torch.stack([resolution, zero, resolution - 1,
+                         zero, resolution, resolution - 1], dim=-1).view(batch, 2, 3)
     grid = torch.nn.functional.affine_grid(theta, list(stack.shape), align_corners=False)
-    # At resolution 1 the samples fall on pixel centres, so those objects come back as they
-    # were (bilinear weights 1 and 0).
     stack = torch.nn.functional.grid_sample(stack, grid, mode="bilinear",
                                             padding_mode="zeros", align_corners=False)
     coverage = stack[:, 0]
     weight = coverage.clamp(min=1e-6)
-    depth = torch.where(coverage > 1e-6, stack[:, 1] / weight, torch.zeros_like(coverage))
+    covered = coverage > 1e-6
+    full = (resolution >= 1).view(-1, 1, 1)
+    depth = torch.where(full, depth,
+                        torch.where(covered, stack[:, 1] / weight, torch.zeros_like(depth)))
     if blended is not None:
-        blended = torch.where((coverage > 1e-6).unsqueeze(-1),
-                              stack[:, 2:].permute(0, 2, 3, 1) / weight.unsqueeze(-1),
-                              torch.zeros_like(blended))
-    return coverage, depth, blended
+        resampled = stack[:, 2:].permute(0, 2, 3, 1) / weight.unsqueeze(-1)
+        resampled = torch.where(covered.unsqueeze(-1), resampled, torch.zeros_like(blended))
+        blended = torch.where(full.unsqueeze(-1), blended, resampled)
+    return torch.where(full, silhouette, coverage), depth, blended

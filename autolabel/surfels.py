@@ -24,14 +24,12 @@ Points are in the canonical object frame (x forward, y left, z up; tight box abo
 from __future__ import annotations
 
 import dataclasses
-import functools
 
 import torch
 from torch import Tensor
 
 from autolabel.geometry import facing_cosine, transform_points
 from autolabel.shapes import ShapeSource
-from autolabel.tensors import compact, gather_rows
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,8 +51,9 @@ class SurfelSettings:
         tolerance: canonical units; a point whose last Newton step is longer than this has
             not converged (the step is first-order exact, so a short last step lands on the
             surface to within its square times the curvature).
-        query_chunk: points per SDF call during grid extraction and graph-free re-projection
-            (bounds memory and keeps large batches in cache).
+        query_chunk: points per SDF call during grid extraction (bounds its memory).
+            Re-projection treats the whole batch at once, so that its operations do not
+            depend on the batch size.
     """
 
     count: int = 1024
@@ -113,24 +112,6 @@ def _value_and_gradients(sdf: ShapeSource, latent: Tensor, points: Tensor
     return values.detach(), point_gradient, code_gradient
 
 
-def _sdf_values(sdf: ShapeSource, latent: Tensor, points: Tensor) -> tuple[Tensor]:
-    """SDF values (B, N) at points (B, N, 3), without a graph (a 1-tuple, as
-    :func:`_by_objects` expects)."""
-    with torch.no_grad():
-        return (sdf(latent, points),)
-
-
-def _by_objects(function, chunk_points: int, latent: Tensor, points: Tensor
-                ) -> tuple[Tensor, ...]:
-    """``function(latent, points)`` (returning a tuple of batched tensors) over chunks of
-    objects of about ``chunk_points`` points each, each output concatenated along the batch:
-    large batches stay in cache."""
-    step = max(1, chunk_points // max(points.shape[1], 1))
-    parts = [function(latent[i:i + step], points[i:i + step])
-             for i in range(0, points.shape[0], step)]
-    return tuple(torch.cat(outputs) for outputs in zip(*parts, strict=True))
-
-
 def _newton_step(values: Tensor, gradient: Tensor, points: Tensor) -> Tensor:
     """One Newton step towards the zero level set: (B, N, 3)."""
     squared = gradient.pow(2).sum(-1, keepdim=True).clamp(min=1e-12)
@@ -161,17 +142,15 @@ def project_to_surface(
             values, gradient = _sdf_and_gradient(sdf, frozen_latent, current, False)
             current = _newton_step(values.detach(), gradient, current).detach()
         else:
-            (values,) = _by_objects(functools.partial(_sdf_values, sdf), settings.query_chunk,
-                                    frozen_latent, current)
-            current = current - values.unsqueeze(-1) * normals
+            with torch.no_grad():
+                current = current - sdf(frozen_latent, current).unsqueeze(-1) * normals
     if settings.differentiable_normals or not latent.requires_grad:
         values, gradient = _sdf_and_gradient(sdf, latent, current,
                                              settings.differentiable_normals)
     else:
         # The values to first order in the latent: their gradient with respect to it is the
         # exact one, and the backward pass of the fit no longer runs through the network.
-        values, gradient, latent_gradient = _by_objects(
-            functools.partial(_value_and_gradients, sdf), settings.query_chunk, latent, current)
+        values, gradient, latent_gradient = _value_and_gradients(sdf, latent, current)
         change = (latent - frozen_latent).unsqueeze(1)
         values = values + (change * latent_gradient).sum(-1)
     surface = _newton_step(values, gradient, current)
@@ -323,7 +302,9 @@ def project_facing(
     """Re-project only the surfels that face the camera at the given pose.
 
     Surfels turned away from the camera are culled by the renderer, so an iteration only
-    needs to re-project the others; ``min_cos`` leaves a margin below the renderer's cull.
+    needs the others; ``min_cos`` leaves a margin below the renderer's cull. The others are
+    marked invalid rather than left out: every object keeps its N surfels, so the shapes of
+    the tensors do not depend on the pose (the SDF is evaluated at them all the same).
 
     Args:
         sdf: shape source. latent: (B, D), may require grad.
@@ -334,16 +315,14 @@ def project_facing(
             the camera.
         settings: Newton steps and tolerance.
     Returns:
-        The projected facing surfels (B, K), K <= N, and index (B, K) of each among the N
-        (rows padded as in :func:`autolabel.tensors.compact`; padding is invalid).
+        The projected surfels (B, N); only the facing ones that converged are valid, and
+        ``dropped`` counts the facing ones that did not.
     """
     with torch.no_grad():
         points, normals = pose_surfels(surfels, center, rotation, size)
         facing = facing_cosine(points, normals, camera_centre) > min_cos
-    index, kept = compact(surfels.valid & facing)
-    projected = project_to_surface(sdf, latent, gather_rows(surfels.points, index), kept,
-                                   settings, gather_rows(surfels.normals, index))
-    return projected, index
+    return project_to_surface(sdf, latent, surfels.points, surfels.valid & facing, settings,
+                              surfels.normals)
 
 
 def pose_surfels(

@@ -7,8 +7,13 @@ into 64x64 windows and compared with targets rendered at perturbed poses. One it
 what the fitter's shape stage does: surfels (selecting the camera-facing ones and a Newton
 re-projection, differentiable in the latent, with the fitter's surfel settings), rasterisation
 (posing, back-face culling, splatting, compositing silhouette and depth), losses (silhouette
-and depth) and backward to translation, yaw, log-size and latent. Prints a table and writes
-``benchmarks/results/speed.json``.
+and depth) and backward to translation, yaw, log-size and latent. The same cars, with the
+targets as mask and depth and the target surfels as LiDAR points, also go through whole
+iterations of the fitter (``autolabel.fit._Fit.step``, every loss term, backward and the Adam
+step): their median time per stage of the fit, and the number of operator calls one iteration
+makes, counted with the torch profiler (``aten::`` events not inside another ``aten::``
+event; the calls they make internally are counted separately as ``nested``). Prints a table
+and writes ``benchmarks/results/speed.json``.
 Peak memory is the process's resident high-water mark on CPU (batches run in increasing
 order, so each figure includes the smaller ones) and allocated memory on CUDA.
 """
@@ -25,10 +30,11 @@ import time
 from pathlib import Path
 
 import torch
+from torch.profiler import ProfilerActivity, profile
 
 from autolabel import geometry as g
 from autolabel import losses, surfels
-from autolabel.fit import FitConfig
+from autolabel.fit import FitConfig, ObjectBatch, _Fit
 from autolabel.prior import load_prior
 from autolabel.render import RenderSettings, detection_windows, render
 
@@ -62,7 +68,7 @@ def _iteration(prior, params, fixed, settings, surfel_settings, device) -> dict[
     start = _synchronise(device)
     rotation = g.yaw_to_rotation(params["yaw"])
     size = params["log_size"].exp()
-    projected, _ = surfels.project_facing(
+    projected = surfels.project_facing(
         prior.sdf, params["latent"], fixed["surfels"], params["centre"].detach(),
         rotation.detach(), size.detach(), g.camera_centres(fixed["camera"]),
         FitConfig().facing_cos, surfel_settings)
@@ -86,6 +92,51 @@ def _iteration(prior, params, fixed, settings, surfel_settings, device) -> dict[
     return times
 
 
+def _object_batch(fixed: dict, centre, yaw, size, box2d) -> ObjectBatch:
+    """The cars as the fitter's input: the targets as mask and depth, the first 400 target
+    surfels (posed) as observed points, the ground plane under the wheels."""
+    batch = centre.shape[0]
+    observed, _ = surfels.pose_surfels(fixed["surfels"], fixed["moved"],
+                                       g.yaw_to_rotation(yaw + 0.17), size)
+    ground = torch.tensor([0.0, -1.0, 0.0], device=centre.device).expand(batch, 3)
+    ground = torch.cat([ground, centre[:, 1:2] + size[:, 2:] / 2], dim=1)
+    every = torch.ones(batch, dtype=torch.bool, device=centre.device)
+    return ObjectBatch(
+        projection=fixed["camera"], box2d=box2d, free_edges=torch.zeros_like(box2d).bool(),
+        window=fixed["window"], points=observed[:, :400],
+        points_valid=fixed["surfels"].valid[:, :400], observed_depth=fixed["depth"],
+        mask=fixed["mask"], has_mask=every, ground=ground, has_ground=every,
+        size_log_mean=size.log(), size_log_std=torch.full_like(size, 0.1),
+        center=centre, yaw=yaw, size=size)
+
+
+def _operator_calls(function) -> dict[str, int]:
+    """aten operator calls made by ``function()``: top-level ones and nested ones."""
+    with profile(activities=[ProfilerActivity.CPU]) as profiler:
+        function()
+    events = [e for e in profiler.events() if e.name.startswith("aten::")]
+    nested = sum(1 for e in events
+                 if e.cpu_parent is not None and e.cpu_parent.name.startswith("aten::"))
+    return {"operators": len(events) - nested, "nested": nested}
+
+
+def measure_fit(prior, batch: ObjectBatch, repeats: int, device: torch.device) -> dict:
+    """Median seconds and operator calls of fitter iterations in its pose and shape stages."""
+    run = _Fit(prior, batch, FitConfig())
+    seconds, operators = {}, {}
+    for stage, shape_stage in (("pose", False), ("shape", True)):
+        run.step(shape_stage)  # the first step of a stage sets up Adam's state for it
+        times = []
+        for _ in range(repeats):
+            start = _synchronise(device)
+            run.step(shape_stage)
+            times.append(_synchronise(device) - start)
+        seconds[stage] = statistics.median(times)
+        operators[stage] = _operator_calls(lambda shape_stage=shape_stage:
+                                           run.step(shape_stage))
+    return {"fit_seconds_per_iteration": seconds, "fit_operators_per_iteration": operators}
+
+
 def measure(prior, batch: int, repeats: int, device: torch.device,
             surfel_settings: surfels.SurfelSettings, seed: int = 0) -> dict:
     """Median stage times of ``repeats`` iterations for one batch size."""
@@ -95,9 +146,8 @@ def measure(prior, batch: int, repeats: int, device: torch.device,
     latent = prior.latent_mean.expand(batch, -1).clone()
     camera = torch.tensor(KITTI_P2, device=device).expand(batch, 3, 4)
     points, valid = surfels.extract_surface_points(prior.sdf, latent, size, seed=seed)
-    window = detection_windows(
-        g.projected_box2d(g.box_corners(centre, g.yaw_to_rotation(yaw), size), camera),
-        settings.window_margin)
+    box2d = g.projected_box2d(g.box_corners(centre, g.yaw_to_rotation(yaw), size), camera)
+    window = detection_windows(box2d, settings.window_margin)
     with torch.no_grad():  # targets: the same cars 0.3 m further and 10 degrees turned
         target_surfels = surfels.project_to_surface(prior.sdf, latent, points, valid)
         moved = centre + torch.tensor([0.0, 0.0, 0.3], device=device)
@@ -106,7 +156,7 @@ def measure(prior, batch: int, repeats: int, device: torch.device,
         target = render(target_points, target_normals, target_surfels.points,
                         target_surfels.valid, surfels.surfel_spacing(size, points.shape[1]),
                         camera, window, settings)
-    fixed = {"surfels": target_surfels, "camera": camera, "window": window,
+    fixed = {"surfels": target_surfels, "camera": camera, "window": window, "moved": moved,
              "mask": (target.silhouette > 0.5).float(), "depth": target.depth}
     params = {"centre": centre, "yaw": yaw, "log_size": size.log(), "latent": latent}
     params = {k: v.clone().requires_grad_(True) for k, v in params.items()}
@@ -122,7 +172,9 @@ def measure(prior, batch: int, repeats: int, device: torch.device,
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"batch": batch, "seconds_per_iteration": total,
             "milliseconds_per_object": 1000 * total / batch, "stages_seconds": stages,
-            "peak_memory_mb": peak_mb}
+            "peak_memory_mb": peak_mb,
+            **measure_fit(prior, _object_batch(fixed, centre, yaw, size, box2d), repeats,
+                          device)}
 
 
 def main() -> None:
@@ -152,12 +204,16 @@ def main() -> None:
           f"{RenderSettings().footprint}x{RenderSettings().footprint} splats, "
           f"differentiable normals: {surfel_settings.differentiable_normals}")
     print(f"{'batch':>6} {'s/iter':>8} {'ms/obj':>8} " + " ".join(f"{s:>10}" for s in STAGES)
-          + f" {'peak MB':>8}")
+          + f" {'peak MB':>8} {'fit s/iter pose, shape':>23} {'operators pose, shape':>22}")
     for row in rows:
+        fit_seconds = row["fit_seconds_per_iteration"]
+        operators = row["fit_operators_per_iteration"]
         print(f"{row['batch']:>6} {row['seconds_per_iteration']:>8.3f} "
               f"{row['milliseconds_per_object']:>8.2f} "
               + " ".join(f"{row['stages_seconds'][s]:>10.3f}" for s in STAGES)
-              + f" {row['peak_memory_mb']:>8.0f}")
+              + f" {row['peak_memory_mb']:>8.0f}"
+              + f" {fit_seconds['pose']:>11.3f} {fit_seconds['shape']:>11.3f}"
+              + f" {operators['pose']['operators']:>11} {operators['shape']['operators']:>10}")
     result = {"device": device.type, "device_name": name, "threads": torch.get_num_threads(),
               "surfels_per_object": surfel_settings.count,
               "newton_steps": surfel_settings.newton_steps,

@@ -159,24 +159,30 @@ def test_silhouette_and_depth_descent_recovers_a_pose_half_a_metre_and_15_degree
     assert abs(math.degrees(float((yaw - true_yaw).detach()))) < 2.0
 
 
-@pytest.mark.parametrize("chunk", [1, 3])
-def test_chunked_rendering_equals_rendering_all_objects_at_once(chunk):
+def test_an_object_renders_the_same_alone_and_in_a_batch():
+    """One batched pass over all objects: no object's images depend on the others'."""
     latent = torch.tensor([[0.5]] * 4, dtype=torch.float64)
     size = torch.full((4, 3), 2.0, dtype=torch.float64)
     points, valid = sf.extract_surface_points(shapes.sphere_sdf, latent, size)
     projected = sf.project_to_surface(shapes.sphere_sdf, latent, points, valid)
-    centers = torch.tensor([[x, 1.0, 10.0 + 3 * x] for x in range(4)], dtype=torch.float64)
+    centers = torch.tensor([[x, 1.0, 10.0 + 9 * x] for x in range(4)], dtype=torch.float64)
     rotation = g.yaw_to_rotation(torch.zeros(4, dtype=torch.float64))
     cam_points, normals = sf.pose_surfels(projected, centers, rotation, size)
     box = g.projected_box2d(g.box_corners(centers, rotation, size), CAMERA)
-    window = rd.detection_windows(box, 0.1)
+    # Wide windows for two of them: fewer pixels per surfel, rendered at full resolution.
+    window = torch.cat([rd.detection_windows(box[:2], 0.1), rd.detection_windows(box[2:], 1.0)])
     spacing = sf.surfel_spacing(size, points.shape[1])
     args = (cam_points, normals, projected.points, projected.valid, spacing,
             CAMERA.expand(4, -1, -1), window)
-    whole = rd.render(*args, rd.RenderSettings(chunk_objects=64))
-    parts = rd.render(*args, rd.RenderSettings(chunk_objects=chunk))
-    assert torch.allclose(whole.silhouette, parts.silhouette)
-    assert torch.allclose(whole.depth, parts.depth)
+    resolution = rd.render_resolution(cam_points, projected.valid, spacing,
+                                      rd.window_projection(CAMERA.expand(4, -1, -1), window, 64),
+                                      SETTINGS)
+    assert resolution.min() < 1 and resolution.max() == 1  # both paths of the stretch
+    whole = rd.render(*args, SETTINGS)
+    for i in range(4):
+        alone = rd.render(*(a[i:i + 1] for a in args), SETTINGS)
+        for name in ("silhouette", "depth", "nocs", "normals"):
+            torch.testing.assert_close(getattr(alone, name)[0], getattr(whole, name)[i])
 
 
 KITTI = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "kitti_dev"

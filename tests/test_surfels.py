@@ -50,19 +50,21 @@ def test_linearised_last_step_gives_the_implicit_gradient_of_the_surface_points(
     assert expected.abs().max() > 1e-3  # the check has something to compare
 
 
-def test_re_projection_over_chunks_of_objects_gives_the_same_surfels_and_gradients():
+def test_an_object_re_projects_the_same_alone_and_in_a_batch():
     torch.manual_seed(3)
     decoder = SdfDecoder(latent_size=4, widths=(32, 32, 32), reinject=(1,)).double()
     latent = (0.3 * torch.randn(5, 4, dtype=torch.float64)).requires_grad_(True)
     start = 0.3 * torch.randn(5, 40, 3, dtype=torch.float64)
     normals = torch.nn.functional.normalize(torch.randn(5, 40, 3, dtype=torch.float64), dim=-1)
-    valid = torch.ones(5, 40, dtype=torch.bool)
-    outputs = []
-    for chunk in (80, 10**6):  # two objects per call, or all five at once
-        settings = sf.SurfelSettings(differentiable_normals=False, tolerance=10.0,
-                                     query_chunk=chunk)
-        projected = sf.project_to_surface(decoder, latent, start, valid, settings, normals)
-        (gradient,) = torch.autograd.grad(projected.points.sum(), latent)
-        outputs.append((projected.points.detach(), projected.normals, gradient))
-    for chunked, whole in zip(*outputs, strict=True):
-        torch.testing.assert_close(chunked, whole)
+    valid = torch.rand(5, 40, generator=torch.Generator().manual_seed(0)) > 0.3
+    settings = sf.SurfelSettings(differentiable_normals=False, tolerance=10.0)
+    whole = sf.project_to_surface(decoder, latent, start, valid, settings, normals)
+    (whole_gradient,) = torch.autograd.grad(whole.points.sum(), latent)
+    for i in range(5):
+        alone = sf.project_to_surface(decoder, latent[i:i + 1], start[i:i + 1], valid[i:i + 1],
+                                      settings, normals[i:i + 1])
+        (gradient,) = torch.autograd.grad(alone.points.sum(), latent)
+        torch.testing.assert_close(alone.points[0], whole.points[i])
+        torch.testing.assert_close(alone.valid[0], whole.valid[i])
+        torch.testing.assert_close(gradient[i], whole_gradient[i])
+    assert not whole.valid.all() and whole.valid.any()
