@@ -12,6 +12,7 @@ import typer
 from rich.progress import track
 
 from autolabel.errors import InputError
+from autolabel.extras import require_open3d
 from autolabel.prior import load_prior
 from cli.common import user_errors
 from shape_priors import meshes as car_meshes
@@ -45,6 +46,8 @@ def meshes_command(
 ) -> None:
     """Generate watertight procedural car meshes (object frame, metres) for the shape prior."""
     with user_errors():
+        if sheet:
+            require_open3d("the contact sheet (--sheet 0 skips it)")  # before, not after, the work
         seeds = car_meshes.split_seeds(split.value, count, seed)
         if out.exists() and not out.is_dir():
             raise InputError(out, "exists and is not a folder")

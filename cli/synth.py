@@ -11,10 +11,6 @@ from rich.console import Console
 from rich.progress import track
 
 from autolabel.errors import InputError
-from autolabel.synth import SynthConfig, generate_frame, merge_detections, write_frame
-from autolabel.synth.lidar import LidarConfig
-from autolabel.synth.noise import DepthNoise, DetectionNoise
-from autolabel.synth.scene import SceneConfig
 from cli.common import user_errors
 
 
@@ -54,6 +50,12 @@ def synth_command(
     """Generate KITTI-format frames of held-out procedural cars with a simulated camera and
     64-beam LiDAR, ground-truth label_2 and noisy COCO-style detections."""
     with user_errors():
+        # Imported here: synthesis needs open3d, an extra that `autolabel fit` does without.
+        from autolabel.synth import SynthConfig, generate_frame, merge_detections, write_frame
+        from autolabel.synth.lidar import LidarConfig
+        from autolabel.synth.noise import DepthNoise, DetectionNoise
+        from autolabel.synth.scene import SceneConfig
+
         if min_cars > max_cars:
             raise InputError(None, f"is {min_cars}, more than --max-cars {max_cars}",
                              field="--min-cars")

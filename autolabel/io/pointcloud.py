@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from autolabel.errors import InputError
+from autolabel.extras import require_open3d
 from autolabel.io.files import require_file
 from autolabel.io.kitti import read_velodyne
 
@@ -28,6 +29,7 @@ def read_points(path: str | Path) -> np.ndarray:
     Raises:
         InputError: naming the file, for a missing file, an unsupported suffix, a file
             open3d cannot parse, or a cloud with no finite points.
+        MissingExtra: for a ``.pcd`` or ``.ply`` file when open3d is not installed.
     """
     path = require_file(path, POINT_CLOUD_SUFFIXES, "point cloud")
     suffix = path.suffix.lower()
@@ -43,7 +45,7 @@ def read_points(path: str | Path) -> np.ndarray:
 
 def _read_open3d(path: Path) -> np.ndarray:
     """(N, 3) float64 points of a .pcd or .ply file; empty when open3d cannot parse it."""
-    import open3d as o3d  # imported here: it takes a second and only these formats need it
+    o3d = require_open3d(f"reading {path.suffix} point clouds")  # here: only they need it
 
     # open3d reports parse failures as warnings and returns an empty cloud; the caller
     # turns the empty cloud into an InputError, so the warnings are silenced.
