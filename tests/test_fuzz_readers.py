@@ -482,6 +482,13 @@ FOUND = [  # (reader, file content, what the one-line message says)
      r"field 'POINTS': the header declares 300000000 points but the file ends"),
     ("points-ply", ply_file().decode().replace("vertex 2", "vertex 3"),
      r"field 'element vertex': the header declares 3 points but the file ends"),
+    ("points-ply", ply_file().decode().replace("end_header", "comment " + "x" * 1100
+                                               + "\nend_header"),
+     r"a header line of 1108 bytes; at most 1023 are read"),
+    ("points-ply", ply_file().decode().replace("4.5 -5 6", "abc -5 6"),
+     r"a point value that is not a number"),
+    ("points-pcd", pcd_file().decode().replace("4.5 -5 6", "4.5 -5 " + "6" * 300),
+     r"a value of 300 characters; at most 255 are read"),
     ("depth-npy", "", r"cannot read the array \(No data left in file\)"),
     ("depth-npy", npy_file()[:20] + b"(5, 7), }  \n", r"cannot read the array"),
     ("image-png", "P1", r"cannot decode the image"),

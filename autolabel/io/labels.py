@@ -181,7 +181,8 @@ def _numeric(value: Any) -> bool:
 def _label(item: Mapping[str, Any], path: Path, entry: str) -> ObjectLabel:
     category = _get(item, "category", str, path, entry)
     rotation = _numbers(item, "rotation", (3, 3), path, entry)
-    orthogonality = np.abs(rotation.T @ rotation - np.eye(3)).max()
+    with np.errstate(over="ignore", invalid="ignore"):  # huge entries: refused just below
+        orthogonality = np.abs(rotation.T @ rotation - np.eye(3)).max()
     if orthogonality > _ROTATION_TOLERANCE or np.linalg.det(rotation) < 0:
         raise InputError(path, "not a proper rotation matrix", entry, "rotation")
     size = _numbers(item, "size", (3,), path, entry)

@@ -38,8 +38,6 @@ def read_points(path: str | Path) -> np.ndarray:
     if suffix == ".bin":
         points = read_velodyne(path)[:, :3]
     else:
-        check = _check_pcd if suffix == ".pcd" else _check_ply
-        check(path, path.read_bytes())
         with np.errstate(over="ignore"):  # beyond float32's range is infinite, dropped below
             points = _read_open3d(path).astype(np.float32)
         points = points[np.isfinite(points).all(axis=1)]
@@ -48,6 +46,10 @@ def read_points(path: str | Path) -> np.ndarray:
     return np.ascontiguousarray(points)
 
 
+# open3d's PLY reader (RPly) aborts the whole process on a header line this long.
+_PLY_LINE_LIMIT = 1024
+# Its longest word; a longer number in ASCII data is read as garbage.
+_ASCII_VALUE_LIMIT = 256
 # Bytes of the scalar types of PLY properties.
 _PLY_SIZES = {name: size for size, names in (
     (1, ("char", "int8", "uchar", "uint8")), (2, ("short", "int16", "ushort", "uint16")),
@@ -84,6 +86,20 @@ def _lines(data: bytes) -> int:
     return sum(1 for line in data.split(b"\n") if line.strip())
 
 
+def _check_ascii_values(path: Path, data: bytes) -> None:
+    """Refuse ASCII point data with a value that is not a number, or one longer than open3d's
+    PLY reader reads: open3d returns such points as zeros or as uninitialised memory."""
+    values = data.split()
+    longest = max(map(len, values), default=0)
+    if longest >= _ASCII_VALUE_LIMIT:
+        raise InputError(path, f"a value of {longest} characters; at most "
+                         f"{_ASCII_VALUE_LIMIT - 1} are read")
+    try:
+        np.array(values, dtype=np.float64)
+    except ValueError as error:
+        raise InputError(path, f"a point value that is not a number ({error})") from None
+
+
 def _truncated(path: Path, declared: int, field: str) -> InputError:
     """open3d allocates the points a header declares and leaves the ones a truncated file
     lacks at (0, 0, 0), so such a file is refused before open3d reads it."""
@@ -92,8 +108,8 @@ def _truncated(path: Path, declared: int, field: str) -> InputError:
 
 
 def _check_pcd(path: Path, content: bytes) -> None:
-    """Refuse a .pcd file whose header is malformed or that holds fewer points than its
-    header's POINTS."""
+    """Refuse a .pcd file whose header is malformed, that holds fewer points than its
+    header's POINTS, or whose ASCII data has a value that is not a number."""
     lines, data = _header(content, b"DATA")
     header = {words[0].upper(): words[1:] for words in lines}
     for key in (b"POINTS", b"SIZE", b"DATA"):
@@ -105,6 +121,7 @@ def _check_pcd(path: Path, content: bytes) -> None:
                      for size, count in zip(header[b"SIZE"], counts, strict=False))
     encoding = header[b"DATA"][0].lower()
     if encoding == b"ascii":
+        _check_ascii_values(path, data)
         held = _lines(data)
     elif point_size == 0:
         raise InputError(path, "points of 0 bytes", field="SIZE")
@@ -120,16 +137,24 @@ def _check_pcd(path: Path, content: bytes) -> None:
 
 
 def _check_ply(path: Path, content: bytes) -> None:
-    """Refuse a .ply file whose header is malformed or that ends before its last vertex.
+    """Refuse a .ply file whose header is malformed (or has a line that open3d's PLY reader
+    aborts the process on), that ends before its last vertex, or whose ASCII data has a value
+    that is not a number.
 
     Elements are stored in header order, one line (ascii) or one record (binary) each; list
     properties count as empty lists, so a binary file's length is checked from below.
     """
+    longest = max(map(len, content.partition(b"end_header")[0].split(b"\n")))
+    if longest >= _PLY_LINE_LIMIT:
+        raise InputError(path, f"a header line of {longest} bytes; at most "
+                         f"{_PLY_LINE_LIMIT - 1} are read")
     lines, data = _header(content, b"end_header")
     formats = [words[1] for words in lines if words[0] == b"format" and len(words) > 1]
     if not formats:
         raise InputError(path, "missing from the PLY header", field="format")
     ascii_data = formats[0] == b"ascii"
+    if ascii_data:
+        _check_ascii_values(path, data)
     needed = 0  # lines (ascii) or bytes (binary) up to the last vertex
     for index, words in enumerate(lines):
         if words[0] != b"element" or len(words) != 3:
@@ -147,12 +172,14 @@ def _check_ply(path: Path, content: bytes) -> None:
             if (_lines(data) if ascii_data else len(data)) < needed:
                 raise _truncated(path, count, field)
             return
+    raise InputError(path, "missing from the PLY header", field="element vertex")
 
 
 def _read_open3d(path: Path) -> np.ndarray:
     """(N, 3) float64 points of a .pcd or .ply file; empty when open3d cannot parse it."""
     o3d = require_open3d(f"reading {path.suffix} point clouds")  # here: only they need it
-
+    check = _check_pcd if path.suffix.lower() == ".pcd" else _check_ply
+    check(path, path.read_bytes())
     # open3d reports parse failures as warnings and returns an empty cloud; the caller
     # turns the empty cloud into an InputError, so the warnings are silenced.
     with o3d.utility.VerbosityContextManager(o3d.utility.VerbosityLevel.Error):
