@@ -8,7 +8,8 @@ STAMP := $(VENV)/.installed
 
 setup: $(STAMP)
 
-# open3d needs libusb at import time; install it when it is missing (root on these machines).
+# open3d (the synth extra: demo scenes, shape priors, tests) needs libusb at import time;
+# install it when it is missing (root on these machines).
 $(STAMP): pyproject.toml
 	@if ! ldconfig -p 2>/dev/null | grep -q libusb-1.0; then \
 		echo "installing libusb-1.0-0 (needed by open3d)"; \
@@ -19,7 +20,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# torch first and pinned: 2.13.0 is the local CPU build; an unpinned torch pulls CUDA.
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q torch==2.13.0 -e '.[dev]'
+	$(PY) -m pip install -q torch==2.13.0 -e '.[synth,dev]'
 	touch $(STAMP)
 
 lint: setup

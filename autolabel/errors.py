@@ -4,12 +4,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
+# Characters that str.splitlines() breaks at, written as escapes so that a message stays one
+# line even when it quotes a file's own text (a JSON key, a class name, a path).
+_LINE_BREAKS = {ord(c): c.encode("unicode_escape").decode() for c in
+                "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"}
+
 
 class InputError(ValueError):
     """A file or value supplied by the user is missing or malformed.
 
     The message always names the file and, where it applies, the entry (line, index, key)
-    and the field, e.g. ``calib/000008.txt: line 3: field 'P2': expected 12 numbers, got 11``.
+    and the field, e.g. ``calib/000008.txt: line 3: field 'P2': expected 12 numbers, got 11``;
+    line breaks in any part are escaped, so the message is one line.
+
+    >>> print(InputError("dets.json", "expected a list", entry="bad\\nkey"))
+    dets.json: bad\\nkey: expected a list
     """
 
     def __init__(self, path: str | Path | None, message: str, entry: str | None = None,
@@ -20,7 +29,7 @@ class InputError(ValueError):
         if field is not None:
             parts.append(f"field '{field}'")
         parts.append(message)
-        super().__init__(": ".join(parts))
+        super().__init__(": ".join(parts).translate(_LINE_BREAKS))
         self.path = None if path is None else Path(path)
         self.entry = entry
         self.field = field

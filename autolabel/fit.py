@@ -160,6 +160,12 @@ class ObjectBatch:
     def __len__(self) -> int:
         return self.center.shape[0]
 
+    def rows(self, index: Tensor) -> ObjectBatch:
+        """The batch of the objects ``index`` (K,) of this one, in that order."""
+        return ObjectBatch(**{field.name: None if value is None else value[index]
+                              for field in dataclasses.fields(self)
+                              for value in [getattr(self, field.name)]})
+
 
 @dataclasses.dataclass
 class FitOutput:

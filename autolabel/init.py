@@ -6,10 +6,10 @@ uses lives in :mod:`autolabel.lidar`. For one frame:
 1. the ground plane is fitted once on all points below the camera (seeded RANSAC,
    :mod:`autolabel.lidar.ground`);
 2. per detection, the points in the box's frustum that are not ground are clustered
-   (open3d ``cluster_dbscan``) and scored against the box: horizontal coverage and the share
-   of the box's height covered, at a depth that agrees with the box height; with an instance
-   mask, every cluster that projects mostly inside the mask is the object. The detections
-   of a frame then share the clusters out, no point to two objects
+   (DBSCAN, :func:`autolabel.lidar.clusters.dbscan`) and scored against the box: horizontal
+   coverage and the share of the box's height covered, at a depth that agrees with the box
+   height; with an instance mask, every cluster that projects mostly inside the mask is the
+   object. The detections of a frame then share the clusters out, no point to two objects
    (:mod:`autolabel.lidar.clusters`);
 3. the yaw (modulo pi/2) comes from an L-shape fit of the cluster's bird's-eye view
    (:mod:`autolabel.lidar.lshape`);

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from autolabel.fit import FitConfig, FitOutput, ObjectBatch, fit
-from autolabel.geometry import project_points
+from autolabel.geometry import project_points, rotation_to_yaw
 from autolabel.init import (
     GroundPlane,
     Hypothesis,
@@ -64,6 +64,9 @@ class PipelineConfig:
         fit, verify, init: settings of the stages.
         yaw_hypotheses: initial yaws per detection: 1 (the initial one), 2 (and its
             opposite heading) or 4 (every quarter turn).
+        shape_hypotheses: how many of a detection's hypotheses, the lowest losses after the
+            pose stage, go on to the shape stage (which costs about 2.5 times as much a
+            step); ``yaw_hypotheses`` or more: all, fitted in one run.
         max_points: observed points per object kept for the fit (a seeded subsample).
         free_space_band: with LiDAR and a ground plane, only returns between these heights
             (metres) above the plane enter the free-space loss: returns through car windows
@@ -81,6 +84,7 @@ class PipelineConfig:
     verify: VerifyConfig = VerifyConfig()
     init: InitConfig = InitConfig()
     yaw_hypotheses: int = 4
+    shape_hypotheses: int = 1
     max_points: int = 400
     free_space_band: tuple[float, float] | None = (0.3, 0.9)
     max_fit_objects: int = 128
@@ -372,16 +376,38 @@ def build_batch(frames: Sequence[FrameInput], objects: Sequence[_Object],
     )
 
 
-def _best_per_detection(objects: Sequence[_Object], output: FitOutput
-                        ) -> dict[tuple[int, int], int]:
-    """Index of the lowest-loss finite hypothesis of every (frame, detection)."""
-    best: dict[tuple[int, int], int] = {}
-    total = torch.where(output.finite, output.total, math.inf).cpu()
-    for i, o in enumerate(objects):
-        key = (o.frame, o.detection)
-        if key not in best or total[i] < total[best[key]]:
-            best[key] = i
-    return best
+def _best_hypotheses(objects: Sequence[_Object], output: FitOutput, keep: int) -> list[int]:
+    """Indices of the ``keep`` lowest-loss hypotheses of every detection (those whose fit
+    broke down last), in order."""
+    total = torch.where(output.finite, output.total, math.inf).cpu().tolist()
+    chosen: list[int] = []
+    for _, group in itertools.groupby(range(len(objects)),
+                                      key=lambda i: (objects[i].frame, objects[i].detection)):
+        chosen += sorted(sorted(group, key=lambda i: total[i])[:keep])
+    return chosen
+
+
+def _fit_in_stages(prior, batch: ObjectBatch, objects: list[_Object], config: PipelineConfig
+                   ) -> tuple[FitOutput, list[_Object], ObjectBatch]:
+    """Fit the hypotheses; only the ``shape_hypotheses`` best of each detection after the
+    pose stage go on to the shape stage (the costly one), from where the pose stage left
+    them. Returns the output of the hypotheses fitted to the end, which ones, their batch."""
+    settings = config.fit
+    if not settings.fit_shape or config.shape_hypotheses >= config.yaw_hypotheses:
+        return fit(prior, batch, settings, config.seed), objects, batch
+    posed = fit(prior, batch, dataclasses.replace(
+        settings, iterations=settings.pose_iterations, fit_shape=False), config.seed)
+    chosen = _best_hypotheses(objects, posed, config.shape_hypotheses)
+    index = torch.as_tensor(chosen, device=batch.center.device)
+    start = dataclasses.replace(batch.rows(index), center=posed.center[index],
+                                yaw=rotation_to_yaw(posed.rotation[index]),
+                                size=posed.size[index])
+    shaped = fit(prior, start, dataclasses.replace(
+        settings, iterations=settings.iterations - settings.pose_iterations,
+        pose_iterations=0), config.seed)
+    shaped = dataclasses.replace(shaped, iterations=posed.iterations + shaped.iterations,
+                                 seconds=posed.seconds + shaped.seconds)
+    return shaped, [objects[i] for i in chosen], start
 
 
 def _result(frame: FrameInput, obj: _Object, i: int, output: FitOutput, batch: ObjectBatch,
@@ -461,12 +487,12 @@ def label_frames(frames: Sequence[FrameInput], prior=None,
     for objects in _fit_chunks(everyone, config.max_fit_objects):
         batch = build_batch(frames, objects, config, device, neighbours=everyone)
         fit_start = time.perf_counter()
-        output = fit(prior, batch, config.fit, config.seed)
+        output, objects, batch = _fit_in_stages(prior, batch, objects, config)
         share = (time.perf_counter() - fit_start) / len({(o.frame, o.detection)
                                                           for o in objects})
-        for (f, _), i in sorted(_best_per_detection(objects, output).items()):
-            results[f].append(_result(frames[f], objects[i], i, output, batch, prior, config,
-                                      share))
+        for i in _best_hypotheses(objects, output, 1):
+            results[objects[i].frame].append(_result(frames[objects[i].frame], objects[i], i,
+                                                      output, batch, prior, config, share))
     seconds = (time.perf_counter() - start) / len(frames)
     return [FrameResult(frame.frame_id, labels, plane, seconds)
             for frame, labels, plane in zip(frames, results, planes, strict=True)]

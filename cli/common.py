@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import typer
 
 from autolabel.errors import InputError
+from autolabel.extras import MissingExtra
 
 EXIT_BAD_INPUT = 2
 _THREADS = {"count": 1}
@@ -33,9 +34,10 @@ def load_torch():
 
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
-    """Print an :class:`InputError` (or a missing file) as one line and exit with code 2."""
+    """Print an :class:`InputError`, a missing file or a missing optional dependency
+    (:class:`MissingExtra`) as one line and exit with code 2."""
     try:
         yield
-    except (InputError, FileNotFoundError) as error:
+    except (InputError, FileNotFoundError, MissingExtra) as error:
         print(f"error: {error}", file=sys.stderr)
         raise typer.Exit(EXIT_BAD_INPUT) from None

@@ -11,6 +11,7 @@ import typer
 from rich.progress import track
 
 from autolabel.errors import InputError
+from autolabel.extras import require_open3d
 from cli.common import load_torch, user_errors
 
 # The defaults of shape_priors.train.PriorTrainConfig and shape_priors.sdf_samples.SdfSampling
@@ -50,6 +51,8 @@ def meshes_command(
         load_torch()
         from shape_priors import meshes as car_meshes
 
+        if sheet:
+            require_open3d("the contact sheet (--sheet 0 skips it)")  # before, not after, the work
         seeds = car_meshes.split_seeds(split.value, count, seed)
         if out.exists() and not out.is_dir():
             raise InputError(out, "exists and is not a folder")

@@ -56,6 +56,7 @@ def synth_command(
         if out.exists() and not out.is_dir():
             raise InputError(out, "exists and is not a folder (given as --out)")
         load_torch()
+        # Imported after the checks: synthesis loads torch and needs open3d (an extra).
         from autolabel.synth import SynthConfig, generate_frame, merge_detections, write_frame
         from autolabel.synth.lidar import LidarConfig
         from autolabel.synth.noise import DepthNoise, DetectionNoise

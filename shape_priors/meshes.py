@@ -36,11 +36,11 @@ from typing import NamedTuple
 
 import manifold3d
 import numpy as np
-import open3d as o3d
 import trimesh
 from PIL import Image, ImageDraw
 
 from autolabel.errors import InputError
+from autolabel.extras import require_open3d
 
 TRAIN_SEEDS = range(0, 1_000_000)
 HELDOUT_SEEDS = range(1_000_000, 2_000_000)
@@ -387,6 +387,7 @@ def render_views(meshes: Sequence[trimesh.Trimesh], tile: tuple[int, int] = (260
     meshes so that their sizes compare. Face colours are used when present, else grey.
     Returns (M, height, width, 3) uint8 images.
     """
+    o3d = require_open3d("drawing meshes")
     width_px, height_px = tile
     direction = np.array([math.cos(math.radians(-38.0)), math.sin(math.radians(-38.0)), 0.55])
     direction /= np.linalg.norm(direction)

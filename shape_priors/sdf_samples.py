@@ -17,8 +17,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import open3d as o3d
 import trimesh
+
+from autolabel.extras import require_open3d
 
 # Bump when the sampling procedure changes, so old cache files are not reused.
 SAMPLER_VERSION = 1
@@ -94,6 +95,7 @@ def signed_distance(mesh: trimesh.Trimesh, points: np.ndarray, sign_rays: int = 
     >>> np.round(d, 2).tolist()
     [-1.0, 1.0]
     """
+    o3d = require_open3d("computing SDF samples")
     scene = o3d.t.geometry.RaycastingScene()
     scene.add_triangles(
         o3d.core.Tensor(np.asarray(mesh.vertices, dtype=np.float32)),

@@ -93,7 +93,7 @@ def test_hypotheses_are_fitted_in_chunks_that_keep_each_detection_whole(prior, f
         return fit(prior, batch, config, seed)
 
     monkeypatch.setattr(pipeline, "fit", recording_fit)
-    config = PipelineConfig(yaw_hypotheses=2, max_fit_objects=3)
+    config = PipelineConfig(yaw_hypotheses=2, shape_hypotheses=2, max_fit_objects=3)
     result = label_frames([inputs], prior, config)[0]
     count = len(inputs.detections)
     assert sizes == [2] * count  # 3 cannot hold two detections' pairs
@@ -161,3 +161,33 @@ def test_an_iteration_runs_the_same_operators_at_any_batch_size_and_never_waits(
     print("operators per iteration (pose, shape stage):", calls[2, False], calls[2, True])
     assert calls[2, False] == calls[16, False] and calls[2, True] == calls[16, True]
     assert calls[2, True] < 1800  # 1677 measured
+
+
+def test_only_the_best_hypothesis_after_the_pose_stage_goes_on_to_the_shape_stage(
+        prior, frame, monkeypatch):
+    from autolabel import pipeline
+
+    inputs, truth = frame
+    calls = []
+
+    def recording_fit(prior, batch, config, seed):
+        output = fit(prior, batch, config, seed)
+        calls.append((len(batch), config.fit_shape, config.iterations, batch.center.clone(),
+                      output))
+        return output
+
+    monkeypatch.setattr(pipeline, "fit", recording_fit)
+    config = PipelineConfig(yaw_hypotheses=4, shape_hypotheses=1)
+    result = label_frames([inputs], prior, config)[0]
+    count = len(inputs.detections)
+    (posed_size, posed_shape, posed_steps, _, posed), (shaped_size, _, shaped_steps, start,
+                                                       _) = calls
+    assert (posed_size, posed_shape, posed_steps) == (4 * count, False, 30)
+    assert shaped_size == count and shaped_steps == 30
+    totals = torch.where(posed.finite, posed.total, math.inf).view(count, 4)
+    best = totals.argmin(dim=1) + 4 * torch.arange(count)
+    # the shape stage starts where the pose stage left the best hypothesis of each detection
+    torch.testing.assert_close(start, posed.center[best])
+    assert [r.hypothesis for r in result.labels] == (best % 4).tolist()
+    iou = bev_iou(labels_to_boxes([r.label for r in result.labels]), labels_to_boxes(truth))
+    assert (iou.max(dim=1).values >= 0.8).all()

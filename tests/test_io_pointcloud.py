@@ -62,7 +62,7 @@ def test_empty_bin_is_an_input_error(tmp_path):
 def test_unparseable_pcd_is_an_input_error(tmp_path):
     path = tmp_path / "junk.pcd"
     path.write_text("not a point cloud\n")
-    with pytest.raises(InputError, match=r"junk\.pcd: the point cloud has no points"):
+    with pytest.raises(InputError, match=r"junk\.pcd: field 'POINTS': missing from the PCD"):
         read_points(path)
 
 

@@ -8,11 +8,10 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 from autolabel.errors import InputError
-from autolabel.io.files import read_json
+from autolabel.io.files import json_float, read_json
 
 
 def read_class_sizes(path: str | Path) -> dict[str, tuple[float, float, float]]:
@@ -28,11 +27,9 @@ def read_class_sizes(path: str | Path) -> dict[str, tuple[float, float, float]]:
                          'height] in metres, e.g. {"Car": [4.6, 1.95, 1.73]}')
     sizes = {}
     for name, size in table.items():
-        numbers = size if isinstance(size, list) else []
-        if len(numbers) != 3 or not all(
-                isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-                and v > 0 for v in numbers):
+        numbers = [json_float(v) for v in size] if isinstance(size, list) else []
+        if len(numbers) != 3 or not all(v is not None and v > 0 for v in numbers):
             raise InputError(path, f"expected [length, width, height], three positive numbers "
                              f"in metres, got {size!r}", entry=repr(name))
-        sizes[name] = (float(numbers[0]), float(numbers[1]), float(numbers[2]))
+        sizes[name] = (numbers[0], numbers[1], numbers[2])
     return sizes

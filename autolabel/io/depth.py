@@ -8,13 +8,15 @@ measurement", so the default ``scale`` is 256 units per metre. Maps stored in mi
 from __future__ import annotations
 
 from pathlib import Path
+from tokenize import TokenError
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from autolabel.errors import InputError
 from autolabel.io.atomic import atomic_path
 from autolabel.io.files import require_file
+from autolabel.io.kitti import PIL_DECODE_ERRORS
 
 KITTI_DEPTH_SCALE = 256.0  # PNG units per metre in KITTI's depth benchmark
 MILLIMETRES = 1000.0  # PNG units per metre for maps stored in millimetres
@@ -27,7 +29,8 @@ def read_depth(path: str | Path, scale: float = KITTI_DEPTH_SCALE) -> np.ndarray
 
     Args:
         path: a single-channel 16-bit ``.png`` (value / ``scale`` = metres, 0 = no value) or
-            a 2D ``.npy`` array in metres (NaN and infinity mean no value and become 0).
+            a 2D ``.npy`` array in metres (NaN, infinity and values beyond float32's range,
+            about 3.4e38, mean no value and become 0).
         scale: PNG units per metre; ignored for ``.npy``.
     Returns:
         (H, W) float32 metres; 0 where there is no value.
@@ -48,7 +51,7 @@ def _read_png(path: Path, scale: float) -> np.ndarray:
         with Image.open(path) as image:
             mode = image.mode
             values = np.asarray(image)
-    except (OSError, UnidentifiedImageError, SyntaxError) as error:
+    except PIL_DECODE_ERRORS as error:
         raise InputError(path, f"cannot decode the image ({error})") from None
     # Pillow opens 16-bit grayscale PNGs as 'I;16' (older versions as 32-bit 'I').
     if not mode.startswith("I") or values.ndim != 2:
@@ -60,14 +63,22 @@ def _read_png(path: Path, scale: float) -> np.ndarray:
 
 def _read_npy(path: Path) -> np.ndarray:
     try:
-        values = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as error:
+        # Mapped, not read: a header that promises more data than the file holds is refused
+        # instead of allocated.
+        values = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError, EOFError, SyntaxError, TokenError) as error:
+        # numpy parses the header with Python's tokenizer and ast: hence the last two.
         raise InputError(path, f"cannot read the array ({error})") from None
+    if not isinstance(values, np.ndarray):
+        values.close()
+        raise InputError(path, "an .npz archive of arrays, not one .npy array")
     if values.ndim != 2 or not (np.issubdtype(values.dtype, np.floating)
                                 or np.issubdtype(values.dtype, np.integer)):
         raise InputError(path, f"expected a 2D real-valued array (H, W) in metres, got "
                          f"shape {values.shape} and dtype {values.dtype}")
-    depth = np.where(np.isfinite(values), values, 0).astype(np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):  # beyond float32's range: infinite
+        depth = np.array(values, dtype=np.float32)
+    depth[~np.isfinite(depth)] = 0
     negative = np.argwhere(depth < 0)
     if len(negative):
         row, col = negative[0]

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -27,9 +26,11 @@ from PIL import Image, ImageDraw
 
 from autolabel.errors import InputError
 from autolabel.io.atomic import write_text_atomic
-from autolabel.io.files import read_json
+from autolabel.io.files import json_float, read_json
 
 BBOX_FORMATS = ("xyxy", "xywh")
+# The largest mask (pixels) decoded or drawn: Pillow's limit for the images it opens.
+MAX_MASK_PIXELS = 2 * Image.MAX_IMAGE_PIXELS
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -114,6 +115,8 @@ def _decompress(text: str) -> list[int]:
             more = bool(group & 0x20)
             position += 1
             shift += 5
+            if shift > 65:  # 13 groups: 64 bits and the sign
+                raise ValueError("a count of the compressed RLE is longer than 64 bits")
             if not more and group & 0x10:
                 value -= 1 << shift
         if len(counts) > 2:
@@ -143,6 +146,7 @@ def decode_rle(rle: Mapping[str, Any]) -> np.ndarray:
         raise ValueError(f"RLE 'size' must be [height, width] of non-negative integers, "
                          f"got {size!r}")
     height, width = size
+    _check_mask_size(height, width)
     counts = rle["counts"]
     if isinstance(counts, str):
         counts = _decompress(counts)
@@ -175,16 +179,23 @@ def rasterize_polygons(polygons: list, height: int, width: int) -> np.ndarray:
     """
     if not isinstance(polygons, list) or not polygons:
         raise ValueError("polygons must be a non-empty list of [x1, y1, x2, y2, ...] lists")
+    _check_mask_size(height, width)
     image = Image.new("L", (width, height), 0)
     draw = ImageDraw.Draw(image)
     for index, polygon in enumerate(polygons):
         if (not isinstance(polygon, list) or len(polygon) < 6 or len(polygon) % 2
-                or not all(_is_number(x) and math.isfinite(x) for x in polygon)):
+                or not all(json_float(x) is not None for x in polygon)):
             raise ValueError(f"polygon {index} must be a flat list of an even number (at "
                              "least 6) of finite numbers x1, y1, x2, y2, ...")
         points = np.array(polygon, dtype=np.float64).reshape(-1, 2)
         draw.polygon([(x, y) for x, y in points.tolist()], fill=1, outline=1)
     return np.asarray(image, dtype=bool)
+
+
+def _check_mask_size(height: int, width: int) -> None:
+    if height * width > MAX_MASK_PIXELS:
+        raise ValueError(f"a {height} x {width} mask is larger than the {MAX_MASK_PIXELS} "
+                         "pixels of the largest image read")
 
 
 def _is_number(value: Any) -> bool:
@@ -224,9 +235,10 @@ class _Reader:
     def number(self, value: Any, entry: str, field: str) -> float:
         if not _is_number(value):
             raise self.error(f"expected a number, got {value!r}", entry, field)
-        if not math.isfinite(value):
+        number = json_float(value)
+        if number is None:
             raise self.error(f"expected a finite number, got {value!r}", entry, field)
-        return float(value)
+        return number
 
     def score(self, item: Mapping[str, Any], entry: str) -> float:
         score = self.number(item.get("score", 1.0), entry, "score")
@@ -240,11 +252,18 @@ class _Reader:
             raise self.error(f"expected 4 numbers ({layout}), got {value!r}", entry, field)
         a, b, c, d = (self.number(x, entry, field) for x in value)
         width, height = (c, d) if layout == "xywh" else (c - a, d - b)
+        box = np.array([a, b, a + width, b + height])
         for name, extent in (("width", width), ("height", height)):
             if extent <= 0:
                 raise self.error(f"box {name} must be positive, got {extent} "
                                  f"(bbox is {layout})", entry, field)
-        return np.array([a, b, a + width, b + height])
+        if not np.isfinite([width, height, *box]).all():
+            raise self.error(f"box coordinates beyond the float range (bbox is {layout})",
+                             entry, field)
+        if box[2] <= box[0] or box[3] <= box[1]:
+            raise self.error(f"box too small for its coordinates, {box.tolist()} has no "
+                             f"extent in floating point (bbox is {layout})", entry, field)
+        return box
 
     def mask(self, value: Any, size: tuple[int, int] | None, entry: str,
              field: str) -> np.ndarray:
@@ -330,8 +349,9 @@ def _read_coco(reader: _Reader, data: Mapping[str, Any]) -> dict[str, list[Detec
             entry = f"categories[{index}]"
             item = reader.obj(item, entry)
             name = reader.field(item, "name", entry)
-            if not isinstance(name, str):
-                raise reader.error(f"expected a string, got {name!r}", entry, "name")
+            if not isinstance(name, str) or not name or not name.isprintable():
+                raise reader.error(f"expected a class name (printable characters), got "
+                                   f"{name!r}", entry, "name")
             categories[reader.identifier(item, "id", entry)] = name
     for index, item in enumerate(_list(reader, data, key, required=False)):
         entry = f"{key}[{index}]"
@@ -394,8 +414,9 @@ def _simple_detection(reader: _Reader, item: Any, size: tuple[int, int] | None,
                            "bbox_format")
     box = reader.box(reader.field(item, "bbox", entry), layout, entry)
     category = reader.field(item, "category", entry)
-    if not isinstance(category, str) or not category:
-        raise reader.error(f"expected a class name, got {category!r}", entry, "category")
+    if not isinstance(category, str) or not category or not category.isprintable():
+        raise reader.error(f"expected a class name (printable characters), got {category!r}",
+                           entry, "category")
     mask = None
     if item.get("mask"):  # absent, null and [] all mean "no mask"
         mask = reader.mask(item["mask"], size, entry, "mask")

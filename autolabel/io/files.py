@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -29,19 +30,40 @@ def require_file(path: str | Path, suffixes: tuple[str, ...], kind: str) -> Path
 
 
 def read_json(path: str | Path) -> Any:
-    """The parsed contents of a UTF-8 JSON file.
+    """The parsed contents of a UTF-8 JSON file (a leading byte-order mark is skipped).
 
     Raises:
-        InputError: for a missing file, malformed JSON (with its line and column) or a file
-            that is not UTF-8 text.
+        InputError: for a missing file, malformed JSON (with its line and column), JSON
+            nested too deeply or with an integer of more than 4300 digits (Python parses
+            neither), or a file that is not UTF-8 text.
     """
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "no such file")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8-sig"))
     except json.JSONDecodeError as error:
         raise InputError(path, f"malformed JSON: {error.msg}",
                          f"line {error.lineno}, column {error.colno}") from None
     except UnicodeDecodeError as error:
         raise InputError(path, f"not a UTF-8 text file ({error.reason})") from None
+    except RecursionError:
+        raise InputError(path, "JSON nested too deeply to parse") from None
+    except ValueError as error:  # json raises it for integers longer than Python parses
+        raise InputError(path, f"unreadable JSON ({error})") from None
+
+
+def json_float(value: Any) -> float | None:
+    """A JSON number as a finite float; None for anything else (another type, a bool, NaN,
+    infinity, or an integer beyond float's range).
+
+    >>> json_float(2), json_float(True), json_float(float("nan")), json_float(10 ** 400)
+    (2.0, None, None, None)
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None

@@ -15,17 +15,24 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import struct
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from autolabel.classes import DONT_CARE, kitti_class_name
 from autolabel.errors import InputError
 from autolabel.io.atomic import write_text_atomic
 from autolabel.io.files import IMAGE_SUFFIXES
 from autolabel.label import ObjectLabel
+
+# What Pillow raises for a file it cannot decode: besides OSError (and its
+# UnidentifiedImageError), its format plugins raise SyntaxError, ValueError (a PPM header cut
+# short), struct.error, EOFError and, for a header claiming gigapixels, DecompressionBombError.
+PIL_DECODE_ERRORS = (OSError, SyntaxError, ValueError, struct.error, EOFError,
+                     Image.DecompressionBombError)
 
 # Calib keys as they appear in KITTI object files, with the spellings of the tracking
 # (``R_rect``, ``Tr_velo_cam``) and raw-data (``P_rect_02``, ``R_rect_00``) releases.
@@ -157,7 +164,7 @@ def _read_lines(path: str | Path) -> tuple[Path, list[str]]:
     if not path.is_file():
         raise InputError(path, "no such file")
     try:
-        return path, path.read_text(encoding="utf-8").splitlines()
+        return path, path.read_text(encoding="utf-8-sig").splitlines()
     except UnicodeDecodeError as error:
         raise InputError(path, f"not a text file ({error.reason})") from None
 
@@ -172,9 +179,10 @@ def read_calib(path: str | Path) -> Calib:
     other keys are ignored.
 
     Raises:
-        InputError: naming the file, line and field, for a missing or singular ``P2``, a
-            wrong number of values, a non-numeric or non-finite value, a key given twice, or a
-            ``Tr_velo_to_cam`` without ``R0_rect``.
+        InputError: naming the file, line and field, for a missing or singular ``P2`` (or
+            one whose determinant overflows), a wrong number of values, a non-numeric or
+            non-finite value, a key given twice, or a ``Tr_velo_to_cam`` without
+            ``R0_rect``.
     """
     path, lines = _read_lines(path)
     matrices: dict[str, np.ndarray] = {}
@@ -200,7 +208,12 @@ def read_calib(path: str | Path) -> Calib:
     if "P2" not in matrices:
         raise InputError(path, "missing (the left colour camera's projection matrix)",
                          field="P2")
-    if abs(np.linalg.det(matrices["P2"][:3, :3])) < 1e-9:
+    with np.errstate(over="ignore", invalid="ignore"):
+        determinant = np.linalg.det(matrices["P2"][:3, :3])
+    if not np.isfinite(determinant):
+        raise InputError(path, "its left 3 x 3 block's determinant is beyond the float range",
+                         field="P2")
+    if abs(determinant) < 1e-9:
         raise InputError(path, "singular: its left 3 x 3 block cannot be inverted", field="P2")
     if "Tr_velo_to_cam" not in matrices and "R" in matrices and "T" in matrices:
         matrices["Tr_velo_to_cam"] = np.hstack([matrices["R"], matrices["T"]])
@@ -243,7 +256,8 @@ def read_labels(path: str | Path) -> list[ObjectLabel]:
     Raises:
         InputError: naming the file, line and field, for a wrong field count, a non-numeric
             or non-finite value, a box whose right/bottom edge is left of/above its left/top
-            edge, or (except for DontCare) a dimension that is not positive.
+            edge, (except for DontCare) a dimension that is not positive, an occlusion level
+            other than -1 .. 3, or a centre beyond the float range.
     """
     path, lines = _read_lines(path)
     labels = []
@@ -269,9 +283,9 @@ def _parse_label(tokens: list[str], path: Path, entry: str) -> ObjectLabel:
         for name in ("height", "width", "length"):
             if values[name] <= 0:
                 raise InputError(path, f"must be positive, got {values[name]}", entry, name)
-    if values["occluded"] != int(values["occluded"]):
-        raise InputError(path, f"expected an integer, got {values['occluded']}", entry,
-                         "occluded")
+    if values["occluded"] not in (-1, 0, 1, 2, 3):
+        raise InputError(path, f"expected an occlusion level -1 (DontCare), 0 (visible) .. 3 "
+                         f"(unknown), got {values['occluded']}", entry, "occluded")
     height = values["height"]
     label = ObjectLabel.upright(
         category,
@@ -283,7 +297,11 @@ def _parse_label(tokens: list[str], path: Path, entry: str) -> ObjectLabel:
         occlusion=int(values["occluded"]),
         score=score,
     )
-    label.center = label.center + label.rotation[:, 2] * (height / 2)
+    with np.errstate(over="ignore"):
+        label.center = label.center + label.rotation[:, 2] * (height / 2)
+    if not np.isfinite(label.center).all():
+        raise InputError(path, "the box centre (y minus half the height) is beyond the float "
+                         "range", entry, "y")
     return label
 
 
@@ -371,7 +389,7 @@ def read_image(path: str | Path) -> np.ndarray:
     try:
         with Image.open(path) as image:
             return np.asarray(image.convert("RGB"), dtype=np.uint8)
-    except (OSError, UnidentifiedImageError, SyntaxError) as error:
+    except PIL_DECODE_ERRORS as error:
         raise InputError(path, f"cannot decode the image ({error})") from None
 
 

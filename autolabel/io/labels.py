@@ -121,7 +121,8 @@ def read_frame_json(path: str | Path) -> FrameRecord:
     Raises:
         InputError: naming the file, the entry (``objects[2]``) and the field, for malformed
             JSON, another format or a newer version, a missing field, a wrong length, a
-            non-finite number, a rotation that is not a rotation, or a non-positive size.
+            non-finite number, a rotation that is not a rotation, a non-positive size, or a
+            2D box whose right or bottom edge is left of or above its left or top edge.
     """
     path = Path(path)
     data = read_json(path)
@@ -159,7 +160,10 @@ def _numbers(item: Mapping[str, Any], name: str, shape: tuple[int, ...], path: P
     if name not in item:
         raise InputError(path, "missing", entry, name)
     value = item[name]
-    array = np.array(value, dtype=np.float64) if _numeric(value) else None
+    try:
+        array = np.array(value, dtype=np.float64) if _numeric(value) else None
+    except (ValueError, OverflowError):  # ragged lists, integers beyond float64
+        array = None
     if array is None or array.shape != shape:
         raise InputError(path, f"expected numbers of shape {shape}, got {value!r}", entry, name)
     if not np.isfinite(array).all():
@@ -177,7 +181,8 @@ def _numeric(value: Any) -> bool:
 def _label(item: Mapping[str, Any], path: Path, entry: str) -> ObjectLabel:
     category = _get(item, "category", str, path, entry)
     rotation = _numbers(item, "rotation", (3, 3), path, entry)
-    orthogonality = np.abs(rotation.T @ rotation - np.eye(3)).max()
+    with np.errstate(over="ignore", invalid="ignore"):  # huge entries: refused just below
+        orthogonality = np.abs(rotation.T @ rotation - np.eye(3)).max()
     if orthogonality > _ROTATION_TOLERANCE or np.linalg.det(rotation) < 0:
         raise InputError(path, "not a proper rotation matrix", entry, "rotation")
     size = _numbers(item, "size", (3,), path, entry)
@@ -186,12 +191,16 @@ def _label(item: Mapping[str, Any], path: Path, entry: str) -> ObjectLabel:
     score = _get(item, "score", object, path, entry)
     if score is not None:
         score = float(_numbers(item, "score", (), path, entry))
+    box2d = _numbers(item, "box2d", (4,), path, entry)
+    if box2d[2] < box2d[0] or box2d[3] < box2d[1]:
+        raise InputError(path, f"the right or bottom edge is left of or above the left or top "
+                         f"edge: {box2d.tolist()}", entry, "box2d")
     occlusion = _get(item, "occlusion", object, path, entry)
     if not isinstance(occlusion, int) or isinstance(occlusion, bool):
         raise InputError(path, f"expected an integer, got {occlusion!r}", entry, "occlusion")
     return ObjectLabel(
         category=category,
-        box2d=_numbers(item, "box2d", (4,), path, entry),
+        box2d=box2d,
         center=_numbers(item, "center", (3,), path, entry),
         rotation=rotation,
         size=size,

@@ -8,8 +8,10 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-import open3d as o3d
 import torch
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+from scipy.spatial import cKDTree
 
 from autolabel.geometry import points_in_frustum
 
@@ -32,6 +34,54 @@ def project(points: np.ndarray, projection: np.ndarray) -> np.ndarray:
     """Pixels (N, 2) of camera-frame points (N, 3) in front of the camera."""
     homogeneous = points @ projection[:, :3].T + projection[:, 3]
     return homogeneous[:, :2] / homogeneous[:, 2:3]
+
+
+def dbscan(points: np.ndarray, eps: float, min_points: int) -> np.ndarray:
+    """DBSCAN cluster labels of points, the same labels as open3d's ``cluster_dbscan``.
+
+    Two points are neighbours when they are strictly closer than ``eps``; a point is a core
+    point when it has at least ``min_points`` neighbours, itself included. A cluster is a
+    connected set of core points (linked through neighbouring core points) together with
+    every other point that neighbours one of them (its border points); the rest is noise.
+    Clusters are numbered in the order of their lowest-index core point, and a border point
+    that neighbours core points of several clusters goes to the lowest-numbered one: open3d
+    grows its clusters one after another from the lowest unlabelled core point and never
+    relabels a point, so these are its labels exactly.
+
+    Args:
+        points: (N, 3). eps: metres. min_points: core-point count.
+    Returns:
+        (N,) int64 labels, 0 ... C-1 for the clusters and -1 for noise.
+
+    >>> dbscan(np.array([[0.0, 0, 0], [0.3, 0, 0], [0.6, 0, 0], [5.0, 0, 0]]), 0.5, 3)
+    array([ 0,  0,  0, -1])
+    """
+    points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+    count = len(points)
+    labels = np.full(count, -1, dtype=np.int64)
+    # The k-d tree counts pairs exactly eps apart (and, by its own rounding, a hair beyond)
+    # as neighbours; the exact test below keeps the squared distances under eps squared,
+    # summed in the same order as open3d, so that ties at eps fall the same way.
+    pairs = cKDTree(points).query_pairs(eps * (1 + 1e-9), output_type="ndarray")
+    gap = points[pairs[:, 0]] - points[pairs[:, 1]]
+    pairs = pairs[gap[:, 0] ** 2 + gap[:, 1] ** 2 + gap[:, 2] ** 2 < eps * eps]
+    core = 1 + np.bincount(pairs.ravel(), minlength=count) >= min_points
+    core_index = np.flatnonzero(core)
+    if len(core_index) == 0:
+        return labels
+    linked = pairs[core[pairs[:, 0]] & core[pairs[:, 1]]]
+    graph = coo_matrix((np.ones(len(linked), dtype=bool), (linked[:, 0], linked[:, 1])),
+                       shape=(count, count))
+    component = connected_components(graph, directed=False)[1][core_index]
+    _, first, which = np.unique(component, return_index=True, return_inverse=True)
+    labels[core_index] = np.argsort(np.argsort(first))[which]
+    reach = pairs[core[pairs[:, 0]] != core[pairs[:, 1]]]
+    reach = np.where(core[reach[:, :1]], reach, reach[:, ::-1])  # as (core, border)
+    claim = np.full(count, count, dtype=np.int64)
+    np.minimum.at(claim, reach[:, 1], labels[reach[:, 0]])
+    border = claim < count
+    labels[border] = claim[border]
+    return labels
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -82,8 +132,7 @@ def cluster_candidates(points: np.ndarray, indices: np.ndarray, projection: np.n
     if len(indices) < min_points:
         return []
     frustum = points[indices]
-    cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(frustum))
-    labels = np.asarray(cloud.cluster_dbscan(eps, min_points))
+    labels = dbscan(frustum, eps, min_points)
     clusters = [np.flatnonzero(labels == label) for label in range(labels.max(initial=-1) + 1)]
     if mask is not None:
         inside = pixels_in_mask(project(frustum, projection), mask)

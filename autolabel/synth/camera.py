@@ -14,14 +14,16 @@ import math
 from typing import NamedTuple
 
 import numpy as np
-import open3d as o3d
 import torch
 from scipy.ndimage import map_coordinates
 
+from autolabel.extras import require_open3d
 from autolabel.geometry import projected_box2d
 from autolabel.synth.rig import IMAGE_HEIGHT, IMAGE_WIDTH
 from autolabel.synth.scene import PlacedCar, Raycaster, Scene, build_raycaster
 from shape_priors.meshes import WHEEL_COLOUR
+
+o3d = require_open3d("scene synthesis")
 
 GROUND = -1  # instance id of ground pixels
 SKY = -2  # instance id of pixels whose ray hits nothing

@@ -13,11 +13,11 @@ import dataclasses
 import math
 
 import numpy as np
-import open3d as o3d
 import torch
 import trimesh
 
 from autolabel.evaluate import bev_intersection
+from autolabel.extras import require_open3d
 from autolabel.geometry import box_corners, yaw_to_rotation
 from autolabel.io.kitti import Calib
 from autolabel.synth.rig import IMAGE_WIDTH, ground_y, kitti_calib
@@ -28,6 +28,8 @@ from shape_priors.meshes import (
     heldout_seeds,
     sample_car_params,
 )
+
+o3d = require_open3d("scene synthesis")
 
 # Paint colours (RGB, 0-255) cars are drawn from; each car gets one with some variation.
 _PAINTS = ((200, 200, 205), (30, 30, 35), (120, 125, 130), (170, 30, 30), (30, 60, 140),
