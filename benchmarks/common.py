@@ -49,7 +49,7 @@ from autolabel.io.kitti import (
 from autolabel.label import ObjectLabel
 from autolabel.pipeline import FrameInput, LabelResult, PipelineConfig, label_frames
 from autolabel.prior import load_prior
-from autolabel.verify import box_iou_2d
+from autolabel.verify import VerifyConfig, box_iou_2d
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -194,12 +194,15 @@ class MethodRun:
     Attributes:
         predictions: frame id -> labels. objects: detections labelled.
         accepted: labels the method accepted. seconds: labeling time.
+        accepted_insane: accepted labels that fail verification's sanity gates on range or
+            reprojection (:func:`insane`); 0 for a method that checks them.
     """
 
     predictions: dict[str, list[ObjectLabel]]
     objects: int
     accepted: int
     seconds: float
+    accepted_insane: int = 0
 
     @property
     def objects_per_second(self) -> float:
@@ -215,7 +218,7 @@ class MethodRun:
 def run_labeler(labeler: Labeler, frames: Sequence[Frame],
                 detections: Mapping[str, Sequence[Detection]], name: str) -> MethodRun:
     """Run ``labeler`` on every frame, timing the labeling only (frames are already loaded)."""
-    predictions, seconds, objects, accepted = {}, 0.0, 0, 0
+    predictions, seconds, objects, accepted, accepted_insane = {}, 0.0, 0, 0, 0
     for frame in track(frames, description=f"labeling ({name})", transient=True):
         frame_detections = detections.get(frame.image_name, [])
         start = time.perf_counter()
@@ -224,7 +227,19 @@ def run_labeler(labeler: Labeler, frames: Sequence[Frame],
         predictions[frame.frame_id] = output.labels
         objects += len(frame_detections)
         accepted += sum(output.accepted)
-    return MethodRun(predictions, objects, accepted, seconds)
+        accepted_insane += sum(ok and insane(label, detection) for label, ok, detection
+                               in zip(output.labels, output.accepted, frame_detections,
+                                      strict=True))
+    return MethodRun(predictions, objects, accepted, seconds, accepted_insane)
+
+
+def insane(label: ObjectLabel, detection: Detection, gates: VerifyConfig = VerifyConfig()
+           ) -> bool:
+    """Whether a label lies beyond verification's range or its image box overlaps its
+    detection less than verification's reprojection gate allows."""
+    overlap = box_iou_matrix(label.box2d, np.asarray(detection.box2d))[0, 0]
+    return bool(np.linalg.norm(label.center) > gates.max_distance
+                or overlap < gates.min_box_iou)
 
 
 def yaw_errors_of_observed(frames: Sequence[Frame], predictions: Mapping[str, list[ObjectLabel]],
@@ -277,6 +292,7 @@ def method_record(result: EvalResult, run: MethodRun, frames: Sequence[Frame]) -
             "yaw_errors_min_points": yaw_errors_of_observed(frames, run.predictions),
             "objects": run.objects,
             "accepted": run.accepted,
+            "accepted_beyond_sanity_gates": run.accepted_insane,
             "acceptance_rate": None if math.isnan(acceptance) else round(acceptance, 4),
             "seconds": round(run.seconds, 3),
             "objects_per_second": None if math.isnan(objects_per_second)

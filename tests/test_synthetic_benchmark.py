@@ -57,3 +57,17 @@ def test_crowded_frames_are_crowded():
     assert stats["overlapping_share"] >= 0.75
     occluded = stats["occlusion"]["partly_occluded"] + stats["occlusion"]["largely_occluded"]
     assert occluded >= stats["occlusion"]["fully_visible"]
+
+
+def test_a_label_far_away_or_off_its_detection_fails_the_sanity_gates():
+    from autolabel.io.detections import Detection
+    from benchmarks.common import insane
+
+    detection = Detection(np.array([100.0, 100.0, 200.0, 160.0]), "Car", 0.9)
+    near = ObjectLabel.upright("Car", [100.0, 100.0, 200.0, 160.0], [0.0, 1.0, 20.0], 0.0,
+                               [4.0, 1.8, 1.5])
+    far = ObjectLabel.upright("Car", [100.0, 100.0, 200.0, 160.0], [0.0, 1.0, 394.0], 0.0,
+                              [4.0, 1.8, 1.5])
+    shifted = ObjectLabel.upright("Car", [180.0, 100.0, 280.0, 160.0], [0.0, 1.0, 20.0], 0.0,
+                                  [4.0, 1.8, 1.5])
+    assert [insane(label, detection) for label in (near, far, shifted)] == [False, True, True]
