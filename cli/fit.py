@@ -177,7 +177,7 @@ def fit_command(
                               "together."),
     batch_objects: int = typer.Option(32, "--batch-objects", min=1, help="At most this many "
                                       "detections are fitted together (a frame with more is "
-                                      "fitted in pieces): bounds memory, about 2.4 GB at 32 "
+                                      "fitted in pieces): bounds memory, about 1.8 GB at 32 "
                                       "on CPU (benchmarks/memory.py)."),
     iterations: int = typer.Option(DEFAULT_ITERATIONS, "--iterations", min=1,
                                    help="Optimiser steps per batch."),
