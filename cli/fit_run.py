@@ -8,7 +8,7 @@ import contextlib
 import dataclasses
 import functools
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import typer
@@ -127,10 +127,10 @@ def _on_ray(job: FitJob, stack: contextlib.ExitStack) -> tuple[WorkerPool, str]:
     return pool, f"{size} {'GPU' if gpu else 'CPU'} worker(s) on Ray ({job.ray.address})"
 
 
-def _recovered(chunk: list[str], lost: BatchLost, job: FitJob) -> list[FrameOutcome]:
-    """The outcomes of a batch no worker finished: its frames on disk are done (a worker
-    may die after writing some), the others failed."""
-    return [finished(job.out, frame_id) or FrameOutcome(frame_id, failure=lost.reason)
+def recovered(chunk: list[str], lost: BatchLost, out: Path) -> list[FrameOutcome]:
+    """The outcomes of a batch no worker finished: its frames finished in ``out`` are done
+    (a worker may die after writing some), the others failed."""
+    return [finished(out, frame_id) or FrameOutcome(frame_id, failure=lost.reason)
             for frame_id in chunk]
 
 
@@ -149,6 +149,13 @@ def _record(outcome: FrameOutcome, failures: Failures, used: dict[str, list[str]
     used.setdefault(outcome.evidence, []).append(outcome.frame_id)
 
 
+def _in_this_process(labeler: BatchLabeler, chunks: Iterable[list[str]]
+                     ) -> Iterator[tuple[list[str], list[FrameOutcome]]]:
+    """Label the batches one after the other in this process."""
+    for chunk in chunks:
+        yield chunk, labeler(chunk)
+
+
 def run(job: FitJob) -> list[str]:
     """Label every unfinished frame of the job; returns the frames that failed."""
     console = Console(stderr=True)
@@ -156,6 +163,25 @@ def run(job: FitJob) -> list[str]:
         # Loaded here to check it before any work; each Ray actor loads its own copy.
         prior = load_prior(job.prior) if job.method == "render" else None
         device = _device(job.device) if job.ray is None else job.device
+    with contextlib.ExitStack() as stack:
+        if job.ray is None:
+            labeler = BatchLabeler(job, pipeline_config(job, device), prior)
+            failed = _label_unfinished(job, functools.partial(_in_this_process, labeler),
+                                       console)
+        else:
+            pool, workers = _on_ray(job, stack)
+            failed = _label_unfinished(job, pool.map, console)
+            peaks = ", ".join(f"{b / 2**30:.2f}" for b in sorted(pool.peak_memory()))
+            typer.echo(f"{workers}, peak memory per worker {peaks} GB")
+    return failed
+
+
+def _label_unfinished(job: FitJob, label_batches: Callable, console: Console) -> list[str]:
+    """Have ``label_batches`` label the job's unfinished frames, batch by batch, with a
+    progress bar, record each outcome and print the summary; returns the failed frames.
+
+    ``label_batches(chunks)`` yields ``(chunk, outcomes)`` per batch of frame ids, the
+    outcomes a list of :class:`FrameOutcome` or a :class:`BatchLost`."""
     removed = remove_stale_temporaries(job.out)
     if removed:
         console.print(f"removed {removed} temporary file(s) left by an interrupted run")
@@ -170,25 +196,15 @@ def run(job: FitJob) -> list[str]:
     console.print(evidence, soft_wrap=True, markup=False, highlight=False)
     used: dict[str, list[str]] = {}
     counts = {f: sources.count(f) for f in todo}
-    chunks = batches(todo, counts, job.batch, job.batch_objects)
-    with contextlib.ExitStack() as stack:
-        if job.ray is None:
-            labeler = BatchLabeler(job, pipeline_config(job, device), prior)
-            results = ((chunk, labeler(chunk)) for chunk in chunks)
-        else:
-            pool, workers = _on_ray(job, stack)
-            results = pool.map(chunks)
-        with Progress(console=console) as progress:
-            task = progress.add_task(f"labeling ({job.method})", total=len(todo))
-            for chunk, outcomes in results:
-                if isinstance(outcomes, BatchLost):
-                    outcomes = _recovered(chunk, outcomes, job)
-                for outcome in outcomes:
-                    _record(outcome, failures, used, console)
-                progress.advance(task, len(chunk))
-        if job.ray is not None:
-            peaks = ", ".join(f"{b / 2**30:.1f}" for b in sorted(pool.peak_memory()))
-            workers += f", peak memory per worker {peaks} GB"
+    with Progress(console=console) as progress:
+        task = progress.add_task(f"labeling ({job.method})", total=len(todo))
+        for chunk, outcomes in label_batches(batches(todo, counts, job.batch,
+                                                     job.batch_objects)):
+            if isinstance(outcomes, BatchLost):
+                outcomes = recovered(chunk, outcomes, job.out)
+            for outcome in outcomes:
+                _record(outcome, failures, used, console)
+            progress.advance(task, len(chunk))
     failed = [f for f in todo if f in failures.frames]
     skipped = len(unfinished) - len(todo)
     typer.echo(f"labeled {len(todo) - len(failed)} frames ({len(job.images) - len(unfinished)} "
@@ -197,8 +213,6 @@ def run(job: FitJob) -> list[str]:
                + f") into {job.out}")
     if used:
         typer.echo(f"evidence: {_evidence_summary(used)}")
-    if job.ray is not None:
-        typer.echo(workers)
     if failed:
         typer.echo(f"failed frames: {', '.join(failed)} (listed in {failures.path})")
     return failed
