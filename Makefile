@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# torch first and pinned: 2.13.0 is the local CPU build; an unpinned torch pulls CUDA.
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q torch==2.13.0 -e '.[synth,dev]'
+	$(PY) -m pip install -q torch==2.13.0 -e '.[synth,dev,ray]'
 	touch $(STAMP)
 
 lint: setup

@@ -23,6 +23,11 @@ def set_threads(count: int) -> None:
         load_torch()
 
 
+def thread_count() -> int:
+    """The torch CPU threads asked for with ``--threads`` (0: torch's default)."""
+    return _THREADS["count"]
+
+
 def load_torch():
     """Import torch (seconds, the first time) and apply the thread count of ``--threads``."""
     import torch

@@ -16,6 +16,10 @@ read or fitted is reported on one line and recorded in ``failures.json``; the ot
 labelled and the exit code is 1. A re-run retries the recorded frames, or skips them with
 ``--skip-failed``.
 
+With ``--ray ADDRESS`` the same batches are labelled by a pool of Ray actors (one per GPU, else
+one per CPU of the cluster), each writing its frames to ``--out``; only this process writes
+``failures.json``. The labels equal a single-process run's with the same ``--batch``.
+
 This module checks the arguments and the detections file without loading torch (an error
 costs a fraction of a second); :mod:`cli.fit_run` does the work.
 """
@@ -30,6 +34,7 @@ from pathlib import Path
 import typer
 
 from autolabel.classes import CLASS_MEAN_SIZE, mean_size
+from autolabel.distributed import RaySettings, import_ray
 from autolabel.errors import InputError
 from autolabel.io.class_map import read_class_map
 from autolabel.io.class_sizes import read_class_sizes
@@ -40,6 +45,7 @@ from cli.common import user_errors
 METHODS = ("render", "lshape")
 DEFAULT_ITERATIONS = 60  # FitConfig.iterations; a test keeps the two equal
 DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
+RAY_ADDRESS_PATTERN = re.compile(r"local|auto|(ray://)?[\w.-]+:\d+")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +61,7 @@ class FitJob:
         detections: image file name -> its detections (classes renamed by the class map).
         class_sizes: class -> mean (length, width, height) metres.
         out: output folder (exists, writable).
+        ray: where and how wide to run on Ray, or None for this process alone.
     """
 
     images: dict[str, Path]
@@ -78,6 +85,7 @@ class FitJob:
     max_detections: int
     min_box_side: float
     skip_failed: bool
+    ray: RaySettings | None = None
 
 
 def _folder(path: Path, option: str) -> Path:
@@ -148,6 +156,20 @@ def _writable_folder(out: Path) -> Path:
     return out
 
 
+def _ray_settings(address: str | None, workers: int) -> RaySettings | None:
+    """The Ray settings of ``--ray`` and ``--ray-workers`` (None without ``--ray``), after
+    checking that Ray is installed."""
+    if address is None:
+        if workers:
+            raise InputError(None, "--ray-workers needs --ray")
+        return None
+    if not RAY_ADDRESS_PATTERN.fullmatch(address):
+        raise InputError(None, f"--ray {address!r} is not one of local, auto, HOST:PORT, "
+                         "ray://HOST:PORT")
+    import_ray()
+    return RaySettings(address, workers)
+
+
 def fit_command(
     images: Path = typer.Option(..., "--images", help="Folder of the frames' images (KITTI "
                                 "image_2); a frame is an image, its id the file stem."),
@@ -173,6 +195,15 @@ def fit_command(
                                            "the shipped car prior)."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu, cuda "
                                "or cuda:N."),
+    ray: str | None = typer.Option(None, "--ray", metavar="local|auto|HOST:PORT", help="Label "
+                                   "on Ray (pip install autolabel[ray]): 'local' starts a "
+                                   "cluster of this machine for the run, 'auto' joins the one "
+                                   "`ray start` runs here, HOST:PORT a remote head. One worker "
+                                   "per GPU, else per CPU; the labels equal a single-process "
+                                   "run's."),
+    ray_workers: int = typer.Option(0, "--ray-workers", min=0, help="Ray workers (0: one per "
+                                    "GPU of the cluster, else one per CPU); each runs "
+                                    "--threads torch threads."),
     batch: int = typer.Option(8, "--batch", min=1, help="At most this many frames are fitted "
                               "together."),
     batch_objects: int = typer.Option(32, "--batch-objects", min=1, help="At most this many "
@@ -213,6 +244,7 @@ def fit_command(
             raise InputError(None, f"--method {method!r} is not one of {', '.join(METHODS)}")
         if not DEVICE_PATTERN.fullmatch(device):
             raise InputError(None, f"--device {device!r} is not one of auto, cpu, cuda, cuda:N")
+        ray_settings = _ray_settings(ray, ray_workers)
         frames = _images(_folder(images, "--images"))
         calib_folder = _folder(calib if calib is not None else images.parent / "calib",
                                "--calib")
@@ -234,7 +266,7 @@ def fit_command(
                      allow_missing_evidence, detections, sizes, _writable_folder(out), method,
                      prior_path, device, batch, batch_objects,
                      iterations, viz, save_meshes, min_score, max_detections, min_box_side,
-                     skip_failed)
+                     skip_failed, ray_settings)
     from cli.fit_run import run  # loads torch
 
     failed = run(job)

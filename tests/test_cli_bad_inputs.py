@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import subprocess
 import sys
@@ -117,6 +118,9 @@ WHOLE_RUN: dict[str, tuple[Callable[[Path, Path], list[str]], tuple[str, ...]]] 
         ("map.json", "'car'", "without spaces")),
     "prior file missing": (lambda s, t: ["--prior", str(t / "prior.pt")],
                            ("prior.pt", "--prior")),
+    "ray address malformed": (lambda s, t: ["--ray", "headnode"], ("--ray 'headnode'",)),
+    "ray workers without ray": (lambda s, t: ["--ray-workers", "2"],
+                                ("--ray-workers needs --ray",)),
 }
 
 
@@ -163,6 +167,27 @@ print("torch loaded" if "torch" in sys.modules else "no torch")
                           cwd=tmp_path, check=False)
     assert done.stdout.split() == ["exit", "2", "no", "torch"], done.stdout + done.stderr
     assert "nope: no such folder" in done.stderr
+
+
+def test_ray_when_it_is_not_installed_is_one_line_naming_the_extra(tmp_path):
+    script = """
+import sys
+sys.modules["ray"] = None  # as if Ray were not installed
+import typer.main
+from cli.main import app
+try:
+    typer.main.get_command(app).main(["fit", "--images", "nope", "--detections", "d.json",
+                                      "--out", "o", "--ray", "local"])
+except SystemExit as stop:
+    print("exit", stop.code)
+print("torch loaded" if "torch" in sys.modules else "no torch")
+"""
+    this_checkout = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          cwd=tmp_path, env=this_checkout, check=False)
+    assert done.stdout.split() == ["exit", "2", "no", "torch"], done.stdout + done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "error: --ray needs Ray, which is not installed: pip install autolabel[ray]"]
 
 
 # --- bad frames: reported on one line each, recorded, the others labelled -------------------
