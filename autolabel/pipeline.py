@@ -414,8 +414,7 @@ def _result(frame: FrameInput, obj: _Object, i: int, output: FitOutput, batch: O
             prior, config: PipelineConfig, seconds: float) -> LabelResult:
     detection = frame.detections[obj.detection]
     finite = bool(output.finite[i])
-    box_iou = float(box_iou_2d(output.extent[i:i + 1], batch.box2d[i:i + 1])[0])
-    image_iou = box_iou
+    image_iou = float(box_iou_2d(output.extent[i:i + 1], batch.box2d[i:i + 1])[0])
     if bool(batch.has_mask[i]):
         weight = None if batch.mask_weight is None else batch.mask_weight[i:i + 1]
         image_iou = float(mask_iou(output.silhouette[i:i + 1], batch.mask[i:i + 1], weight)[0])
@@ -428,6 +427,9 @@ def _result(frame: FrameInput, obj: _Object, i: int, output: FitOutput, batch: O
     else:
         label = obj.initial.to_label(detection.category, detection.box2d, None)
     bottom = label.center - label.rotation[:, 2] * label.size[2] / 2
+    label = label.with_image_box(frame.calib.P2, frame.image_size)
+    box_iou = float(box_iou_2d(torch.as_tensor(label.box2d[None]),
+                               torch.as_tensor(np.asarray(detection.box2d, np.float64)[None]))[0])
     verdict = verify(Observation(
         image_iou=image_iou, box_iou=box_iou,
         inlier_fraction=float(output.inlier_fraction[i]),
@@ -440,7 +442,6 @@ def _result(frame: FrameInput, obj: _Object, i: int, output: FitOutput, batch: O
                     else float(obj.initial.ground.height(bottom))),
         finite=finite, weak=obj.initial.weak), config.verify)
     label = dataclasses.replace(label, score=verdict.score)
-    label = label.with_image_box(frame.calib.P2, frame.image_size)
     return LabelResult(
         label=label, accepted=verdict.accepted, reasons=verdict.reasons,
         source=obj.initial.source, latent=output.latent[i].cpu().numpy(),
