@@ -19,11 +19,12 @@ from typer.testing import CliRunner
 
 from autolabel.io.detections import read_detections, write_detections_coco
 from autolabel.io.labels import read_frame_json
-from autolabel.synth import SynthConfig, generate_frame, merge_detections, write_frame
+from autolabel.synth import SynthConfig
 from autolabel.synth.lidar import LidarConfig
 from autolabel.synth.noise import DepthNoise, DetectionNoise
 from autolabel.synth.scene import SceneConfig
 from cli.main import app
+from tests.scenes import write_scene
 
 FRAMES = tuple(f"{i:06d}" for i in range(8))
 SCENE = SynthConfig(
@@ -38,11 +39,7 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Eight synthetic KITTI frames with LiDAR, depth maps and detections.json."""
-    root = tmp_path_factory.mktemp("scene")
-    for index in range(len(FRAMES)):
-        write_frame(root, generate_frame(5, index, SCENE), viz=False)
-    merge_detections(root, list(FRAMES))
-    return root
+    return write_scene(tmp_path_factory.mktemp("scene"), 5, len(FRAMES), SCENE)
 
 
 @pytest.fixture

@@ -15,11 +15,12 @@ from autolabel.evaluate import bev_iou, labels_to_boxes
 from autolabel.io.detections import read_detections
 from autolabel.io.kitti import read_calib, read_labels
 from autolabel.io.labels import read_frame_json
-from autolabel.synth import SynthConfig, generate_frame, merge_detections, write_frame
+from autolabel.synth import SynthConfig
 from autolabel.synth.lidar import LidarConfig
 from autolabel.synth.noise import DetectionNoise
 from autolabel.synth.scene import SceneConfig
 from cli.main import app
+from tests.scenes import write_scene
 
 FRAMES = ("000000", "000001")
 # Two frames of 2-3 cars with a LiDAR of a quarter of KITTI's horizontal resolution (fast), and
@@ -39,11 +40,7 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A synthetic KITTI folder (image_2, velodyne, calib, label_2, detections.json)."""
-    root = tmp_path_factory.mktemp("scene")
-    for index in range(len(FRAMES)):
-        write_frame(root, generate_frame(SEED, index, SCENE), viz=False)
-    merge_detections(root, list(FRAMES))
-    return root
+    return write_scene(tmp_path_factory.mktemp("scene"), SEED, len(FRAMES), SCENE)
 
 
 def fit(images: Path, detections: Path, out: Path, *extra: str):

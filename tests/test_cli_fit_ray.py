@@ -13,12 +13,13 @@ import pytest
 from typer.testing import CliRunner
 
 from autolabel.distributed import BatchLost
-from autolabel.synth import SynthConfig, generate_frame, merge_detections, write_frame
+from autolabel.synth import SynthConfig
 from autolabel.synth.lidar import LidarConfig
 from autolabel.synth.noise import DetectionNoise
 from autolabel.synth.scene import SceneConfig
 from cli.fit_run import recovered
 from cli.main import app
+from tests.scenes import write_scene
 
 FRAMES = tuple(f"{i:06d}" for i in range(4))
 SCENE = SynthConfig(
@@ -37,11 +38,7 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Four synthetic KITTI frames of one to three cars with LiDAR and detections.json."""
-    root = tmp_path_factory.mktemp("scene")
-    for index in range(len(FRAMES)):
-        write_frame(root, generate_frame(11, index, SCENE), viz=False)
-    merge_detections(root, list(FRAMES))
-    return root
+    return write_scene(tmp_path_factory.mktemp("scene"), 11, len(FRAMES), SCENE)
 
 
 def fit(root: Path, out: Path, *extra: str):
