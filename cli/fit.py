@@ -206,10 +206,10 @@ def fit_command(
                                     "--threads torch threads."),
     batch: int = typer.Option(8, "--batch", min=1, help="At most this many frames are fitted "
                               "together."),
-    batch_objects: int = typer.Option(32, "--batch-objects", min=1, help="At most this many "
+    batch_objects: int = typer.Option(0, "--batch-objects", min=0, help="At most this many "
                                       "detections are fitted together (a frame with more is "
-                                      "fitted in pieces): bounds memory, about 1.8 GB at 32 "
-                                      "on CPU (benchmarks/memory.py)."),
+                                      "fitted in pieces); 0: 8 on a CPU, where small batches "
+                                      "are faster and use about 1 GB, 64 on a GPU."),
     iterations: int = typer.Option(DEFAULT_ITERATIONS, "--iterations", min=1,
                                    help="Optimiser steps per batch."),
     viz: bool = typer.Option(False, "--viz", help="Also write OUT/viz/<frame>.png: fitted "

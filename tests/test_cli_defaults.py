@@ -24,3 +24,11 @@ def test_prior_training_defaults_are_the_training_configs():
     assert prior_cli.DEFAULT_LATENT_SIZE == config.latent_size
     assert (prior_cli.DEFAULT_WIDTH,) * prior_cli.DEFAULT_LAYERS == config.widths
     assert prior_cli.DEFAULT_SAMPLES == SdfSampling().count
+
+
+def test_default_batch_is_small_on_a_cpu_and_large_on_a_gpu():
+    from cli.fit_run import CPU_BATCH_OBJECTS, GPU_BATCH_OBJECTS, _objects_per_batch
+
+    assert CPU_BATCH_OBJECTS < GPU_BATCH_OBJECTS
+    assert _objects_per_batch("cpu") == CPU_BATCH_OBJECTS
+    assert _objects_per_batch("cuda:1") == GPU_BATCH_OBJECTS
