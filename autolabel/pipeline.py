@@ -74,7 +74,7 @@ class PipelineConfig:
             down by about 7 cm on kitti_dev. None: every return.
         max_fit_objects: hypotheses optimised at once; a chunk of frames with more is fitted
             in several pieces (each detection's hypotheses together), which bounds memory:
-            about 1.8 GB peak for the whole process at 128 on CPU
+            about 1.9 GB peak for the whole process at 128 on CPU, 1 GB at 32
             (benchmarks/results/memory.json).
         device: 'auto' (CUDA when present), 'cpu' or 'cuda'.
         seed: seeds subsampling and surfel extraction.
