@@ -410,6 +410,23 @@ def _fit_in_stages(prior, batch: ObjectBatch, objects: list[_Object], config: Pi
     return shaped, [objects[i] for i in chosen], start
 
 
+def constrained_box_iou(box: np.ndarray, detection: np.ndarray, free: np.ndarray) -> float:
+    """IoU of a label's image box with its detection on the edges the detection constrains:
+    on a free edge (cut by the image border or by a nearer object, where the detection shows
+    only the visible part) the label's edge is taken as the detection's.
+
+    >>> detection = np.array([0.0, 0.0, 10.0, 4.0])  # only the top of an occluded car
+    >>> constrained_box_iou(np.array([0.0, 0.0, 10.0, 20.0]), detection, np.zeros(4, bool))
+    0.2
+    >>> constrained_box_iou(np.array([0.0, 0.0, 10.0, 20.0]), detection,
+    ...                     np.array([False, False, False, True]))
+    1.0
+    """
+    judged = np.where(free, detection, box)
+    return float(box_iou_2d(torch.as_tensor(judged[None], dtype=torch.float64),
+                            torch.as_tensor(np.asarray(detection, np.float64)[None]))[0])
+
+
 def _result(frame: FrameInput, obj: _Object, i: int, output: FitOutput, batch: ObjectBatch,
             prior, config: PipelineConfig, seconds: float) -> LabelResult:
     detection = frame.detections[obj.detection]
@@ -428,8 +445,8 @@ def _result(frame: FrameInput, obj: _Object, i: int, output: FitOutput, batch: O
         label = obj.initial.to_label(detection.category, detection.box2d, None)
     bottom = label.center - label.rotation[:, 2] * label.size[2] / 2
     label = label.with_image_box(frame.calib.P2, frame.image_size)
-    box_iou = float(box_iou_2d(torch.as_tensor(label.box2d[None]),
-                               torch.as_tensor(np.asarray(detection.box2d, np.float64)[None]))[0])
+    box_iou = constrained_box_iou(label.box2d, detection.box2d,
+                                  batch.free_edges[i].cpu().numpy())
     verdict = verify(Observation(
         image_iou=image_iou, box_iou=box_iou,
         inlier_fraction=float(output.inlier_fraction[i]),

@@ -83,10 +83,13 @@ class FrameLabels:
         labels: one label per detection, in detection order.
         accepted: per label, whether the method's own verification accepts it (a method
             without verification accepts every label).
+        reprojection: per label, the IoU its verification's reprojection gate judged (on the
+            edges the detection constrains), or None for a method without verification.
     """
 
     labels: list[ObjectLabel]
     accepted: list[bool]
+    reprojection: list[float] | None = None
 
     def __post_init__(self) -> None:
         if len(self.labels) != len(self.accepted):
@@ -123,7 +126,8 @@ def render_and_compare(frame: Frame, detections: Sequence[Detection],
     """:func:`fit_frame` with its default settings as a labeler; labels carry its
     verification verdict."""
     results = fit_frame(frame, detections, config)
-    return FrameLabels([r.label for r in results], [r.accepted for r in results])
+    return FrameLabels([r.label for r in results], [r.accepted for r in results],
+                       [r.evidence["box_iou"] for r in results])
 
 
 @functools.cache
@@ -227,17 +231,21 @@ def run_labeler(labeler: Labeler, frames: Sequence[Frame],
         predictions[frame.frame_id] = output.labels
         objects += len(frame_detections)
         accepted += sum(output.accepted)
-        accepted_insane += sum(ok and insane(label, detection) for label, ok, detection
-                               in zip(output.labels, output.accepted, frame_detections,
+        judged = output.reprojection or [None] * len(output.labels)
+        accepted_insane += sum(ok and insane(label, detection, overlap)
+                               for label, ok, detection, overlap
+                               in zip(output.labels, output.accepted, frame_detections, judged,
                                       strict=True))
     return MethodRun(predictions, objects, accepted, seconds, accepted_insane)
 
 
-def insane(label: ObjectLabel, detection: Detection, gates: VerifyConfig = VerifyConfig()
-           ) -> bool:
-    """Whether a label lies beyond verification's range or its image box overlaps its
-    detection less than verification's reprojection gate allows."""
-    overlap = box_iou_matrix(label.box2d, np.asarray(detection.box2d))[0, 0]
+def insane(label: ObjectLabel, detection: Detection, overlap: float | None = None,
+           gates: VerifyConfig = VerifyConfig()) -> bool:
+    """Whether a label lies beyond verification's range or overlaps its detection less than
+    verification's reprojection gate allows: ``overlap`` as the method judged it, or (None)
+    the IoU of the label's image box with the detection."""
+    if overlap is None:
+        overlap = box_iou_matrix(label.box2d, np.asarray(detection.box2d))[0, 0]
     return bool(np.linalg.norm(label.center) > gates.max_distance
                 or overlap < gates.min_box_iou)
 
