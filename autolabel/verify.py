@@ -84,7 +84,8 @@ class Observation:
 
     Attributes:
         image_iou: box or mask IoU in [0, 1]. box_iou: IoU of the label's projected box with
-            the detection box, on the edges the detection constrains. inlier_fraction: in [0, 1], NaN without points.
+            the detection box, on the edges the detection constrains.
+        inlier_fraction: in [0, 1], NaN without points.
         plausibility: prior plausibility in [0, 1]. points: observed points fitted.
         size_z2: mean squared z-score of the log-size under the class statistics.
         in_view: share of the 3D box inside the image, in [0, 1].
