@@ -18,6 +18,7 @@ from rich.progress import Progress
 from autolabel.distributed import BatchLost, Cluster, WorkerPool, ray_cluster
 from autolabel.errors import InputError
 from autolabel.io.atomic import remove_stale_temporaries, write_text_atomic
+from autolabel.pipeline import resolve_device
 from autolabel.prior import load_prior
 from cli.common import load_torch, thread_count, user_errors
 from cli.fit import FitJob
@@ -114,17 +115,19 @@ def _ray_gpu(device: str, cluster: Cluster) -> bool:
     return device != "cpu" and cluster.gpus > 0
 
 
-def _on_ray(job: FitJob, stack: contextlib.ExitStack) -> tuple[WorkerPool, str]:
-    """A pool of Ray actors for the job, open until ``stack`` closes, and its description."""
+def _on_ray(job: FitJob, stack: contextlib.ExitStack) -> tuple[WorkerPool, str, FitJob]:
+    """A pool of Ray actors for the job, open until ``stack`` closes, its description, and
+    the job with the batch size of the actors' device."""
     with user_errors():
         cluster = stack.enter_context(ray_cluster(job.ray.address))
         gpu = _ray_gpu(job.device, cluster)
         size = cluster.pool_size(job.ray, gpu)
+    job = with_batch_default(job, gpu)
     make = functools.partial(BatchLabeler.in_new_process, job, "cuda" if gpu else "cpu",
                              thread_count())
     pool = WorkerPool(make, size, gpu)
     stack.callback(pool.close)
-    return pool, f"{size} {'GPU' if gpu else 'CPU'} worker(s) on Ray ({job.ray.address})"
+    return pool, f"{size} {'GPU' if gpu else 'CPU'} worker(s) on Ray ({job.ray.address})", job
 
 
 def recovered(chunk: list[str], lost: BatchLost, out: Path) -> list[FrameOutcome]:
@@ -163,10 +166,12 @@ CPU_BATCH_OBJECTS = 8
 GPU_BATCH_OBJECTS = 64
 
 
-def _objects_per_batch(device: str) -> int:
-    """The default ``--batch-objects`` for a device name ('auto': CUDA when present)."""
-    gpu = device.startswith("cuda") or (device == "auto" and load_torch().cuda.is_available())
-    return GPU_BATCH_OBJECTS if gpu else CPU_BATCH_OBJECTS
+def with_batch_default(job: FitJob, gpu: bool) -> FitJob:
+    """The job with ``--batch-objects 0`` replaced by the default of the device that fits."""
+    if job.batch_objects:
+        return job
+    return dataclasses.replace(job, batch_objects=GPU_BATCH_OBJECTS if gpu
+                               else CPU_BATCH_OBJECTS)
 
 
 def run(job: FitJob) -> list[str]:
@@ -176,15 +181,14 @@ def run(job: FitJob) -> list[str]:
         # Loaded here to check it before any work; each Ray actor loads its own copy.
         prior = load_prior(job.prior) if job.method == "render" else None
         device = _device(job.device) if job.ray is None else job.device
-    if not job.batch_objects:
-        job = dataclasses.replace(job, batch_objects=_objects_per_batch(device))
     with contextlib.ExitStack() as stack:
         if job.ray is None:
+            job = with_batch_default(job, resolve_device(device).type == "cuda")
             labeler = BatchLabeler(job, pipeline_config(job, device), prior)
             failed = _label_unfinished(job, functools.partial(_in_this_process, labeler),
                                        console)
         else:
-            pool, workers = _on_ray(job, stack)
+            pool, workers, job = _on_ray(job, stack)
             failed = _label_unfinished(job, pool.map, console)
             peaks = ", ".join(f"{b / 2**30:.2f}" for b in sorted(pool.peak_memory()))
             typer.echo(f"{workers}, peak memory per worker {peaks} GB")

@@ -26,9 +26,16 @@ def test_prior_training_defaults_are_the_training_configs():
     assert prior_cli.DEFAULT_SAMPLES == SdfSampling().count
 
 
-def test_default_batch_is_small_on_a_cpu_and_large_on_a_gpu():
-    from cli.fit_run import CPU_BATCH_OBJECTS, GPU_BATCH_OBJECTS, _objects_per_batch
+def test_default_batch_is_small_on_a_cpu_large_on_a_gpu_and_a_given_one_is_kept():
+    import dataclasses
+
+    from cli.fit import FitJob
+    from cli.fit_run import CPU_BATCH_OBJECTS, GPU_BATCH_OBJECTS, with_batch_default
 
     assert CPU_BATCH_OBJECTS < GPU_BATCH_OBJECTS
-    assert _objects_per_batch("cpu") == CPU_BATCH_OBJECTS
-    assert _objects_per_batch("cuda:1") == GPU_BATCH_OBJECTS
+    fields = {field.name: None for field in dataclasses.fields(FitJob)}
+    job = FitJob(**{**fields, "batch_objects": 0})
+    assert with_batch_default(job, gpu=False).batch_objects == CPU_BATCH_OBJECTS
+    assert with_batch_default(job, gpu=True).batch_objects == GPU_BATCH_OBJECTS
+    given = dataclasses.replace(job, batch_objects=5)
+    assert with_batch_default(given, gpu=True).batch_objects == 5
