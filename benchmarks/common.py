@@ -37,7 +37,7 @@ from autolabel.geometry import points_in_box
 from autolabel.init import InitConfig, label_frame_lshape
 from autolabel.io.atomic import write_text_atomic
 from autolabel.io.detections import Detection
-from autolabel.io.files import IMAGE_SUFFIXES  # noqa: E402
+from autolabel.io.files import IMAGE_SUFFIXES, frame_file  # noqa: E402
 from autolabel.io.kitti import (
     Calib,
     list_frames,
@@ -137,10 +137,9 @@ def _shipped_prior():
 
 def image_file(root: Path, frame_id: str) -> Path:
     """The image of ``frame_id`` in ``root/image_2`` (any of the accepted suffixes)."""
-    for suffix in IMAGE_SUFFIXES:
-        path = root / "image_2" / f"{frame_id}{suffix}"
-        if path.is_file():
-            return path
+    path = frame_file(root / "image_2", frame_id, IMAGE_SUFFIXES)
+    if path is not None:
+        return path
     raise FileNotFoundError(f"{root / 'image_2'}: no image for frame {frame_id}")
 
 

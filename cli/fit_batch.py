@@ -19,7 +19,7 @@ from autolabel.init import InitConfig, frame_hypotheses, hypothesis_labels
 from autolabel.io.atomic import write_bytes_atomic
 from autolabel.io.depth import DEPTH_SUFFIXES, read_depth
 from autolabel.io.detections import Detection
-from autolabel.io.files import POINT_CLOUD_SUFFIXES
+from autolabel.io.files import POINT_CLOUD_SUFFIXES, frame_file
 from autolabel.io.kitti import read_calib, read_image, write_labels
 from autolabel.io.labels import read_frame_json, write_frame_json
 from autolabel.io.pointcloud import read_points
@@ -42,18 +42,6 @@ from autolabel.viz import (
 )
 from cli.common import load_torch, set_threads
 from cli.fit import FitJob
-
-
-def _evidence_file(folder: Path | None, frame_id: str, suffixes: tuple[str, ...]
-                   ) -> Path | None:
-    """The frame's file in an evidence folder, or None."""
-    if folder is None:
-        return None
-    for suffix in suffixes:
-        path = folder / f"{frame_id}{suffix}"
-        if path.is_file():
-            return path
-    return None
 
 
 @dataclasses.dataclass
@@ -115,7 +103,7 @@ class Sources:
         calib = read_calib(job.calib / f"{frame_id}.txt")
         points, depth_map, warning = None, None, None
         if job.lidar is not None:
-            scan = _evidence_file(job.lidar, frame_id, POINT_CLOUD_SUFFIXES)
+            scan = frame_file(job.lidar, frame_id, POINT_CLOUD_SUFFIXES)
             if scan is not None:
                 points = calib.velo_to_rect(read_points(scan).astype(np.float64))
             if points is not None and len(points) == 0:
@@ -125,7 +113,7 @@ class Sources:
                 warning = self._missing(job.lidar, f"no point cloud {frame_id}"
                                         f"{'/'.join(POINT_CLOUD_SUFFIXES)}")
         if job.depth is not None:
-            found = _evidence_file(job.depth, frame_id, DEPTH_SUFFIXES)
+            found = frame_file(job.depth, frame_id, DEPTH_SUFFIXES)
             if found is None:
                 warning = self._missing(job.depth, f"no depth map {frame_id}"
                                         f"{'/'.join(DEPTH_SUFFIXES)}")

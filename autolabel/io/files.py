@@ -13,6 +13,16 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 POINT_CLOUD_SUFFIXES = (".bin", ".pcd", ".ply")
 
 
+def frame_file(folder: Path, frame_id: str, suffixes: tuple[str, ...]) -> Path | None:
+    """The file ``<frame_id><suffix>`` in ``folder`` with the first suffix that exists, or
+    None."""
+    for suffix in suffixes:
+        path = folder / f"{frame_id}{suffix}"
+        if path.is_file():
+            return path
+    return None
+
+
 def require_file(path: str | Path, suffixes: tuple[str, ...], kind: str) -> Path:
     """The path, after checking that it has one of the suffixes and exists.
 
