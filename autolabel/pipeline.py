@@ -35,6 +35,7 @@ from autolabel.init import (
 from autolabel.io.detections import Detection
 from autolabel.io.kitti import Calib
 from autolabel.label import ObjectLabel
+from autolabel.lidar.ground import ray_heights
 from autolabel.occlusion import occluded_edges, occluder_masks
 from autolabel.render import Rendered, RenderSettings, detection_windows, render
 from autolabel.surfels import (
@@ -68,10 +69,12 @@ class PipelineConfig:
             pose stage, go on to the shape stage (which costs about 2.5 times as much a
             step); ``yaw_hypotheses`` or more: all, fitted in one run.
         max_points: observed points per object kept for the fit (a seeded subsample).
-        free_space_band: with LiDAR and a ground plane, only returns between these heights
-            (metres) above the plane enter the free-space loss: returns through car windows
-            and past the roof line, or grazing the road near the wheels, pulled every roof
-            down by about 7 cm on kitti_dev. None: every return.
+        free_space_band: with LiDAR and a ground plane, only returns whose rays pass the
+            object's initial position between these heights (metres) above its ground enter
+            the free-space loss (:func:`autolabel.lidar.ground.ray_heights`): rays through
+            car windows or over the bonnet, or grazing the road near the wheels, pulled roofs
+            down (by a median 2 cm on kitti_dev, and cars 0.3 m too low where far returns
+            through the windows fell inside the band by their own height). None: every return.
         max_fit_objects: hypotheses optimised at once; a chunk of frames with more is fitted
             in several pieces (each detection's hypotheses together), which bounds memory:
             about 1.9 GB peak for the whole process at 128 on CPU, 1 GB at 32
@@ -203,11 +206,12 @@ def window_samples(image: np.ndarray, window: np.ndarray, size: int) -> np.ndarr
 
 
 def sparse_depth_windows(points: np.ndarray, projection: np.ndarray, window: np.ndarray,
-                         size: int) -> np.ndarray:
+                         size: int, use: np.ndarray | None = None) -> np.ndarray:
     """Nearest point depth per window pixel, 0 where no point lands.
 
     Args:
         points: (N, 3) camera frame. projection: (3, 4). window: (B, 4). size: S.
+        use: (B, N) bool, which points each window takes; None: all.
     Returns:
         (B, S, S) float32 metres.
     """
@@ -222,6 +226,8 @@ def sparse_depth_windows(points: np.ndarray, projection: np.ndarray, window: np.
         column = np.floor((pixels[:, 0] - x0) / (x1 - x0) * size).astype(int)
         row = np.floor((pixels[:, 1] - y0) / (y1 - y0) * size).astype(int)
         keep = ahead & (column >= 0) & (column < size) & (row >= 0) & (row < size)
+        if use is not None:
+            keep &= use[b]
         flat = row[keep] * size + column[keep]
         nearest = np.full(size * size, np.inf)
         np.minimum.at(nearest, flat, depth[keep])
@@ -271,16 +277,22 @@ def _observed_points(hypothesis: Hypothesis, limit: int, rng: np.random.Generato
     return padded, valid
 
 
-def _free_space_points(points: np.ndarray | None, plane: GroundPlane | None,
-                       band: tuple[float, float] | None) -> np.ndarray:
-    """The LiDAR points (K, 3) whose rays the free-space loss follows: those between
-    ``band`` metres above the ground plane (all points without a plane or band)."""
-    if points is None:
-        return np.zeros((0, 3))
-    if plane is None or band is None:
-        return points
-    height = plane.height(points)
-    return points[(height > band[0]) & (height < band[1])]
+def _free_space_rays(points: np.ndarray, origin: np.ndarray, objects: Sequence[_Object],
+                     band: tuple[float, float] | None) -> np.ndarray | None:
+    """(B, N) bool: the returns whose rays each object's free-space loss follows, those that
+    pass the object's initial position between ``band`` metres above its ground (every
+    return for an object without a ground, None without a band)."""
+    if band is None:
+        return None
+    keep = np.ones((len(objects), len(points)), dtype=bool)
+    for row, obj in enumerate(objects):
+        plane = obj.initial.ground or obj.plane
+        if plane is None:
+            continue
+        reach = float(np.hypot(*(obj.initial.center - origin)[[0, 2]]))
+        height = ray_heights(points, origin, plane, reach)
+        keep[row] = (height > band[0]) & (height < band[1])
+    return keep
 
 
 def _obstacles(objects: Sequence[_Object], neighbours: Sequence[_Object]
@@ -333,10 +345,11 @@ def build_batch(frames: Sequence[FrameInput], objects: Sequence[_Object],
         if frame.depth is not None:
             observed[rows] = window_samples(np.asarray(frame.depth, np.float32), window[rows],
                                             size)
-        else:
-            points = _free_space_points(frame.points, objects[rows[0]].plane,
-                                        config.free_space_band)
-            observed[rows] = sparse_depth_windows(points, frame.calib.P2, window[rows], size)
+        elif frame.points is not None:
+            observed[rows] = sparse_depth_windows(
+                frame.points, frame.calib.P2, window[rows], size,
+                _free_space_rays(frame.points, frame.calib.lidar_origin(),
+                                 [objects[i] for i in rows], config.free_space_band))
         for i in rows:
             detection_mask = frame.detections[objects[i].detection].mask
             if detection_mask is not None:

@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 
 from autolabel.pipeline import sparse_depth_windows, window_samples
@@ -36,16 +38,31 @@ def test_label_dataset_yields_one_result_per_frame_in_order_across_batches(monke
     assert seen == [["a", "b"], ["c"]]
 
 
-def test_free_space_follows_only_returns_between_the_band_heights():
-    from autolabel.init import GroundPlane
-    from autolabel.pipeline import _free_space_points
+def test_free_space_follows_only_rays_that_cross_the_object_between_the_band_heights():
+    from autolabel.init import GroundPlane, Hypothesis
+    from autolabel.pipeline import _free_space_rays, _Object
 
-    plane = GroundPlane(np.array([0.0, -1.0, 0.0]), 1.65)
-    heights = np.array([0.0, 0.2, 0.5, 1.1, 1.4, 3.0])  # road, sill, door, window, roof, tree
-    points = np.c_[np.zeros(6), 1.65 - heights, np.full(6, 20.0)]
-    kept = _free_space_points(points, plane, (0.3, 1.2))
-    np.testing.assert_allclose(1.65 - kept[:, 1], [0.5, 1.1])
-    assert len(_free_space_points(points, None, (0.3, 1.2))) == 6
+    plane = GroundPlane(np.array([0.0, -1.0, 0.0]), 1.65)  # the sensor 1.65 m up
+    car = Hypothesis(np.array([0.0, 1.0, 10.0]), 0.0, np.array([4.0, 1.6, 1.5]),
+                     np.zeros((0, 3)), "lidar", ground=plane)
+    # (distance ahead, height): the road 20 m ahead (its ray crosses the car 0.83 m up), a
+    # hedge 25 m ahead 0.6 m up (1.23 m up at the car: through the windows), the road 12 m
+    # ahead (0.36 m up at the car), a door 10 m ahead 0.5 m up, a roof 10 m ahead 1.4 m up.
+    returns = np.array([[20.0, 0.0], [25.0, 0.6], [12.0, 0.1], [10.0, 0.5], [10.0, 1.4]])
+    points = np.c_[np.zeros(5), 1.65 - returns[:, 1], returns[:, 0]]
+    keep = _free_space_rays(points, np.zeros(3), [_Object(0, 0, 0, car, plane)], (0.3, 0.9))
+    assert keep.tolist() == [[True, False, True, True, False]]
+    unknown = _Object(0, 0, 0, dataclasses.replace(car, ground=None), None)
+    assert _free_space_rays(points, np.zeros(3), [unknown], (0.3, 0.9)).all()
+    assert _free_space_rays(points, np.zeros(3), [unknown], None) is None
+
+
+def test_sparse_depth_windows_take_only_the_points_each_window_uses():
+    points = np.array([[0.0, 0.0, 10.0], [0.0, 0.0, 20.0]])
+    window = np.array([[49.0, 49.0, 51.0, 51.0]] * 2)
+    use = np.array([[True, True], [False, True]])
+    depth = sparse_depth_windows(points, CAMERA, window, 1, use)
+    assert depth[:, 0, 0].tolist() == [10.0, 20.0]
 
 
 def test_a_chunk_without_frames_gives_no_results():

@@ -111,6 +111,13 @@ class Calib:
         velo[:3] = self.Tr_velo_to_cam
         return rect @ velo
 
+    def lidar_origin(self) -> np.ndarray:
+        """(3,) the LiDAR's origin in the rectified camera frame; the camera's own origin when
+        the calibration has no LiDAR transform (points then come in the camera frame)."""
+        if self.Tr_velo_to_cam is None:
+            return np.zeros(3)
+        return self.velo_to_rect(np.zeros(3))
+
     def velo_to_rect(self, points: np.ndarray) -> np.ndarray:
         """LiDAR points in the rectified camera frame: ``x_rect = R0_rect @ Tr_velo_to_cam @ x``.
 

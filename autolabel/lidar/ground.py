@@ -108,6 +108,33 @@ def fit_ground_plane(points: np.ndarray, *, threshold: float, iterations: int,
     return None
 
 
+def ray_heights(points: np.ndarray, origin: np.ndarray, plane: GroundPlane, reach: float
+                ) -> np.ndarray:
+    """Height above ``plane`` at which the sensor's ray to each return passes ``reach``.
+
+    A ray is straight, so its height above the plane changes linearly with the horizontal
+    (x-z) distance from the sensor; a ray that ends nearer than ``reach`` gives its return's
+    own height. A return far behind an object can be low while its ray crossed the object
+    high up, through a window or over the bonnet.
+
+    Args:
+        points: (N, 3) returns, camera frame. origin: (3,) the sensor, camera frame.
+        plane: the ground. reach: metres of horizontal distance from the sensor.
+    Returns:
+        (N,) metres.
+
+    >>> flat = GroundPlane(np.array([0.0, -1.0, 0.0]), 1.65)  # the camera 1.65 m up
+    >>> far, near = [0.0, 1.65, 20.0], [0.0, 1.15, 5.0]  # the road 20 m ahead, 0.5 m up 5 m
+    >>> ray_heights(np.array([far, near]), np.zeros(3), flat, 10.0).round(6).tolist()
+    [0.825, 0.5]
+    """
+    height = plane.height(points)
+    sensor = float(plane.height(origin))
+    distance = np.hypot(points[:, 0] - origin[0], points[:, 2] - origin[2])
+    fraction = reach / np.maximum(distance, 1e-9)
+    return np.where(fraction < 1, sensor + (height - sensor) * fraction, height)
+
+
 def local_ground(points: np.ndarray, plane: GroundPlane, center: np.ndarray,
                  radius: float = 4.0, band: float = 0.5, min_points: int = 10) -> GroundPlane:
     """The frame's ground plane raised or lowered to the road around one object.

@@ -16,7 +16,6 @@ from typing import NamedTuple
 
 import numpy as np
 
-from autolabel.synth.rig import lidar_origin
 from autolabel.synth.scene import Raycaster, Scene
 
 GROUND_REFLECTANCE = 0.25
@@ -85,11 +84,11 @@ def simulate_lidar(scene: Scene, raycaster: Raycaster, rng: np.random.Generator,
     """Ray-cast one sweep of the scanner through ``raycaster`` (built from ``scene``)."""
     velo_to_rect = scene.calib.velo_to_rect_matrix()
     directions = config.directions() @ velo_to_rect[:3, :3].T
-    hits = raycaster.cast(lidar_origin(scene.calib), directions)
+    hits = raycaster.cast(scene.calib.lidar_origin(), directions)
     keep = (hits["t_hit"] <= config.max_range) & (rng.uniform(size=len(directions))
                                                   >= config.dropout)
     distance = hits["t_hit"][keep] + rng.normal(0.0, config.range_noise, int(keep.sum()))
-    points = lidar_origin(scene.calib) + distance[:, None] * directions[keep]
+    points = scene.calib.lidar_origin() + distance[:, None] * directions[keep]
     car = hits["car"][keep]
     # car -1 (the ground) picks the last entry.
     surface = np.array([c.reflectance for c in scene.cars] + [GROUND_REFLECTANCE])[car]

@@ -43,16 +43,11 @@ def kitti_calib() -> Calib:
                  Tr_velo_to_cam=np.array(_KITTI_TR_VELO_TO_CAM))
 
 
-def lidar_origin(calib: Calib) -> np.ndarray:
-    """(3,) the LiDAR's origin in the rectified camera frame."""
-    return calib.velo_to_rect(np.zeros(3))
-
-
 def ground_y(calib: Calib, lidar_height: float = LIDAR_HEIGHT) -> float:
     """Camera-frame y of the ground plane: ``lidar_height`` below the LiDAR (y points down).
 
     >>> round(ground_y(kitti_calib()), 3)
     1.655
     """
-    return float(lidar_origin(calib)[1] + lidar_height)
+    return float(calib.lidar_origin()[1] + lidar_height)
 
