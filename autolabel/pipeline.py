@@ -7,8 +7,10 @@
 :func:`label_frames` turns every detection of a chunk of frames into several hypotheses
 (:mod:`autolabel.init`), fits them in batches of at most ``max_fit_objects`` hypotheses
 (:mod:`autolabel.fit`), keeps the best hypothesis per detection and verifies it
-(:mod:`autolabel.verify`). Inputs are arrays and records; reading files is the job of
-:mod:`autolabel.io` and the CLI.
+(:mod:`autolabel.verify`). Its two halves are :func:`prepare_frame` (CPU work, one frame, in
+any process) and :func:`fit_frames` (a chunk of prepared frames, on the device), so that the
+next frames' hypotheses can be built in worker processes while a batch is fitted. Inputs are
+arrays and records; reading files is the job of :mod:`autolabel.io` and the CLI.
 """
 
 from __future__ import annotations
@@ -155,7 +157,7 @@ class FrameResult:
     Attributes:
         frame_id: the frame. labels: one :class:`LabelResult` per detection, in order.
         ground_plane: the plane estimated from the frame's points, or None.
-        seconds: the frame's share of the batch's wall time.
+        seconds: the frame's share of the time its batch took (hypotheses and fit).
     """
 
     frame_id: str
@@ -258,6 +260,31 @@ def _hypotheses(frames: Sequence[FrameInput], config: PipelineConfig
             keep = {1: [0], 2: [0, 2], 4: [0, 1, 2, 3]}[config.yaw_hypotheses]
             objects.extend(_Object(f, d, k, variants[k], plane, occluders[d]) for k in keep)
     return objects, planes
+
+
+@dataclasses.dataclass
+class PreparedFrame:
+    """A frame with its initial hypotheses, what :func:`fit_frames` takes.
+
+    Attributes:
+        frame: the inputs. objects: the hypotheses of its detections, in order (their
+            ``frame`` is 0). plane: the ground plane from its points, or None.
+        seconds: the time it took to make them.
+    """
+
+    frame: FrameInput
+    objects: list[_Object]
+    plane: GroundPlane | None
+    seconds: float
+
+
+def prepare_frame(frame: FrameInput, config: PipelineConfig = PipelineConfig()
+                  ) -> PreparedFrame:
+    """The frame's initial hypotheses (ground plane, clusters, yaw hypotheses, occluders):
+    the CPU side of labelling it, which needs no prior or device."""
+    start = time.perf_counter()
+    objects, (plane,) = _hypotheses([frame], config)
+    return PreparedFrame(frame, objects, plane, time.perf_counter() - start)
 
 
 def _observed_points(hypothesis: Hypothesis, limit: int, rng: np.random.Generator):
@@ -481,6 +508,44 @@ def _fit_chunks(objects: Sequence[_Object], limit: int) -> Iterator[list[_Object
         yield chunk
 
 
+def fit_frames(prepared: Sequence[PreparedFrame], prior=None,
+               config: PipelineConfig = PipelineConfig()) -> list[FrameResult]:
+    """Label every detection of a chunk of prepared frames, their hypotheses fitted together
+    in batches of at most ``config.max_fit_objects``.
+
+    Args:
+        prepared: the chunk, from :func:`prepare_frame` with the same ``config``.
+        prior: a :class:`~autolabel.prior.ShapePrior`; the shipped car prior when None.
+        config: all settings.
+    Returns:
+        Per frame a :class:`FrameResult` with one :class:`LabelResult` per detection.
+    """
+    if not prepared:
+        return []
+    if prior is None:
+        from autolabel.prior import load_prior
+        prior = load_prior()
+    start = time.perf_counter()
+    device = resolve_device(config.device)
+    prior = prior.to(device)
+    frames = [item.frame for item in prepared]
+    everyone = [dataclasses.replace(o, frame=f) for f, item in enumerate(prepared)
+                for o in item.objects]
+    results: list[list[LabelResult]] = [[] for _ in frames]
+    for objects in _fit_chunks(everyone, config.max_fit_objects):
+        batch = build_batch(frames, objects, config, device, neighbours=everyone)
+        fit_start = time.perf_counter()
+        output, objects, batch = _fit_in_stages(prior, batch, objects, config)
+        share = (time.perf_counter() - fit_start) / len({(o.frame, o.detection)
+                                                          for o in objects})
+        for i in _best_hypotheses(objects, output, 1):
+            results[objects[i].frame].append(_result(frames[objects[i].frame], objects[i], i,
+                                                      output, batch, prior, config, share))
+    spent = sum(item.seconds for item in prepared) + time.perf_counter() - start
+    return [FrameResult(item.frame.frame_id, labels, item.plane, spent / len(frames))
+            for item, labels in zip(prepared, results, strict=True)]
+
+
 def label_frames(frames: Sequence[FrameInput], prior=None,
                  config: PipelineConfig = PipelineConfig()) -> list[FrameResult]:
     """Label every detection of a chunk of frames, their hypotheses fitted together in
@@ -492,28 +557,7 @@ def label_frames(frames: Sequence[FrameInput], prior=None,
     Returns:
         Per frame a :class:`FrameResult` with one :class:`LabelResult` per detection.
     """
-    if not frames:
-        return []
-    if prior is None:
-        from autolabel.prior import load_prior
-        prior = load_prior()
-    start = time.perf_counter()
-    device = resolve_device(config.device)
-    prior = prior.to(device)
-    everyone, planes = _hypotheses(frames, config)
-    results: list[list[LabelResult]] = [[] for _ in frames]
-    for objects in _fit_chunks(everyone, config.max_fit_objects):
-        batch = build_batch(frames, objects, config, device, neighbours=everyone)
-        fit_start = time.perf_counter()
-        output, objects, batch = _fit_in_stages(prior, batch, objects, config)
-        share = (time.perf_counter() - fit_start) / len({(o.frame, o.detection)
-                                                          for o in objects})
-        for i in _best_hypotheses(objects, output, 1):
-            results[objects[i].frame].append(_result(frames[objects[i].frame], objects[i], i,
-                                                      output, batch, prior, config, share))
-    seconds = (time.perf_counter() - start) / len(frames)
-    return [FrameResult(frame.frame_id, labels, plane, seconds)
-            for frame, labels, plane in zip(frames, results, planes, strict=True)]
+    return fit_frames([prepare_frame(frame, config) for frame in frames], prior, config)
 
 
 def label_frame(image: np.ndarray | tuple[int, int], calib: Calib,
@@ -602,11 +646,12 @@ def label_dataset(frames: Iterable[FrameInput], prior=None,
     if prior is None:
         from autolabel.prior import load_prior
         prior = load_prior()
-    chunk: list[FrameInput] = []
-    for frame in frames:
-        chunk.append(frame)
+    prepared = (prepare_frame(frame, config) for frame in frames)
+    chunk: list[PreparedFrame] = []
+    for item in prepared:
+        chunk.append(item)
         if len(chunk) == batch:
-            yield from label_frames(chunk, prior, config)
+            yield from fit_frames(chunk, prior, config)
             chunk = []
     if chunk:
-        yield from label_frames(chunk, prior, config)
+        yield from fit_frames(chunk, prior, config)

@@ -26,11 +26,12 @@ def test_label_dataset_yields_one_result_per_frame_in_order_across_batches(monke
 
     seen = []
 
-    def fake_label_frames(chunk, prior, config):
+    def fake_fit_frames(chunk, prior, config):
         seen.append([frame for frame in chunk])
         return [pipeline.FrameResult(frame, [], None, 0.0) for frame in chunk]
 
-    monkeypatch.setattr(pipeline, "label_frames", fake_label_frames)
+    monkeypatch.setattr(pipeline, "prepare_frame", lambda frame, config: frame)
+    monkeypatch.setattr(pipeline, "fit_frames", fake_fit_frames)
     results = list(autolabel.label_dataset(iter(["a", "b", "c"]), prior=object(), batch=2))
     assert [r.frame_id for r in results] == ["a", "b", "c"]
     assert seen == [["a", "b"], ["c"]]
