@@ -8,14 +8,16 @@
 (:mod:`autolabel.init`), fits them in batches of at most ``max_fit_objects`` hypotheses
 (:mod:`autolabel.fit`), keeps the best hypothesis per detection and verifies it
 (:mod:`autolabel.verify`). Its two halves are :func:`prepare_frame` (CPU work, one frame, in
-any process) and :func:`fit_frames` (a chunk of prepared frames, on the device), so that the
-next frames' hypotheses can be built in worker processes while a batch is fitted. Inputs are
-arrays and records; reading files is the job of :mod:`autolabel.io` and the CLI.
+any process) and :func:`fit_frames` (a chunk of prepared frames, on the device), so that
+:func:`label_dataset` and the CLI can build the next frames' hypotheses in worker processes
+while a batch is fitted. Inputs are arrays and records; reading files is the job of
+:mod:`autolabel.io` and the CLI.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import math
 import time
@@ -39,6 +41,7 @@ from autolabel.io.kitti import Calib
 from autolabel.label import ObjectLabel
 from autolabel.occlusion import occluded_edges, occluder_masks
 from autolabel.render import Rendered, RenderSettings, detection_windows, render
+from autolabel.stream import WorkerLost, map_ahead
 from autolabel.surfels import (
     extract_surface_points,
     pose_surfels,
@@ -631,22 +634,44 @@ def render_labels(prior, latents: np.ndarray, labels: Sequence[ObjectLabel],
                       tensor(projection).expand(len(labels), 3, 4), window, settings)
 
 
+def _frame_preparer(config: PipelineConfig, threads: int):
+    """:func:`prepare_frame` with ``config`` for a worker process, on ``threads`` torch
+    threads (those of the process that asked, so that its hypotheses are the same)."""
+    torch.set_num_threads(threads)
+    return functools.partial(prepare_frame, config=config)
+
+
+def _prepared_ahead(frames: Iterable[FrameInput], config: PipelineConfig, workers: int,
+                    ahead: int) -> Iterator[PreparedFrame]:
+    """:func:`prepare_frame` of every frame, in order, done by ``workers`` processes up to
+    ``ahead`` frames ahead; RuntimeError for a frame whose worker process died."""
+    make = functools.partial(_frame_preparer, config, torch.get_num_threads())
+    for frame, prepared in map_ahead(make, frames, workers, ahead):
+        if isinstance(prepared, WorkerLost):
+            raise RuntimeError(f"frame {frame.frame_id}: {prepared.reason}")
+        yield prepared
+
+
 def label_dataset(frames: Iterable[FrameInput], prior=None,
-                  config: PipelineConfig = PipelineConfig(), batch: int = 4
-                  ) -> Iterator[FrameResult]:
+                  config: PipelineConfig = PipelineConfig(), batch: int = 4,
+                  workers: int = 0) -> Iterator[FrameResult]:
     """Label a stream of frames, ``batch`` frames (all their objects) per optimisation.
 
     Args:
         frames: any iterable of :class:`FrameInput` (e.g. a generator reading files lazily).
         prior: shape prior (default: the shipped car prior). config: all settings.
         batch: frames fitted together.
+        workers: processes that build the hypotheses of the next frames (up to two batches
+            ahead) while a batch is fitted; 0: this process, before each batch. The labels
+            are the same either way.
     Yields:
         One :class:`FrameResult` per frame, in order, as soon as its batch is done.
     """
     if prior is None:
         from autolabel.prior import load_prior
         prior = load_prior()
-    prepared = (prepare_frame(frame, config) for frame in frames)
+    prepared = (_prepared_ahead(frames, config, workers, 2 * batch) if workers
+                else (prepare_frame(frame, config) for frame in frames))
     chunk: list[PreparedFrame] = []
     for item in prepared:
         chunk.append(item)
