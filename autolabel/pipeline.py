@@ -663,7 +663,8 @@ def label_dataset(frames: Iterable[FrameInput], prior=None,
         batch: frames fitted together.
         workers: processes that build the hypotheses of the next frames (up to two batches
             ahead) while a batch is fitted; 0: this process, before each batch. The labels
-            are the same either way.
+            are the same either way. The processes are spawned, so a script that asks for
+            them runs its top level under ``if __name__ == "__main__":``.
     Yields:
         One :class:`FrameResult` per frame, in order, as soon as its batch is done.
     """

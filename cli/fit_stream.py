@@ -27,17 +27,18 @@ from cli.fit_batch import BatchLabeler, FrameOutcome, LoadedFrame, Sources, prep
 # Batches of frames prepared ahead of the one being fitted: bounds memory at about
 # (1 + AHEAD_BATCHES) batches of frames.
 AHEAD_BATCHES = 2
-# Worker processes by default when the fit runs on a GPU: there the CPU side dominates
-# (hypotheses take about 0.4 s a frame on one core; a batch of 64 detections, ~15 frames,
-# fits in about 2 s on an H200).
+# Worker processes by default when the fit runs on a GPU, where the CPU side dominates: a
+# frame's reading and hypotheses take about 0.45 s on one core here, while a GPU batch of 64
+# detections (about 15 synthetic frames) runs its 60 steps at about 20 ms each on an H200
+# (issue 13's step time; not measured end to end), so it takes about four to keep up.
 GPU_WORKERS = 4
 
 
 def default_workers(method: str, gpu: bool, cpus: int) -> int:
     """``--workers`` when not given: with the render method, one process on a CPU (the fit
     takes about 90 % of the time there) and :data:`GPU_WORKERS` on a GPU, leaving a core to
-    the fitting process; none for the lshape method (its work is the hypotheses, built by
-    the writer).
+    the fitting process; none for the lshape method (its work is its hypotheses, which the
+    fitting process builds).
 
     >>> default_workers("render", False, 2), default_workers("render", True, 16)
     (1, 4)
