@@ -25,7 +25,7 @@ from typing import Any
 
 # This process's function when it is a worker of a pool (set once by _start).
 _work: Callable[[Any], Any] | None = None
-_END = object()
+_END = object()  # no more items
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,16 +37,19 @@ class WorkerLost:
 
 
 def _start(make_worker: Callable[[], Callable[[Any], Any]]) -> None:
+    """A worker process's start: Ctrl-C left to the consumer's process, the function made."""
     global _work
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _work = make_worker()
 
 
 def _run(item: Any) -> Any:
+    """One item's result, in a worker process."""
     return _work(item)
 
 
 def _pool(make_worker: Callable[[], Callable[[Any], Any]], workers: int) -> ProcessPoolExecutor:
+    """A pool of ``workers`` spawned processes, each started by :func:`_start`."""
     return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                initializer=_start, initargs=(make_worker,))
 
@@ -59,8 +62,8 @@ def map_ahead(make_worker: Callable[[], Callable[[Any], Any]], items: Iterable[A
     Args:
         make_worker: called once in each worker process; must be picklable (a module-level
             function or class, or a ``functools.partial`` of one).
-        items: drawn lazily, at most ``ahead`` (>= 1) beyond the last result yielded.
-        workers: processes (>= 1).
+        items: drawn lazily: at most ``ahead`` (>= 1) of them are in flight, drawn and not
+            yet yielded. workers: processes (>= 1).
     Yields:
         Each item with its result, or with a :class:`WorkerLost` when a worker process died
         while it was in flight (a fresh pool then takes the items after it). An exception
