@@ -28,7 +28,7 @@ from cli.fit_batch import BatchLabeler, FrameOutcome, LoadedFrame, Sources, prep
 # (1 + AHEAD_BATCHES) batches of frames.
 AHEAD_BATCHES = 2
 # Worker processes by default when the fit runs on a GPU, where the CPU side dominates: a
-# frame's reading and hypotheses take about 0.45 s on one core here, while a GPU batch of 64
+# frame's reading and hypotheses take 0.5-0.7 s of one core here, while a GPU batch of 64
 # detections (about 15 synthetic frames) runs its 60 steps at about 20 ms each on an H200
 # (issue 13's step time; not measured end to end), so it takes about four to keep up.
 GPU_WORKERS = 4
