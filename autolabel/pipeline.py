@@ -7,13 +7,17 @@
 :func:`label_frames` turns every detection of a chunk of frames into several hypotheses
 (:mod:`autolabel.init`), fits them in batches of at most ``max_fit_objects`` hypotheses
 (:mod:`autolabel.fit`), keeps the best hypothesis per detection and verifies it
-(:mod:`autolabel.verify`). Inputs are arrays and records; reading files is the job of
+(:mod:`autolabel.verify`). Its two halves are :func:`prepare_frame` (CPU work, one frame, in
+any process) and :func:`fit_frames` (a chunk of prepared frames, on the device), so that
+:func:`label_dataset` and the CLI can build the next frames' hypotheses in worker processes
+while a batch is fitted. Inputs are arrays and records; reading files is the job of
 :mod:`autolabel.io` and the CLI.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import math
 import time
@@ -38,6 +42,7 @@ from autolabel.label import ObjectLabel
 from autolabel.lidar.ground import ray_heights
 from autolabel.occlusion import occluded_edges, occluder_masks
 from autolabel.render import Rendered, RenderSettings, detection_windows, render
+from autolabel.stream import WorkerLost, map_ahead
 from autolabel.surfels import (
     extract_surface_points,
     pose_surfels,
@@ -158,7 +163,7 @@ class FrameResult:
     Attributes:
         frame_id: the frame. labels: one :class:`LabelResult` per detection, in order.
         ground_plane: the plane estimated from the frame's points, or None.
-        seconds: the frame's share of the batch's wall time.
+        seconds: the frame's share of the time its batch took (hypotheses and fit).
     """
 
     frame_id: str
@@ -264,6 +269,31 @@ def _hypotheses(frames: Sequence[FrameInput], config: PipelineConfig
             keep = {1: [0], 2: [0, 2], 4: [0, 1, 2, 3]}[config.yaw_hypotheses]
             objects.extend(_Object(f, d, k, variants[k], plane, occluders[d]) for k in keep)
     return objects, planes
+
+
+@dataclasses.dataclass
+class PreparedFrame:
+    """A frame with its initial hypotheses, what :func:`fit_frames` takes.
+
+    Attributes:
+        frame: the inputs. objects: the hypotheses of its detections, in order (their
+            ``frame`` is 0). plane: the ground plane from its points, or None.
+        seconds: the time it took to make them.
+    """
+
+    frame: FrameInput
+    objects: list[_Object]
+    plane: GroundPlane | None
+    seconds: float
+
+
+def prepare_frame(frame: FrameInput, config: PipelineConfig = PipelineConfig()
+                  ) -> PreparedFrame:
+    """The frame's initial hypotheses (ground plane, clusters, yaw hypotheses, occluders):
+    the CPU side of labelling it, which needs no prior or device."""
+    start = time.perf_counter()
+    objects, (plane,) = _hypotheses([frame], config)
+    return PreparedFrame(frame, objects, plane, time.perf_counter() - start)
 
 
 def _observed_points(hypothesis: Hypothesis, limit: int, rng: np.random.Generator):
@@ -494,6 +524,44 @@ def _fit_chunks(objects: Sequence[_Object], limit: int) -> Iterator[list[_Object
         yield chunk
 
 
+def fit_frames(prepared: Sequence[PreparedFrame], prior=None,
+               config: PipelineConfig = PipelineConfig()) -> list[FrameResult]:
+    """Label every detection of a chunk of prepared frames, their hypotheses fitted together
+    in batches of at most ``config.max_fit_objects``.
+
+    Args:
+        prepared: the chunk, from :func:`prepare_frame` with the same ``config``.
+        prior: a :class:`~autolabel.prior.ShapePrior`; the shipped car prior when None.
+        config: all settings.
+    Returns:
+        Per frame a :class:`FrameResult` with one :class:`LabelResult` per detection.
+    """
+    if not prepared:
+        return []
+    if prior is None:
+        from autolabel.prior import load_prior
+        prior = load_prior()
+    start = time.perf_counter()
+    device = resolve_device(config.device)
+    prior = prior.to(device)
+    frames = [item.frame for item in prepared]
+    everyone = [dataclasses.replace(o, frame=f) for f, item in enumerate(prepared)
+                for o in item.objects]
+    results: list[list[LabelResult]] = [[] for _ in frames]
+    for objects in _fit_chunks(everyone, config.max_fit_objects):
+        batch = build_batch(frames, objects, config, device, neighbours=everyone)
+        fit_start = time.perf_counter()
+        output, objects, batch = _fit_in_stages(prior, batch, objects, config)
+        share = (time.perf_counter() - fit_start) / len({(o.frame, o.detection)
+                                                          for o in objects})
+        for i in _best_hypotheses(objects, output, 1):
+            results[objects[i].frame].append(_result(frames[objects[i].frame], objects[i], i,
+                                                      output, batch, prior, config, share))
+    spent = sum(item.seconds for item in prepared) + time.perf_counter() - start
+    return [FrameResult(item.frame.frame_id, labels, item.plane, spent / len(frames))
+            for item, labels in zip(prepared, results, strict=True)]
+
+
 def label_frames(frames: Sequence[FrameInput], prior=None,
                  config: PipelineConfig = PipelineConfig()) -> list[FrameResult]:
     """Label every detection of a chunk of frames, their hypotheses fitted together in
@@ -505,28 +573,7 @@ def label_frames(frames: Sequence[FrameInput], prior=None,
     Returns:
         Per frame a :class:`FrameResult` with one :class:`LabelResult` per detection.
     """
-    if not frames:
-        return []
-    if prior is None:
-        from autolabel.prior import load_prior
-        prior = load_prior()
-    start = time.perf_counter()
-    device = resolve_device(config.device)
-    prior = prior.to(device)
-    everyone, planes = _hypotheses(frames, config)
-    results: list[list[LabelResult]] = [[] for _ in frames]
-    for objects in _fit_chunks(everyone, config.max_fit_objects):
-        batch = build_batch(frames, objects, config, device, neighbours=everyone)
-        fit_start = time.perf_counter()
-        output, objects, batch = _fit_in_stages(prior, batch, objects, config)
-        share = (time.perf_counter() - fit_start) / len({(o.frame, o.detection)
-                                                          for o in objects})
-        for i in _best_hypotheses(objects, output, 1):
-            results[objects[i].frame].append(_result(frames[objects[i].frame], objects[i], i,
-                                                      output, batch, prior, config, share))
-    seconds = (time.perf_counter() - start) / len(frames)
-    return [FrameResult(frame.frame_id, labels, plane, seconds)
-            for frame, labels, plane in zip(frames, results, planes, strict=True)]
+    return fit_frames([prepare_frame(frame, config) for frame in frames], prior, config)
 
 
 def label_frame(image: np.ndarray | tuple[int, int], calib: Calib,
@@ -600,26 +647,50 @@ def render_labels(prior, latents: np.ndarray, labels: Sequence[ObjectLabel],
                       tensor(projection).expand(len(labels), 3, 4), window, settings)
 
 
+def _frame_preparer(config: PipelineConfig, threads: int):
+    """:func:`prepare_frame` with ``config`` for a worker process, on ``threads`` torch
+    threads (those of the process that asked, so that its hypotheses are the same)."""
+    torch.set_num_threads(threads)
+    return functools.partial(prepare_frame, config=config)
+
+
+def _prepared_ahead(frames: Iterable[FrameInput], config: PipelineConfig, workers: int,
+                    ahead: int) -> Iterator[PreparedFrame]:
+    """:func:`prepare_frame` of every frame, in order, done by ``workers`` processes up to
+    ``ahead`` frames ahead; RuntimeError for a frame whose worker process died."""
+    make = functools.partial(_frame_preparer, config, torch.get_num_threads())
+    for frame, prepared in map_ahead(make, frames, workers, ahead):
+        if isinstance(prepared, WorkerLost):
+            raise RuntimeError(f"frame {frame.frame_id}: {prepared.reason}")
+        yield prepared
+
+
 def label_dataset(frames: Iterable[FrameInput], prior=None,
-                  config: PipelineConfig = PipelineConfig(), batch: int = 4
-                  ) -> Iterator[FrameResult]:
+                  config: PipelineConfig = PipelineConfig(), batch: int = 4,
+                  workers: int = 0) -> Iterator[FrameResult]:
     """Label a stream of frames, ``batch`` frames (all their objects) per optimisation.
 
     Args:
         frames: any iterable of :class:`FrameInput` (e.g. a generator reading files lazily).
         prior: shape prior (default: the shipped car prior). config: all settings.
         batch: frames fitted together.
+        workers: processes that build the hypotheses of the next frames (up to two batches
+            ahead) while a batch is fitted; 0: this process, before each batch. The labels
+            are the same either way. The processes are spawned, so a script that asks for
+            them runs its top level under ``if __name__ == "__main__":``.
     Yields:
         One :class:`FrameResult` per frame, in order, as soon as its batch is done.
     """
     if prior is None:
         from autolabel.prior import load_prior
         prior = load_prior()
-    chunk: list[FrameInput] = []
-    for frame in frames:
-        chunk.append(frame)
+    prepared = (_prepared_ahead(frames, config, workers, 2 * batch) if workers
+                else (prepare_frame(frame, config) for frame in frames))
+    chunk: list[PreparedFrame] = []
+    for item in prepared:
+        chunk.append(item)
         if len(chunk) == batch:
-            yield from label_frames(chunk, prior, config)
+            yield from fit_frames(chunk, prior, config)
             chunk = []
     if chunk:
-        yield from label_frames(chunk, prior, config)
+        yield from fit_frames(chunk, prior, config)

@@ -1,18 +1,23 @@
 """End-to-end throughput of `autolabel fit`: objects per second and peak memory over N generated
-frames, in one process and on Ray with 1 and 2 workers, per device.
+frames, in one process (reading in it, ``--workers 0``, and streamed: read and prepared by
+worker processes ahead of the fit, ``--workers W``) and on Ray with 1 and 2 workers, per device.
 
     .venv/bin/python benchmarks/throughput.py --frames 32
-    .venv/bin/python benchmarks/throughput.py --frames 500 --devices cuda --workers 1
+    .venv/bin/python benchmarks/throughput.py --frames 500 --devices cuda --stream-workers 4 \
+        --ray-workers 1
+    .venv/bin/python benchmarks/throughput.py --frames 20 --ray-workers --out /tmp/t.json
 
 The frames are ``0 .. N-1`` of the default synthetic data set (:mod:`benchmarks.synthetic`:
 LiDAR and instance masks, cached under ``benchmarks/cache/synthetic/``). Each row runs the
 whole command (``python -m cli.main --threads 1 fit --batch B ...``: torch, the prior,
 reading, fitting, writing) in a fresh process into an empty output folder and times it from
-start to exit, so Ray rows include starting the local cluster and its workers. Objects are
-the labels written. Peak memory: the command's process from the operating system (``wait4``),
-plus for Ray the peak of each worker as the command reports it (Ray's own daemons are not
-counted). A device without hardware here is written as "not measured". Results go to
-``benchmarks/results/throughput.json``.
+start to exit, so Ray rows include starting the local cluster and its workers and streamed
+rows their worker processes. Objects are the labels written. Peak memory: the command's
+process from the operating system (``wait4``: the largest of it and the worker processes it
+started and reaped, so a streamed row's workers are not added), plus for Ray the peak of each
+worker as the command reports it (Ray's own daemons are not counted). A device without
+hardware here is written as "not measured". Results go to
+``benchmarks/results/throughput.json`` (``--out`` elsewhere).
 """
 
 from __future__ import annotations
@@ -45,10 +50,13 @@ def available(device: str) -> bool:
     return device == "cpu" or torch.cuda.is_available()
 
 
-def run_fit(scenes: Path, device: str, workers: int | None, batch: int) -> dict:
-    """One end-to-end `autolabel fit` on ``device``, in one process (``workers`` None) or on
-    a local Ray cluster with ``workers`` workers; its speed and peak memory."""
-    extra = [] if workers is None else ["--ray", "local", "--ray-workers", str(workers)]
+def run_fit(scenes: Path, device: str, batch: int, workers: int = 0,
+            ray_workers: int | None = None) -> dict:
+    """One end-to-end `autolabel fit` on ``device``: in one process with ``workers`` processes
+    reading ahead (``ray_workers`` None), or on a local Ray cluster with ``ray_workers``
+    workers; its speed and peak memory."""
+    extra = (["--workers", str(workers)] if ray_workers is None
+             else ["--ray", "local", "--ray-workers", str(ray_workers)])
     with tempfile.TemporaryDirectory() as scratch:
         out, log = Path(scratch) / "out", Path(scratch) / "log.txt"
         command = [sys.executable, "-m", "cli.main", "--threads", "1", "fit",
@@ -68,7 +76,8 @@ def run_fit(scenes: Path, device: str, workers: int | None, batch: int) -> dict:
     command_mb = round(usage.ru_maxrss / 1024, 1)
     found = WORKER_PEAKS.search(text)
     workers_mb = [round(float(v) * 1024, 1) for v in found.group(1).split(",")] if found else []
-    return {"device": device, "ray_workers": workers, "frames": len(records),
+    return {"device": device, "workers": workers, "ray_workers": ray_workers,
+            "frames": len(records),
             "objects": objects, "seconds": round(seconds, 1),
             "objects_per_second": round(objects / seconds, 3),
             "frames_per_second": round(len(records) / seconds, 3),
@@ -84,8 +93,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
                         "batches are what Ray spreads over its workers).")
     parser.add_argument("--devices", nargs="+", default=["cpu", "cuda"],
                         help="Devices to measure; one without hardware is 'not measured'.")
-    parser.add_argument("--workers", type=int, nargs="*", default=[1, 2],
-                        help="Ray workers of the Ray rows (besides the single process).")
+    parser.add_argument("--stream-workers", type=int, nargs="*", default=[1],
+                        help="--workers of the streamed one-process rows (besides the one "
+                        "that reads in the fitting process, --workers 0).")
+    parser.add_argument("--ray-workers", type=int, nargs="*", default=[1, 2],
+                        help="Ray workers of the Ray rows; none for no Ray rows.")
     parser.add_argument("--conditions", default="", help="What else ran on the machine.")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" /
                         "throughput.json", help="Where to write the JSON results.")
@@ -100,14 +112,16 @@ def main(argv: Sequence[str] | None = None) -> dict:
                 rows.append({"device": device, "result": "not measured (no such device here)"})
                 print(json.dumps(rows[-1]), flush=True)
                 continue
-            for workers in [None, *args.workers]:
-                rows.append(run_fit(scenes, device, workers, args.batch))
+            runs = ([{"workers": w} for w in [0, *args.stream_workers]]
+                    + [{"ray_workers": w} for w in args.ray_workers])
+            for run in runs:
+                rows.append(run_fit(scenes, device, args.batch, **run))
                 print(json.dumps(rows[-1]), flush=True)
     result = {"benchmark": "throughput", "frames": args.frames, "seed": args.seed,
               "batch": args.batch, "cpu_cores": os.cpu_count(), "conditions": args.conditions,
               "command": "python -m cli.main --threads 1 fit --images ... --detections ... "
                          f"--out ... --device D --batch {args.batch} "
-                         "[--ray local --ray-workers W]", "rows": rows}
+                         "(--workers W | --ray local --ray-workers W)", "rows": rows}
     write_text_atomic(args.out, json.dumps(result, indent=1) + "\n")
     print(f"wrote {args.out}")
     return result

@@ -16,6 +16,10 @@ read or fitted is reported on one line and recorded in ``failures.json``; the ot
 labelled and the exit code is 1. A re-run retries the recorded frames, or skips them with
 ``--skip-failed``.
 
+With ``--workers N`` (by default one on a CPU, four on a GPU) N worker processes read the
+frames and build their hypotheses up to two batches ahead while this process fits the current
+batch (:mod:`cli.fit_stream`); the batches and labels are those of ``--workers 0``.
+
 With ``--ray ADDRESS`` the same batches are labelled by a pool of Ray actors (one per GPU, else
 one per CPU of the cluster), each writing its frames to ``--out``; only this process writes
 ``failures.json``. The labels equal a single-process run's with the same ``--batch``.
@@ -62,6 +66,8 @@ class FitJob:
         class_sizes: class -> mean (length, width, height) metres.
         out: output folder (exists, writable).
         ray: where and how wide to run on Ray, or None for this process alone.
+        workers: processes that read and prepare frames ahead of the fit in one process
+            (0: none), None for the default of the device.
     """
 
     images: dict[str, Path]
@@ -86,6 +92,7 @@ class FitJob:
     min_box_side: float
     skip_failed: bool
     ray: RaySettings | None = None
+    workers: int | None = None
 
 
 def _folder(path: Path, option: str) -> Path:
@@ -204,6 +211,12 @@ def fit_command(
     ray_workers: int = typer.Option(0, "--ray-workers", min=0, help="Ray workers (0: one per "
                                     "GPU of the cluster, else one per CPU); each runs "
                                     "--threads torch threads."),
+    workers: int | None = typer.Option(None, "--workers", min=0, show_default=False,
+                                       help="Processes that read the frames and build their "
+                                       "hypotheses up to two batches ahead while this process "
+                                       "fits (same labels as 0: no workers). Default: 1 on a "
+                                       "CPU, 4 on a GPU (at most the cores less one); 0 with "
+                                       "--method lshape. Not with --ray."),
     batch: int = typer.Option(8, "--batch", min=1, help="At most this many frames are fitted "
                               "together."),
     batch_objects: int = typer.Option(0, "--batch-objects", min=0, help="At most this many "
@@ -245,6 +258,9 @@ def fit_command(
         if not DEVICE_PATTERN.fullmatch(device):
             raise InputError(None, f"--device {device!r} is not one of auto, cpu, cuda, cuda:N")
         ray_settings = _ray_settings(ray, ray_workers)
+        if ray_settings is not None and workers:
+            raise InputError(None, "--workers is for a run in one process; on Ray each "
+                             "worker reads its own batches")
         frames = _images(_folder(images, "--images"))
         calib_folder = _folder(calib if calib is not None else images.parent / "calib",
                                "--calib")
@@ -266,7 +282,7 @@ def fit_command(
                      allow_missing_evidence, detections, sizes, _writable_folder(out), method,
                      prior_path, device, batch, batch_objects,
                      iterations, viz, save_meshes, min_score, max_detections, min_box_side,
-                     skip_failed, ray_settings)
+                     skip_failed, ray_settings, workers)
     from cli.fit_run import run  # loads torch
 
     failed = run(job)

@@ -1,8 +1,11 @@
-"""One batch of `autolabel fit`'s frames end to end: read each frame, fit the batch together,
-write each frame atomically, and say what became of each (:class:`FrameOutcome`).
+"""One batch of `autolabel fit`'s frames end to end: read each frame and build its hypotheses
+(:func:`prepare`), fit the batch together, write each frame atomically, and say what became
+of each (:class:`FrameOutcome`).
 
-:class:`BatchLabeler` is the unit of work of both the single-process run and each Ray actor
-(:mod:`cli.fit_run` drives either); it never writes ``failures.json``, the driver does.
+:class:`BatchLabeler` is the unit of work of the single-process run and of each Ray actor
+(:mod:`cli.fit_run` drives either); when the frames are prepared by worker processes
+(:mod:`cli.fit_stream`) it fits and writes what they prepared. It never writes
+``failures.json``, the driver does.
 """
 
 from __future__ import annotations
@@ -27,8 +30,10 @@ from autolabel.pipeline import (
     FrameInput,
     FrameResult,
     PipelineConfig,
-    label_frames,
+    PreparedFrame,
+    fit_frames,
     label_mesh,
+    prepare_frame,
     render_labels,
 )
 from autolabel.prior import load_prior
@@ -52,12 +57,21 @@ class LoadedFrame:
         frame: the inputs. evidence: 'lidar', 'depth' or 'box' (boxes only).
         warning: why the frame has less evidence than asked for, or None.
         left_out: the detections not labelled, as JSON-ready records with a reason.
+        prepared: the frame with its hypotheses (render method), once :func:`prepare` made
+            them. failure: why they could not be made (one line), or None.
     """
 
     frame: FrameInput
     evidence: str
     warning: str | None
     left_out: list[dict]
+    prepared: PreparedFrame | None = None
+    failure: str | None = None
+
+    @property
+    def frame_id(self) -> str:
+        """The frame's id."""
+        return self.frame.frame_id
 
 
 @dataclasses.dataclass(frozen=True)
@@ -185,26 +199,37 @@ class FrameWriter:
                                   "left_out": loaded.left_out, **frame_extras})
 
 
-def _label_isolated(frames: list[FrameInput], method: str, prior, config: PipelineConfig):
-    """Yield (frame, outcome) for every frame: its :class:`FrameResult` (render), None
-    (lshape, labelled by the writer) or the exception that stopped it. A batch that fails is
-    retried one frame at a time, so one bad frame never stops the others."""
+def _failure(error: Exception) -> str:
+    """An unexpected error as the one line recorded for its frame."""
+    return f"{type(error).__name__}: {error}"
+
+
+def _label_isolated(items: list[LoadedFrame], method: str, prior, config: PipelineConfig):
+    """Yield (item, outcome) for every prepared frame: its :class:`FrameResult` (render),
+    None (lshape, labelled by the writer) or why it could not be labelled (one line). The
+    frames are fitted together; when that fails, or when a frame's hypotheses could not be
+    made, one at a time, so one bad frame never stops the others."""
     if method != "render":
-        for frame in frames:
-            yield frame, None
+        for item in items:
+            yield item, None
         return
-    try:
-        yield from zip(frames, label_frames(frames, prior, config), strict=True)
-        return
-    except Exception as error:  # noqa: BLE001 - one frame's failure must not stop the run
-        if len(frames) == 1:
-            yield frames[0], error
-            return
-    for frame in frames:
+    if all(item.failure is None for item in items):
         try:
-            yield frame, label_frames([frame], prior, config)[0]
+            yield from zip(items, fit_frames([item.prepared for item in items], prior,
+                                             config), strict=True)
+            return
+        except Exception as error:  # noqa: BLE001 - one frame's failure must not stop the run
+            if len(items) == 1:
+                yield items[0], _failure(error)
+                return
+    for item in items:
+        if item.failure is not None:
+            yield item, item.failure
+            continue
+        try:
+            yield item, fit_frames([item.prepared], prior, config)[0]
         except Exception as error:  # noqa: BLE001
-            yield frame, error
+            yield item, _failure(error)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -234,6 +259,22 @@ def finished(out: Path, frame_id: str) -> FrameOutcome | None:
     if not path.is_file():
         return None
     return FrameOutcome(frame_id, read_frame_json(path).frame_extras.get("evidence"))
+
+
+def prepare(sources: Sources, config: PipelineConfig, frame_id: str
+            ) -> LoadedFrame | FrameOutcome:
+    """Read the frame and, for the render method, build its hypotheses: the CPU side of
+    labelling it. A frame that cannot be read is a failed :class:`FrameOutcome`."""
+    try:
+        loaded = sources.load(frame_id)
+    except (InputError, FileNotFoundError) as error:
+        return FrameOutcome(frame_id, failure=str(error))
+    if sources.job.method == "render":
+        try:
+            loaded.prepared = prepare_frame(loaded.frame, config)
+        except Exception as error:  # noqa: BLE001 - recorded, and the batch fitted without it
+            loaded.failure = _failure(error)
+    return loaded
 
 
 def pipeline_config(job: FitJob, device: str) -> PipelineConfig:
@@ -266,31 +307,28 @@ class BatchLabeler:
         return cls(job, pipeline_config(job, device), prior)
 
     def __call__(self, frame_ids: list[str]) -> list[FrameOutcome]:
-        outcomes: dict[str, FrameOutcome] = {}
-        loaded: dict[str, LoadedFrame] = {}
-        for frame_id in frame_ids:
-            done = finished(self.job.out, frame_id)
-            if done is not None:
-                outcomes[frame_id] = done
-                continue
-            try:
-                loaded[frame_id] = self.sources.load(frame_id)
-            except (InputError, FileNotFoundError) as error:
-                outcomes[frame_id] = FrameOutcome(frame_id, failure=str(error))
-        frames = [item.frame for item in loaded.values()]
-        for frame, result in _label_isolated(frames, self.job.method, self.prior, self.config):
-            item = loaded[frame.frame_id]
-            try:
-                if isinstance(result, Exception):
-                    raise result
-                if self.job.method == "render":
-                    self.writer.write(item, result)
-                else:
-                    self.writer.write_lshape(item, self.config)
-            except Exception as error:  # noqa: BLE001 - report it, go on with the rest
-                outcomes[frame.frame_id] = FrameOutcome(
-                    frame.frame_id, warning=item.warning,
-                    failure=f"{type(error).__name__}: {error}")
-                continue
-            outcomes[frame.frame_id] = FrameOutcome(frame.frame_id, item.evidence, item.warning)
-        return [outcomes[frame_id] for frame_id in frame_ids]
+        return self.label_prepared([finished(self.job.out, frame_id)
+                                    or prepare(self.sources, self.config, frame_id)
+                                    for frame_id in frame_ids])
+
+    def label_prepared(self, items: list[LoadedFrame | FrameOutcome]) -> list[FrameOutcome]:
+        """Fit the prepared frames among ``items`` together, write each, and return one
+        outcome per item, in order (an item that is an outcome already stays as it is)."""
+        outcomes = {item.frame_id: item for item in items if isinstance(item, FrameOutcome)}
+        loaded = [item for item in items if isinstance(item, LoadedFrame)]
+        for item, result in _label_isolated(loaded, self.job.method, self.prior, self.config):
+            outcomes[item.frame_id] = self._write(item, result)
+        return [outcomes[item.frame_id] for item in items]
+
+    def _write(self, item: LoadedFrame, result: FrameResult | str | None) -> FrameOutcome:
+        """Write the frame's labels (``result``: see :func:`_label_isolated`)."""
+        if isinstance(result, str):
+            return FrameOutcome(item.frame_id, warning=item.warning, failure=result)
+        try:
+            if self.job.method == "render":
+                self.writer.write(item, result)
+            else:
+                self.writer.write_lshape(item, self.config)
+        except Exception as error:  # noqa: BLE001 - report it, go on with the rest
+            return FrameOutcome(item.frame_id, warning=item.warning, failure=_failure(error))
+        return FrameOutcome(item.frame_id, item.evidence, item.warning)

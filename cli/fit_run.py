@@ -1,6 +1,7 @@
 """The work of `autolabel fit` once its arguments are checked (:class:`cli.fit.FitJob`): form
 the batches of unfinished frames, have each labelled (:class:`cli.fit_batch.BatchLabeler`, in
-this process or on a pool of Ray actors), record the frames that fail and go on."""
+this process, its frames read by worker processes ahead of the fit or not, or on a pool of Ray
+actors), record the frames that fail and go on."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import contextlib
 import dataclasses
 import functools
 import json
+import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
@@ -30,6 +32,7 @@ from cli.fit_batch import (
     json_path,
     pipeline_config,
 )
+from cli.fit_stream import default_workers, streamed
 
 FAILURES_FILE = "failures.json"
 
@@ -152,9 +155,9 @@ def _record(outcome: FrameOutcome, failures: Failures, used: dict[str, list[str]
     used.setdefault(outcome.evidence, []).append(outcome.frame_id)
 
 
-def _in_this_process(labeler: BatchLabeler, chunks: Iterable[list[str]]
-                     ) -> Iterator[tuple[list[str], list[FrameOutcome]]]:
-    """Label the batches one after the other in this process."""
+def _one_after_the_other(labeler: BatchLabeler, chunks: Iterable[list[str]]
+                         ) -> Iterator[tuple[list[str], list[FrameOutcome]]]:
+    """Label the batches one after the other in this process, reading each before its fit."""
     for chunk in chunks:
         yield chunk, labeler(chunk)
 
@@ -174,6 +177,23 @@ def with_batch_default(job: FitJob, gpu: bool) -> FitJob:
                                else CPU_BATCH_OBJECTS)
 
 
+def _in_this_process(job: FitJob, device: str, prior, console: Console
+                     ) -> tuple[FitJob, Callable]:
+    """The job with the batch size of ``device``, and what labels its batches in this
+    process: streamed, their frames read by ``--workers`` processes ahead of the fit, or one
+    after the other."""
+    gpu = resolve_device(device).type == "cuda"
+    job = with_batch_default(job, gpu)
+    labeler = BatchLabeler(job, pipeline_config(job, device), prior)
+    workers = (job.workers if job.workers is not None
+               else default_workers(job.method, gpu, os.cpu_count() or 1))
+    if not workers:
+        return job, functools.partial(_one_after_the_other, labeler)
+    console.print(f"{workers} worker process(es) read the frames and build their hypotheses "
+                  "ahead of the fit", highlight=False)
+    return job, functools.partial(streamed, labeler, workers, thread_count())
+
+
 def run(job: FitJob) -> list[str]:
     """Label every unfinished frame of the job; returns the frames that failed."""
     console = Console(stderr=True)
@@ -183,10 +203,8 @@ def run(job: FitJob) -> list[str]:
         device = _device(job.device) if job.ray is None else job.device
     with contextlib.ExitStack() as stack:
         if job.ray is None:
-            job = with_batch_default(job, resolve_device(device).type == "cuda")
-            labeler = BatchLabeler(job, pipeline_config(job, device), prior)
-            failed = _label_unfinished(job, functools.partial(_in_this_process, labeler),
-                                       console)
+            job, label_batches = _in_this_process(job, device, prior, console)
+            failed = _label_unfinished(job, label_batches, console)
         else:
             pool, workers, job = _on_ray(job, stack)
             failed = _label_unfinished(job, pool.map, console)

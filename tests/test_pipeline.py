@@ -28,11 +28,12 @@ def test_label_dataset_yields_one_result_per_frame_in_order_across_batches(monke
 
     seen = []
 
-    def fake_label_frames(chunk, prior, config):
+    def fake_fit_frames(chunk, prior, config):
         seen.append([frame for frame in chunk])
         return [pipeline.FrameResult(frame, [], None, 0.0) for frame in chunk]
 
-    monkeypatch.setattr(pipeline, "label_frames", fake_label_frames)
+    monkeypatch.setattr(pipeline, "prepare_frame", lambda frame, config: frame)
+    monkeypatch.setattr(pipeline, "fit_frames", fake_fit_frames)
     results = list(autolabel.label_dataset(iter(["a", "b", "c"]), prior=object(), batch=2))
     assert [r.frame_id for r in results] == ["a", "b", "c"]
     assert seen == [["a", "b"], ["c"]]
@@ -69,3 +70,29 @@ def test_a_chunk_without_frames_gives_no_results():
     from autolabel.pipeline import label_frames
 
     assert label_frames([], prior=object()) == []
+
+
+def test_label_dataset_with_a_worker_process_gives_the_labels_of_one_process():
+    import dataclasses
+
+    from autolabel.fit import FitConfig
+    from autolabel.io.detections import Detection
+    from autolabel.pipeline import FrameInput, PipelineConfig, label_dataset
+    from autolabel.prior import load_prior
+    from autolabel.synth.rig import kitti_calib
+
+    boxes = ([600.0, 170.0, 700.0, 230.0], [300.0, 180.0, 420.0, 260.0], [800.0, 175.0, 860.0,
+                                                                           215.0])
+    frames = [FrameInput(f"{i:06d}", (375, 1242), kitti_calib(),
+                         [Detection(np.array(box), "Car", 0.9)]) for i, box in enumerate(boxes)]
+    config = PipelineConfig(yaw_hypotheses=1, fit=dataclasses.replace(
+        FitConfig(), iterations=2, pose_iterations=1))
+    prior = load_prior()
+    alone = list(label_dataset(frames, prior, config, batch=2))
+    ahead = list(label_dataset(iter(frames), prior, config, batch=2, workers=1))
+    assert [r.frame_id for r in ahead] == ["000000", "000001", "000002"]
+    for ours, theirs in zip(ahead, alone, strict=True):
+        (label,), (expected,) = ours.labels, theirs.labels
+        assert label.label.center.tolist() == expected.label.center.tolist()
+        assert label.label.size.tolist() == expected.label.size.tolist()
+        assert label.latent.tolist() == expected.latent.tolist()
