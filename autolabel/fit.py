@@ -13,6 +13,11 @@ operators for every batch size, no loop over objects, no tensor whose shape depe
 data and nothing read back to the host, so that a device never waits for Python and the
 iteration could be captured and replayed. What needs the host (early stopping, re-extracting
 surfels that went stale) is checked between iterations, every ``FitConfig.check_every``.
+Everything that depends only on the observations is made once per batch (:class:`_Objective`),
+the parameters are two tensors updated by one fused Adam operator (:class:`_Parameters`), and
+the renderer and the posing of surfels have hand-written backward passes: an iteration is
+about 800 operators in the pose stage and 1030 in the shape stage (tests/test_fit.py counts
+them), whatever the batch size, of which the shape decoder's passes are about 100 and 250.
 
 Inputs are tensors in an :class:`ObjectBatch`; building it from frames (I/O, hypotheses,
 masks) is :mod:`autolabel.pipeline`'s job.
@@ -400,11 +405,9 @@ def _optimiser(params: _Parameters, config: FitConfig) -> torch.optim.Adam:
 
 def _freeze_broken(parameters: list[Tensor], loss: Tensor, finite: Tensor) -> Tensor:
     """Zero the gradients (B, ...) of objects whose loss or gradients are not finite;
-    (B,) finite."""
-    ok = torch.isfinite(loss)
-    for parameter in parameters:
-        ok = ok & torch.isfinite(parameter.grad).all(-1)
-    finite = finite & ok
+    (B,) finite. A sum is finite exactly when its terms are (short of overflowing, which is
+    as broken), so one test of each object's loss plus gradients covers them all."""
+    finite = finite & torch.isfinite(sum((p.grad.sum(-1) for p in parameters), loss))
     broken = ~finite.unsqueeze(-1)
     for parameter in parameters:
         parameter.grad.masked_fill_(broken, 0.0)

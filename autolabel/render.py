@@ -36,7 +36,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional
 
-from autolabel.geometry import camera_centres, facing_cosine
+from autolabel.geometry import camera_centres
 
 CULL_LOGIT = 7.0  # surfels with a cull weight below sigmoid(-7) (~1e-3) are not splatted
 
@@ -184,9 +184,8 @@ class Splats:
         depth: (B, N) homogeneous depth ``w`` of the centres (camera z plus the camera's
             small ``P[2, 3]``).
         resolution: (B,) fraction of the window's resolution the object is rendered at
-            (:func:`render_resolution`), detached.
-        centre: (B, N, 2) centres in render pixels (``pixels * resolution``).
-        conic: (B, N, 3) the inverse of the footprint's covariance as (uu, uv, vv), render
+            (:func:`render_resolution`), detached; render pixels are ``pixels * resolution``.
+        conic: (B, N, 3) the inverse Q of the footprint's covariance as (uu, uv, vv), render
             pixels^-2: a pixel at offset d from the centre is at Mahalanobis distance
             ``sqrt(d^T Q d)``.
         opacity: (B, N) coverage at the centre: ``max_alpha`` times the back-face cull
@@ -196,7 +195,6 @@ class Splats:
     pixels: Tensor
     depth: Tensor
     resolution: Tensor
-    centre: Tensor
     conic: Tensor
     opacity: Tensor
 
@@ -214,6 +212,12 @@ class _Tables:
         eigen: (3, 3) maps (a, b, c) to ((a + c) / 2, (a - c) / 2, b).
         filtered: (3,) the low-pass filter's covariance (uu, uv, vv).
         adjugate: (3,) signs that turn (a, b, c) reversed into the adjugate (c, -b, a).
+        symmetric: (2, 2) [[1, 1/2], [1/2, 1]] and doubled: (2, 2) [[2, 1], [1, 2]], the
+            factors between the gradients of (uu, uv, vv) and of the symmetric matrix.
+        upper: (3,) entries (0, 0), (0, 1), (1, 1) of a flattened 2 x 2 matrix, and
+            inverse_fold: (3,) -(1, 2, 1), what takes the gradient ``G`` of a matrix's
+            inverse's to the gradient of (uu, uv, vv) of the matrix: the minus of ``-Q G Q``
+            and the doubled off-diagonal.
         stretch_scale, stretch_shift: (2, 3) the stretch's affine map is
             ``resolution * scale + shift``.
     """
@@ -228,6 +232,10 @@ class _Tables:
     eigen: Tensor
     filtered: Tensor
     adjugate: Tensor
+    symmetric: Tensor
+    doubled: Tensor
+    upper: Tensor
+    inverse_fold: Tensor
     stretch_scale: Tensor
     stretch_shift: Tensor
 
@@ -254,6 +262,8 @@ def _tables(settings: RenderSettings, dtype: torch.dtype, device: torch.device) 
         torch.tensor([0, 0, 1], device=device), torch.tensor([0, 1, 1], device=device),
         table([[0.5, 0.5, 0.0], [0.0, 0.0, 1.0], [0.5, -0.5, 0.0]]),
         table([settings.softness**2, 0.0, settings.softness**2]), table([1.0, -1.0, 1.0]),
+        table([[1.0, 0.5], [0.5, 1.0]]), table([[2.0, 1.0], [1.0, 2.0]]),
+        torch.tensor([0, 1, 3], device=device), table([-1.0, -2.0, -1.0]),
         table([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0]]), table([[0.0, 0.0, -1.0], [0.0, 0.0, -1.0]]))
 
 
@@ -294,33 +304,112 @@ def splat(points: Tensor, normals: Tensor, valid: Tensor, spacing: Tensor,
         valid: (B, N) bool. spacing: (B,) metres between neighbouring surfels.
         cameras: the windows' cameras. settings: renderer knobs.
     Returns:
-        :class:`Splats`.
+        :class:`Splats`, differentiable with respect to points, normals and spacing
+        (:class:`_Splat`).
     """
-    homogeneous = torch.baddbmm(cameras.offset, points, cameras.linear)
-    depth = homogeneous[..., 2]
-    pixels = homogeneous[..., :2] / homogeneous[..., 2:]
-    resolution = render_resolution(depth, valid, spacing, cameras, settings)
-    tables = _tables(settings, points.dtype, points.device)
-    # The rows of w J, projected onto the disc's plane: J (I - n n^T) J^T is their Gram matrix.
-    rows = torch.addcmul(cameras.rows, pixels.unsqueeze(-1), cameras.last_row, value=-1)
-    normal = normals.unsqueeze(-2)
-    tangent = torch.addcmul(rows, (rows * normal).sum(-1, keepdim=True), normal, value=-1)
-    gram = (tangent[..., tables.gram_left, :] * tangent[..., tables.gram_right, :]).sum(-1)
-    radius = settings.radius_scale * spacing * resolution
-    footprint = gram * (radius.view(-1, 1, 1) / homogeneous[..., 2:]).square()
-    # Cap the largest eigenvalue (a + c) / 2 + |((a - c) / 2, b)|, then add the filter.
-    eigen = footprint @ tables.eigen
-    largest = eigen[..., 0] + eigen[..., 1:].norm(dim=-1)
-    shrink = functional.hardtanh(largest.reciprocal() * settings.max_radius**2, 0.0, 1.0)
-    covariance = torch.addcmul(tables.filtered, footprint, shrink.unsqueeze(-1))
-    a, b, c = covariance.unbind(-1)
-    determinant = torch.addcmul(a * c, b, b, value=-1)
-    conic = covariance.flip(-1) * tables.adjugate / determinant.unsqueeze(-1)
-    facing = facing_cosine(points, normals, cameras.centre)
-    logit = (facing + settings.facing_offset) / settings.facing_softness
-    front = valid & (depth > 1e-3) & (logit > -CULL_LOGIT)
-    opacity = torch.sigmoid(logit) * (front * settings.max_alpha)
-    return Splats(pixels, depth, resolution, pixels * resolution.view(-1, 1, 1), conic, opacity)
+    return Splats(*_Splat.apply(points, normals, spacing, valid, cameras, settings))
+
+
+class _Splat(torch.autograd.Function):
+    """:func:`splat`, with a hand-written backward pass: the chain rule through its steps in
+    reverse, per surfel (tests/test_render.py checks it against finite differences)."""
+
+    @staticmethod
+    def forward(ctx, points: Tensor, normals: Tensor, spacing: Tensor, valid: Tensor,
+                cameras: WindowCameras, settings: RenderSettings):
+        tables = _tables(settings, points.dtype, points.device)
+        homogeneous = torch.baddbmm(cameras.offset, points, cameras.linear)
+        depth = homogeneous[..., 2:]  # (B, N, 1)
+        pixels = homogeneous[..., :2] / depth
+        resolution = render_resolution(depth[..., 0], valid, spacing, cameras, settings)
+        # The rows of w J, projected onto the disc's plane: J (I - n n^T) J^T is their Gram
+        # matrix (a, b, c) over w^2.
+        rows = torch.addcmul(cameras.rows, pixels.unsqueeze(-1), cameras.last_row, value=-1)
+        normal = normals.unsqueeze(-2)
+        along = (rows * normal).sum(-1, keepdim=True)  # (B, N, 2, 1)
+        tangent = torch.addcmul(rows, along, normal, value=-1)
+        gram = (tangent[..., tables.gram_left, :] * tangent[..., tables.gram_right, :]).sum(-1)
+        scale = ((settings.radius_scale * resolution * spacing).view(-1, 1, 1) / depth).square()
+        footprint = gram * scale
+        # Cap the largest eigenvalue (a + c) / 2 + |((a - c) / 2, b)|, then add the filter.
+        eigen = footprint @ tables.eigen
+        spread = eigen[..., 1:].norm(dim=-1, keepdim=True)
+        largest = eigen[..., :1] + spread
+        shrink = functional.hardtanh(largest.reciprocal() * settings.max_radius**2, 0.0, 1.0)
+        covariance = torch.addcmul(tables.filtered, footprint, shrink)
+        a, b, c = covariance.unbind(-1)
+        determinant = torch.addcmul(a * c, b, b, value=-1)
+        conic = covariance.flip(-1) * tables.adjugate / determinant.unsqueeze(-1)
+        # The back-face cull: a sigmoid of the cosine between normal and the view direction.
+        towards = cameras.centre.unsqueeze(1) - points
+        distance = towards.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+        direction = towards / distance
+        facing = (normals * direction).sum(-1)
+        logit = (facing + settings.facing_offset) / settings.facing_softness
+        front = valid & (depth[..., 0] > 1e-3) & (logit > -CULL_LOGIT)
+        cull = torch.sigmoid(logit)
+        peak = front * settings.max_alpha
+        opacity = cull * peak
+        ctx.save_for_backward(normals, spacing, pixels, depth, rows, along, tangent, gram,
+                              scale, footprint, eigen, spread, largest, shrink, conic,
+                              distance, direction, facing, cull, peak)
+        ctx.cameras, ctx.settings = cameras, settings
+        ctx.mark_non_differentiable(resolution)
+        return pixels, depth[..., 0], resolution, conic, opacity
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_pixels: Tensor, grad_depth: Tensor, _, grad_conic: Tensor,
+                 grad_opacity: Tensor):
+        (normals, spacing, pixels, depth, rows, along, tangent, gram, scale, footprint, eigen,
+         spread, largest, shrink, conic, distance, direction, facing, cull,
+         peak) = ctx.saved_tensors
+        cameras, settings = ctx.cameras, ctx.settings
+        tables = _tables(settings, normals.dtype, normals.device)
+        # conic = covariance^-1 as symmetric matrices: d/d covariance = -Q (d/d Q) Q.
+        inverse = conic.unfold(-1, 2, 1)
+        grad_inverse = grad_conic.unfold(-1, 2, 1) * tables.symmetric
+        grad_matrix = _products(_products(inverse, grad_inverse), inverse)
+        grad_covariance = grad_matrix.flatten(-2)[..., tables.upper] * tables.inverse_fold
+        # covariance = shrink footprint + filter, shrink = min(1, max_radius^2 / largest),
+        # largest = (a + c) / 2 + |e|, e = ((a - c) / 2, b).
+        grad_shrink = (grad_covariance * footprint).sum(-1, keepdim=True)
+        grad_largest = grad_shrink * shrink / largest * (shrink < 1)
+        rising = torch.addmm(tables.eigen[:, 0], (eigen[..., 1:] / spread.clamp(min=1e-30))
+                             .flatten(0, 1), tables.eigen[:, 1:].T).view_as(footprint)
+        grad_footprint = torch.addcmul(grad_covariance * shrink, grad_largest, rising, value=-1)
+        # footprint = gram scale, scale = (radius_scale resolution spacing / w)^2.
+        grad_scale = (grad_footprint * gram).sum(-1, keepdim=True) * scale
+        grad_spacing = 2 * grad_scale.sum((1, 2)) / spacing
+        # gram = (t0.t0, t0.t1, t1.t1) of the tangent rows t.
+        grad_tangent = _products((grad_footprint * scale).unfold(-1, 2, 1) * tables.doubled,
+                                 tangent)
+        # tangent = rows - (rows n) n^T.
+        normal = normals.unsqueeze(-2)
+        projected = (grad_tangent * normal).sum(-1, keepdim=True)
+        grad_rows = torch.addcmul(grad_tangent, projected, normal, value=-1)
+        # rows = camera rows - pixels last row; pixels = homogeneous[:2] / w.
+        grad_pixels = grad_pixels - (grad_rows * cameras.last_row).sum(-1)
+        grad_w = grad_depth.unsqueeze(-1) - torch.add(
+            (grad_pixels * pixels).sum(-1, keepdim=True), grad_scale, alpha=2) / depth
+        grad_points = torch.bmm(torch.cat([grad_pixels / depth, grad_w], dim=-1),
+                                cameras.matrix[:, :, :3])
+        # opacity = max_alpha front sigmoid(logit), logit = (cos + offset) / softness, cos =
+        # n . (centre - x) / |centre - x|.
+        grad_facing = torch.ops.aten.sigmoid_backward(grad_opacity * peak, cull) \
+            .unsqueeze(-1) / settings.facing_softness
+        grad_normals = (grad_facing * direction
+                        - torch.addcmul(projected * rows, along, grad_tangent).sum(-2))
+        grad_points = torch.addcmul(grad_points, grad_facing / distance,
+                                    torch.addcmul(normals, facing.unsqueeze(-1), direction,
+                                                  value=-1), value=-1)
+        return grad_points, grad_normals, grad_spacing, None, None, None
+
+
+def _products(left: Tensor, right: Tensor) -> Tensor:
+    """Batched products of small matrices (..., I, J) @ (..., J, K), elementwise: a few
+    wide operators instead of a batched matrix product per surfel."""
+    return (left.unsqueeze(-1) * right.unsqueeze(-3)).sum(-2)
 
 
 class _Rasterise(torch.autograd.Function):
@@ -341,10 +430,11 @@ class _Rasterise(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, centre: Tensor, conic: Tensor, opacity: Tensor, values: Tensor,
+    def forward(ctx, pixels: Tensor, conic: Tensor, opacity: Tensor, values: Tensor,
                 resolution: Tensor, settings: RenderSettings) -> tuple[Tensor, Tensor]:
         # Per-tap tensors are (B, N, K*K), per-pixel ones channels first (C, B, S, S).
-        tables = _tables(settings, centre.dtype, centre.device)
+        tables = _tables(settings, pixels.dtype, pixels.device)
+        centre = pixels * resolution.view(-1, 1, 1)
         batch, _, channels = values.shape
         size, half, pad, side = settings.window_size, settings.footprint // 2, tables.pad, \
             tables.side
@@ -354,8 +444,9 @@ class _Rasterise(torch.autograd.Function):
         basis = torch.stack([du * du, 2 * du * dv, dv * dv, du, dv], dim=2)  # (B, N, 5, K*K)
         distance = ((basis[:, :, :3] * conic.unsqueeze(-1)).sum(2) + 1e-12).sqrt()
         ramp = (settings.kernel_end - distance).clamp(0, 1)
-        coverage = ramp * ramp * (3 - 2 * ramp)
-        slope = 3 * ramp * (ramp - 1) / distance  # d coverage / d distance^2
+        squared = ramp * ramp
+        coverage = torch.addcmul(3 * squared, squared, ramp, value=-2)  # smoothstep
+        slope = 3 * (squared - ramp) / distance  # d coverage / d distance^2
         alpha = coverage * opacity.unsqueeze(-1)
 
         start = torch.arange(0, batch * side * side, side * side, device=centre.device)
@@ -394,7 +485,7 @@ class _Rasterise(torch.autograd.Function):
                           stretched[:, 1:] * inverse.unsqueeze(1))  # (B, C, S, S)
         ctx.save_for_backward(pixel, basis, slope, coverage, falloff, opacity, conic, values,
                               silhouette, blended, total, window[1] > 1e-8, image, grid,
-                              kept, inverse, out)
+                              kept, inverse, out, resolution)
         ctx.settings = settings
         return covered, out.permute(0, 2, 3, 1)
 
@@ -402,7 +493,7 @@ class _Rasterise(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_covered: Tensor, grad_out: Tensor):
         (pixel, basis, slope, coverage, falloff, opacity, conic, values, silhouette, blended,
-         total, weighed, image, grid, kept, inverse, out) = ctx.saved_tensors
+         total, weighed, image, grid, kept, inverse, out, resolution) = ctx.saved_tensors
         settings = ctx.settings
         pad = _tables(settings, values.dtype, values.device).pad
         # The stretch (of the objects not kept as they are), then the premultiplication.
@@ -435,8 +526,10 @@ class _Rasterise(torch.autograd.Function):
         grad_opacity = (grad_alpha * coverage).sum(-1)
         grad_distance = grad_alpha * opacity.unsqueeze(-1) * slope
         moments = (grad_distance.unsqueeze(2) * basis).sum(-1)  # (B, N, 5)
-        grad_centre = (conic.unfold(-1, 2, 1) * moments[..., 3:].unsqueeze(-2)).sum(-1) * -2
-        return grad_centre, moments[..., :3], grad_opacity, grad_values, None, None
+        # centre = pixels * resolution; the offsets d are corner + taps - centre.
+        grad_pixels = (conic.unfold(-1, 2, 1) * moments[..., 3:].unsqueeze(-2)).sum(-1) \
+            * (-2 * resolution.view(-1, 1, 1))
+        return grad_pixels, moments[..., :3], grad_opacity, grad_values, None, None
 
 
 def rasterise(splats: Splats, values: Tensor, settings: RenderSettings
@@ -452,7 +545,7 @@ def rasterise(splats: Splats, values: Tensor, settings: RenderSettings
         silhouette: (B, S, S) coverage; images: (B, S, S, C) blended values, 0 where nothing
         is covered.
     """
-    return _Rasterise.apply(splats.centre, splats.conic, splats.opacity, values,
+    return _Rasterise.apply(splats.pixels, splats.conic, splats.opacity, values,
                             splats.resolution, settings)
 
 

@@ -336,10 +336,41 @@ def pose_surfels(
     Returns:
         points: (B, N, 3) camera frame; normals: (B, N, 3) unit camera-frame normals (the
         inverse-transpose of the scaling keeps them perpendicular to the scaled surface).
+        Differentiable with respect to every argument (:class:`_Posed`).
     """
-    scale, transposed = size.unsqueeze(1), rotation.transpose(-1, -2)
-    points = torch.baddbmm(center.unsqueeze(1), surfels.points * scale, transposed)
-    normals = surfels.normals / scale
-    normals = torch.bmm(normals / normals.norm(dim=-1, keepdim=True).clamp(min=1e-12),
-                        transposed)
-    return points, normals
+    return _Posed.apply(surfels.points, surfels.normals, center, rotation, size)
+
+
+class _Posed(torch.autograd.Function):
+    """:func:`pose_surfels`, with a hand-written backward pass: points and normals are rotated
+    in one product, and the gradients of the pose are sums over the surfels
+    (tests/test_surfels.py checks them against finite differences)."""
+
+    @staticmethod
+    def forward(ctx, points: Tensor, normals: Tensor, center: Tensor, rotation: Tensor,
+                size: Tensor) -> tuple[Tensor, Tensor]:
+        scale = size.unsqueeze(1)
+        scaled = normals / scale
+        length = scaled.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+        local = torch.cat([points * scale, scaled / length], dim=1)  # (B, 2N, 3), object frame
+        posed = torch.bmm(local, rotation.transpose(1, 2))
+        ctx.save_for_backward(points, scaled, length, local, rotation, size)
+        count = points.shape[1]
+        return posed[:, :count] + center.unsqueeze(1), posed[:, count:]
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_points: Tensor, grad_normals: Tensor):
+        points, scaled, length, local, rotation, size = ctx.saved_tensors
+        count = points.shape[1]
+        grad_posed = torch.cat([grad_points, grad_normals], dim=1)
+        grad_rotation = torch.bmm(grad_posed.transpose(1, 2), local)
+        grad_metric, grad_unit = torch.bmm(grad_posed, rotation).split(count, dim=1)
+        # unit = scaled / |scaled|, scaled = normals / size, metric = points * size.
+        unit = local[:, count:]
+        grad_scaled = torch.addcmul(grad_unit, (grad_unit * unit).sum(-1, keepdim=True), unit,
+                                    value=-1) / length
+        grad_size = (grad_metric * points).sum(1) - (grad_scaled * scaled).sum(1) / size
+        grad_canonical = grad_metric * size.unsqueeze(1) if ctx.needs_input_grad[0] else None
+        grad_directions = grad_scaled / size.unsqueeze(1) if ctx.needs_input_grad[1] else None
+        return grad_canonical, grad_directions, grad_points.sum(1), grad_rotation, grad_size

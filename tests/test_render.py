@@ -135,6 +135,29 @@ def test_gradients_match_central_finite_differences():
     assert max(relative.values()) < 0.05, errors
 
 
+def test_splat_backward_matches_central_finite_differences(monkeypatch):
+    """The per-surfel splat's hand-written backward pass, with discs small and large (capped
+    at ``max_radius``), facing the camera and culled. The render resolution is a choice, not
+    a function to differentiate: it is held fixed."""
+    monkeypatch.setattr(rd, "render_resolution",
+                        lambda *args: torch.tensor([1.0, 0.6], dtype=torch.float64))
+    gen = torch.Generator().manual_seed(1)
+    double = {"generator": gen, "dtype": torch.float64}
+    points = (torch.tensor([0.5, 1.2, 9.0], dtype=torch.float64)
+              + 3 * torch.rand(2, 30, 3, **double) - 1.5)
+    normals = torch.nn.functional.normalize(torch.randn(2, 30, 3, **double), dim=-1)
+    spacing = torch.tensor([0.05, 0.3], dtype=torch.float64)
+    valid = torch.rand(2, 30, generator=gen) > 0.2
+    window = torch.tensor([[450.0, 50.0, 750.0, 350.0], [500.0, 100.0, 700.0, 300.0]],
+                          dtype=torch.float64)
+    cameras = rd.WindowCameras.of(CAMERA.expand(2, -1, -1), window, SETTINGS.window_size)
+    inputs = [value.requires_grad_() for value in (points, normals, spacing)]
+    splats = rd._Splat.apply(*inputs, valid, cameras, SETTINGS)
+    assert (splats[-1] == 0).any() and (splats[-1] > 0.5).any()  # culled and seen surfels
+    assert torch.autograd.gradcheck(lambda *x: rd._Splat.apply(*x, valid, cameras, SETTINGS),
+                                    inputs, eps=1e-6, atol=1e-6)
+
+
 def test_rasterise_backward_matches_central_finite_differences():
     """The rasteriser's hand-written backward pass, for objects kept at full resolution and
     objects stretched from a lower one; depth is channel 0 of the blended values."""
