@@ -351,12 +351,9 @@ class _Objective:
         self.nocs_loss = (None if batch.nocs is None
                           else losses.NocsLoss(batch.nocs, batch.nocs_valid))
         weights = dataclasses.asdict(config.weights)
+        absent = {"overlap": batch.obstacles is None, "nocs": batch.nocs is None}
         self.weights = batch.center.new_tensor([weights[name] for name in LOSS_TERMS
-                                                if self._has(name)])
-
-    def _has(self, name: str) -> bool:
-        return {"overlap": self.overlap_loss, "nocs": self.nocs_loss}.get(name, True) \
-            is not None
+                                                if not absent.get(name, False)])
 
     def __call__(self, params: _Parameters, pose: _Pose, surfels: Surfels) -> _Evaluation:
         """All loss terms of the objects at ``pose`` with shapes ``params.latent``."""

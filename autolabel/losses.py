@@ -34,14 +34,15 @@ class SilhouetteLoss:
         inside = weight * mask
         present = torch.ones(len(mask), dtype=mask.dtype, device=mask.device) \
             if present is None else present.to(mask.dtype)
-        # intersection = sum(s inside), union = sum(s outside) + sum(inside)
+        # intersection = sum(s inside), union = sum(s outside) + sum(inside); the mask's
+        # area is floored so that an empty union does not divide by zero.
         self.masks = torch.stack([inside * present.view(-1, 1, 1), weight - inside], dim=1)
         self.present = present
-        self.union = inside.sum((-1, -2)).clamp(min=1e-6)
+        self.area = inside.sum((-1, -2)).clamp(min=1e-6)
 
     def __call__(self, silhouette: Tensor) -> Tensor:
         intersection, outside = (silhouette.unsqueeze(1) * self.masks).sum((-1, -2)).unbind(-1)
-        return self.present - intersection / (outside + self.union)
+        return self.present - intersection / (outside + self.area)
 
 
 def silhouette_loss(silhouette: Tensor, mask: Tensor, weight: Tensor | None = None) -> Tensor:

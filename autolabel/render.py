@@ -214,10 +214,10 @@ class _Tables:
         adjugate: (3,) signs that turn (a, b, c) reversed into the adjugate (c, -b, a).
         symmetric: (2, 2) [[1, 1/2], [1/2, 1]] and doubled: (2, 2) [[2, 1], [1, 2]], the
             factors between the gradients of (uu, uv, vv) and of the symmetric matrix.
-        upper: (3,) entries (0, 0), (0, 1), (1, 1) of a flattened 2 x 2 matrix, and
-            inverse_fold: (3,) -(1, 2, 1), what takes the gradient ``G`` of a matrix's
-            inverse's to the gradient of (uu, uv, vv) of the matrix: the minus of ``-Q G Q``
-            and the doubled off-diagonal.
+        upper: (3,) entries (0, 0), (0, 1), (1, 1) of a flattened 2 x 2 matrix.
+        inverse_fold: (3,) -(1, 2, 1): times the upper entries of ``Q G Q``, the gradient of
+            (uu, uv, vv) of a matrix whose inverse Q has gradient G (the minus of
+            ``-Q G Q``, the off-diagonal counted twice).
         stretch_scale, stretch_shift: (2, 3) the stretch's affine map is
             ``resolution * scale + shift``.
     """
