@@ -13,6 +13,11 @@ operators for every batch size, no loop over objects, no tensor whose shape depe
 data and nothing read back to the host, so that a device never waits for Python and the
 iteration could be captured and replayed. What needs the host (early stopping, re-extracting
 surfels that went stale) is checked between iterations, every ``FitConfig.check_every``.
+Everything that depends only on the observations is made once per batch (:class:`_Objective`),
+the parameters are two tensors updated by one fused Adam operator (:class:`_Parameters`), and
+the renderer and the posing of surfels have hand-written backward passes: an iteration is
+about 800 operators in the pose stage and 1030 in the shape stage (tests/test_fit.py counts
+them), whatever the batch size, of which the shape decoder's passes are about 100 and 250.
 
 Inputs are tensors in an :class:`ObjectBatch`; building it from frames (I/O, hypotheses,
 masks) is :mod:`autolabel.pipeline`'s job.
@@ -26,10 +31,11 @@ import time
 
 import torch
 from torch import Tensor
+from torch.nn import functional
 
 from autolabel import geometry as g
 from autolabel import losses
-from autolabel.render import Rendered, RenderSettings, render
+from autolabel.render import Rendered, RenderSettings, WindowCameras, render_in_windows
 from autolabel.surfels import (
     Surfels,
     SurfelSettings,
@@ -200,70 +206,104 @@ class FitOutput:
     seconds: float
 
 
-class _Parameters(torch.nn.Module):
-    """The optimised tensors of a batch.
+@dataclasses.dataclass
+class _Pose:
+    """Where B objects are: translation (B, 3), rotation (B, 3, 3) camera-from-object,
+    log_size and size (B, 3)."""
 
-    The shape is optimised in whitened coordinates ``u`` (``latent = mean + L u`` with
-    ``L L^T`` the prior's covariance), so one learning rate fits every latent dimension and
-    the squared Mahalanobis distance is simply ``|u|^2``.
+    translation: Tensor
+    rotation: Tensor
+    log_size: Tensor
+    size: Tensor
+
+    def detach(self) -> _Pose:
+        return _Pose(self.translation.detach(), self.rotation.detach(), self.log_size.detach(),
+                     self.size.detach())
+
+
+class _Parameters(torch.nn.Module):
+    """The optimised tensors of a batch: displacements from the start, in units of the
+    learning rates.
+
+    ``pose`` (B, P) moves translation (3), rotation (yaw, or 6D with ``free_rotation``) and
+    log-size (3), and ``shape`` (B, D) the shape: Adam moves every coordinate by about its
+    learning rate per step, so in these units one learning rate of 1 serves them all and one
+    fused operator updates them (an object that never moves keeps its start exactly). The
+    shape is optimised in whitened coordinates ``u`` (``latent = mean + L u`` with ``L L^T``
+    the prior's covariance), so one learning rate fits every latent dimension and the squared
+    Mahalanobis distance is simply ``|u|^2``.
     """
 
-    def __init__(self, batch: ObjectBatch, prior, free_rotation: bool):
+    def __init__(self, batch: ObjectBatch, prior, config: FitConfig):
         super().__init__()
-        self.free_rotation = free_rotation
-        self.translation = torch.nn.Parameter(batch.center.clone())
-        rotation = g.yaw_to_rotation(batch.yaw)
-        self.rotation = torch.nn.Parameter(
-            g.matrix_to_rotation_6d(rotation) if free_rotation else batch.yaw.clone())
-        self.log_size = torch.nn.Parameter(batch.size.log())
+        self.free_rotation = config.free_rotation
+        rotation = (g.matrix_to_rotation_6d(g.yaw_to_rotation(batch.yaw)) if self.free_rotation
+                    else batch.yaw.unsqueeze(-1))
+        self.widths = [3, rotation.shape[-1], 3]
+        self.register_buffer("rates", batch.center.new_tensor(
+            [config.lr_translation] * 3 + [config.lr_rotation] * rotation.shape[-1]
+            + [config.lr_log_size] * 3))
+        self.register_buffer("start", torch.cat([batch.center, rotation, batch.size.log()],
+                                                dim=-1))
+        self.pose = torch.nn.Parameter(torch.zeros_like(self.start))
+        self.latent_rate = config.lr_latent
         self.shape = torch.nn.Parameter(batch.center.new_zeros(len(batch), prior.latent_size))
         self.register_buffer("latent_mean", prior.latent_mean.to(batch.center))
-        self.register_buffer("latent_factor",
-                             torch.linalg.cholesky(prior.latent_cov.double()).to(batch.center))
+        factor = torch.linalg.cholesky(prior.latent_cov.double()).to(batch.center)
+        self.register_buffer("latent_map", factor.T * config.lr_latent)
+        # yaw_to_rotation(y) is [cos y, sin y, 1] @ terms, and sin y = cos(y - pi / 2).
+        terms = g.yaw_rotation_terms(batch.center.dtype, batch.center.device)
+        self.register_buffer("yaw_phase", batch.center.new_tensor([0.0, math.pi / 2]))
+        self.register_buffer("yaw_terms", terms[:2])
+        self.register_buffer("yaw_constant", terms[2])
+
+    def current(self) -> _Pose:
+        """The pose of every object (with its graph to ``pose``)."""
+        translation, rotation, log_size = torch.addcmul(self.start, self.pose, self.rates) \
+            .split(self.widths, dim=-1)
+        if self.free_rotation:
+            matrix = g.rotation_6d_to_matrix(rotation)
+        else:
+            matrix = torch.addmm(self.yaw_constant, torch.cos(rotation - self.yaw_phase),
+                                 self.yaw_terms).view(-1, 3, 3)
+        return _Pose(translation, matrix, log_size, log_size.exp())
+
+    @property
+    def whitened(self) -> Tensor:
+        """(B, D) the shapes in whitened coordinates ``u``."""
+        return self.shape * self.latent_rate
 
     @property
     def latent(self) -> Tensor:
         """(B, D) shape codes."""
-        return self.latent_mean + self.shape @ self.latent_factor.T
-
-    def rotation_matrix(self) -> Tensor:
-        if self.free_rotation:
-            return g.rotation_6d_to_matrix(self.rotation)
-        return g.yaw_to_rotation(self.rotation)
+        return torch.addmm(self.latent_mean, self.shape, self.latent_map)
 
 
-def _metric_sdf(prior, latent: Tensor, points: Tensor, center: Tensor, rotation: Tensor,
-                size: Tensor) -> Tensor:
-    """Approximate metric signed distances (B, M) of camera-frame points to the shapes.
+def _metric_sdf(prior, latent: Tensor, points: Tensor, pose: _Pose) -> Tensor:
+    """Approximate metric signed distances (B, M) of camera-frame points (B, M, 3) to the shapes.
 
     The decoder answers in the normalised frame, where a shape fills the unit cube; a distance
     there is turned into metres with the geometric mean of the size. Beyond the cube the
     decoder's values are unsupervised, so the metric distance to the cube is added: points
     far from the shape are pulled towards it instead of sitting on a flat plateau.
     """
-    local = g.camera_to_object(points, center, rotation, size)
-    scale = size.prod(-1, keepdim=True).pow(1 / 3)
-    inside = prior.sdf(latent, local.clamp(-0.55, 0.55)) * scale
-    outside = ((local.abs() - 0.55).clamp(min=0) * size.unsqueeze(1)).norm(dim=-1)
+    local = torch.bmm(points - pose.translation.unsqueeze(1), pose.rotation) \
+        / pose.size.unsqueeze(1)
+    clamped = functional.hardtanh(local, -0.55, 0.55)
+    inside = prior.sdf(latent, clamped) * pose.log_size.mean(-1, keepdim=True).exp()
+    outside = ((local - clamped) * pose.size.unsqueeze(1)).norm(dim=-1)
     return inside + outside
 
 
-def _projected_extent(points: Tensor, valid: Tensor, projection: Tensor) -> Tensor:
-    """(B, 4) box (x1, y1, x2, y2) around the projections of the valid surfels."""
-    pixels, _ = g.project_points(points, projection)
-    far = torch.finfo(pixels.dtype).max
-    low = torch.where(valid.unsqueeze(-1), pixels, torch.full_like(pixels, far)).amin(1)
-    high = torch.where(valid.unsqueeze(-1), pixels, torch.full_like(pixels, -far)).amax(1)
-    return torch.cat([low, high], dim=-1)
-
-
-def _bottom_height(center: Tensor, rotation: Tensor, size: Tensor, ground: Tensor) -> Tensor:
-    """(B,) height above the ground plane of the centre of each box's bottom face.
+def _bottom_height(pose: _Pose, ground: Tensor) -> Tensor:
+    """(B,) height above the ground plane (B, 4) (normal (3), offset) of the centre of each
+    box's bottom face.
 
     Every shape of the prior rests on the bottom face of its normalised cube (the wheels
     touch z = -0.5), so the box bottom is the shape's ground contact.
     """
-    bottom = center - rotation[..., 2] * size[..., 2:3] / 2
+    bottom = torch.addcmul(pose.translation, pose.rotation[..., 2], pose.size[:, 2:],
+                           value=-0.5)
     return (bottom * ground[:, :3]).sum(-1) + ground[:, 3]
 
 
@@ -274,85 +314,109 @@ class _Evaluation:
     rendered: Rendered
     extent: Tensor
     distances: Tensor
-    surfel_points: Tensor
-    surfel_valid: Tensor
 
 
-def _evaluate(prior, params: _Parameters, batch: ObjectBatch, surfels, config: FitConfig
-              ) -> _Evaluation:
-    """All loss terms of the current parameters, per object."""
-    rotation = params.rotation_matrix()
-    size = params.log_size.exp()
-    points, normals = pose_surfels(surfels, params.translation, rotation, size)
-    rendered = render(points, normals, surfels.points, surfels.valid,
-                      surfel_spacing(size, config.surfels.count), batch.projection, batch.window,
-                      config.render, with_attributes=batch.nocs is not None)
-    extent = _projected_extent(points, surfels.valid, batch.projection)
-    distances = _metric_sdf(prior, params.latent, batch.points, params.translation, rotation,
-                            size)
-    terms = {
-        "points": losses.point_sdf_loss(distances, batch.points_valid,
-                                        inside_weight=config.point_inside_weight),
-        "free_space": losses.free_space_loss(rendered.depth, rendered.silhouette,
-                                             batch.observed_depth),
-        "silhouette": losses.silhouette_loss(rendered.silhouette, batch.mask,
-                                             batch.mask_weight) * batch.has_mask,
-        "box": losses.box_loss(extent, batch.box2d, batch.free_edges),
-        "ground": losses.ground_loss(
-            _bottom_height(params.translation, rotation, size, batch.ground), batch.has_ground),
-        "latent": params.shape.pow(2).mean(-1),
-        "size": losses.size_prior_loss(params.log_size, batch.size_log_mean,
-                                       batch.size_log_std),
-    }
-    if batch.obstacles is not None:
-        terms["overlap"] = losses.footprint_overlap_loss(
-            params.translation, rotation, size, batch.obstacles, batch.obstacles_valid)
-    else:
-        terms["overlap"] = torch.zeros_like(terms["box"])
-    if batch.nocs is not None:
-        terms["nocs"] = losses.nocs_loss(rendered.nocs, rendered.silhouette, batch.nocs,
-                                         batch.nocs_valid)
-    else:
-        terms["nocs"] = torch.zeros_like(terms["box"])
-    weights = dataclasses.asdict(config.weights)
-    total = sum(weights[name] * value for name, value in terms.items())
-    return _Evaluation(terms, total, rendered, extent, distances, points, surfels.valid)
+class _Objective:
+    """The loss of every object of a batch as a function of its parameters and surfels.
+
+    Everything that depends on the observations alone (the windows' cameras, what each loss
+    term compares with) is made once here, so that an evaluation is the same short sequence
+    of batched operators at every step.
+    """
+
+    def __init__(self, prior, batch: ObjectBatch, config: FitConfig):
+        self.prior, self.config = prior, config
+        self.points = batch.points
+        self.ground = batch.ground
+        self.with_attributes = batch.nocs is not None
+        self.cameras = WindowCameras.of(batch.projection, batch.window,
+                                        config.render.window_size)
+        # Image pixels of a window's (-u_min, -v_min, u_max, v_max): origin + scale * them.
+        self.extent_origin = batch.window[:, [0, 1, 0, 1]]
+        self.extent_scale = ((batch.window[:, 2:3] - batch.window[:, :1])
+                             / config.render.window_size * batch.window.new_tensor(
+                                 [-1.0, -1.0, 1.0, 1.0]))
+        dtype = batch.center.dtype
+        self.point_loss = losses.PointSdfLoss(batch.points_valid,
+                                              inside_weight=config.point_inside_weight,
+                                              dtype=dtype)
+        self.free_space_loss = losses.FreeSpaceLoss(batch.observed_depth)
+        self.silhouette_loss = losses.SilhouetteLoss(batch.mask, batch.mask_weight,
+                                                     batch.has_mask)
+        self.box_loss = losses.BoxLoss(batch.box2d, batch.free_edges)
+        self.ground_loss = losses.GroundLoss(batch.has_ground, dtype=dtype)
+        self.size_loss = losses.SizePriorLoss(batch.size_log_mean, batch.size_log_std)
+        self.overlap_loss = (None if batch.obstacles is None else losses.FootprintOverlapLoss(
+            batch.obstacles, batch.obstacles_valid))
+        self.nocs_loss = (None if batch.nocs is None
+                          else losses.NocsLoss(batch.nocs, batch.nocs_valid))
+        weights = dataclasses.asdict(config.weights)
+        absent = {"overlap": batch.obstacles is None, "nocs": batch.nocs is None}
+        self.weights = batch.center.new_tensor([weights[name] for name in LOSS_TERMS
+                                                if not absent.get(name, False)])
+
+    def __call__(self, params: _Parameters, pose: _Pose, surfels: Surfels) -> _Evaluation:
+        """All loss terms of the objects at ``pose`` with shapes ``params.latent``."""
+        config = self.config
+        points, normals = pose_surfels(surfels, pose.translation, pose.rotation, pose.size)
+        rendered = render_in_windows(points, normals, surfels.points, surfels.valid,
+                                     surfel_spacing(pose.size, config.surfels.count),
+                                     self.cameras, config.render, self.with_attributes)
+        extent = self._extent(rendered.pixels, surfels.valid)
+        distances = _metric_sdf(self.prior, params.latent, self.points, pose)
+        terms = {
+            "points": self.point_loss(distances),
+            "free_space": self.free_space_loss(rendered.depth, rendered.silhouette),
+            "silhouette": self.silhouette_loss(rendered.silhouette),
+            "box": self.box_loss(extent),
+            "ground": self.ground_loss(_bottom_height(pose, self.ground)),
+            "latent": params.whitened.square().mean(-1),
+            "size": self.size_loss(pose.log_size),
+        }
+        if self.nocs_loss is not None:
+            terms["nocs"] = self.nocs_loss(rendered.nocs, rendered.silhouette)
+        if self.overlap_loss is not None:
+            terms["overlap"] = self.overlap_loss(pose.translation, pose.rotation, pose.size)
+        ordered = [terms[name] for name in LOSS_TERMS if name in terms]
+        total = torch.stack(ordered, dim=-1) @ self.weights
+        return _Evaluation(terms, total, rendered, extent, distances)
+
+    def _extent(self, pixels: Tensor, valid: Tensor) -> Tensor:
+        """(B, 4) image box (x1, y1, x2, y2) around the valid surfels' window pixels
+        (B, N, 2)."""
+        ends = torch.cat([-pixels, pixels], dim=-1).masked_fill(
+            ~valid.unsqueeze(-1), -torch.finfo(pixels.dtype).max).amax(1)
+        return torch.addcmul(self.extent_origin, ends, self.extent_scale)
 
 
 def _optimiser(params: _Parameters, config: FitConfig) -> torch.optim.Adam:
-    """Adam with a learning rate per parameter group; the fused implementation updates every
-    group in one operator and keeps its step counts on the device (the others read them back
-    to the host at every step)."""
-    return torch.optim.Adam([
-        {"params": [params.translation], "lr": config.lr_translation},
-        {"params": [params.rotation], "lr": config.lr_rotation},
-        {"params": [params.log_size], "lr": config.lr_log_size},
-        {"params": [params.shape], "lr": config.lr_latent},
-    ], fused=True)
+    """Adam at learning rate 1 on the parameters in units of their learning rates (see
+    :class:`_Parameters`). Its ``eps`` is in those units too: 1e-8 times the smallest rate
+    keeps it at or below Adam's default 1e-8 for every parameter. The fused implementation
+    updates every parameter in one operator and keeps its step counts on the device (the
+    others read them back to the host at every step)."""
+    smallest = min(config.lr_translation, config.lr_rotation, config.lr_log_size,
+                   config.lr_latent)
+    return torch.optim.Adam(params.parameters(), lr=1.0, eps=1e-8 * smallest, fused=True)
 
 
-def _per_object(mask: Tensor, like: Tensor) -> Tensor:
-    """(B,) mask viewed so that it broadcasts over ``like`` (B, ...)."""
-    return mask.view(-1, *[1] * (like.dim() - 1))
-
-
-def _freeze_broken(params: _Parameters, loss: Tensor, finite: Tensor) -> Tensor:
-    """Zero the gradients of objects whose loss or gradients are not finite; (B,) finite."""
-    grads = [p.grad for p in params.parameters() if p.grad is not None]
-    ok = torch.isfinite(loss)
-    for grad in grads:
-        ok = ok & torch.isfinite(grad.reshape(grad.shape[0], -1)).all(-1)
-    finite = finite & ok
-    for grad in grads:
-        grad.copy_(torch.where(_per_object(finite, grad), grad, 0.0))
+def _freeze_broken(parameters: list[Tensor], loss: Tensor, finite: Tensor) -> Tensor:
+    """Zero the gradients (B, ...) of objects whose loss or gradients are not finite;
+    (B,) finite. A sum is finite exactly when its terms are (short of overflowing, which is
+    as broken), so one test of each object's loss plus gradients covers them all."""
+    finite = finite & torch.isfinite(sum((p.grad.sum(-1) for p in parameters), loss))
+    broken = ~finite.unsqueeze(-1)
+    for parameter in parameters:
+        parameter.grad.masked_fill_(broken, 0.0)
     return finite
 
 
-def _restore(params: _Parameters, saved: list[Tensor], finite: Tensor) -> None:
+def _restore(parameters: list[Tensor], saved: list[Tensor], finite: Tensor) -> None:
     """Put back the saved values of objects that are no longer finite."""
+    kept = finite.unsqueeze(-1)
     with torch.no_grad():
-        for parameter, value in zip(params.parameters(), saved, strict=True):
-            parameter.copy_(torch.where(_per_object(finite, parameter), parameter, value))
+        for parameter, value in zip(parameters, saved, strict=True):
+            parameter.copy_(torch.where(kept, parameter, value))
 
 
 class _Fit:
@@ -365,6 +429,7 @@ class _Fit:
 
     Attributes:
         batch: the observations (with the widened mask). params, optimiser, tracker.
+        objective: the loss terms of the batch.
         finite: (B,) bool, False once an object's loss or gradients were not finite.
         history: (B,) best total loss of every object after each of the last
             ``patience + 1`` steps, oldest first.
@@ -375,11 +440,12 @@ class _Fit:
         # The silhouette's target, made once: the mask as the splats would draw it.
         self.batch = dataclasses.replace(batch, mask=losses.widen_mask(batch.mask,
                                                                        config.silhouette_halo))
-        self.params = _Parameters(self.batch, prior, config.free_rotation)
+        self.objective = _Objective(prior, self.batch, config)
+        self.params = _Parameters(self.batch, prior, config)
         self.optimiser = _optimiser(self.params, config)
         mean_surfels = _extract(prior, self.params.latent.detach(), batch.size, config, seed)
-        self.tracker = _SurfelTracker(mean_surfels, self.params.shape.detach().clone(),
-                                      g.camera_centres(batch.projection))
+        self.tracker = _SurfelTracker(mean_surfels, self.params.whitened.detach().clone(),
+                                      self.objective.cameras.centre)
         self.finite = torch.ones(len(batch), dtype=torch.bool, device=batch.center.device)
         self.history = [torch.full((len(batch),), math.inf, device=batch.center.device)]
 
@@ -387,17 +453,21 @@ class _Fit:
         """One Adam step of every object; the shape stage also moves the latents."""
         params, config = self.params, self.config
         params.shape.requires_grad_(shape_stage)
-        surfels = (self.tracker.project(self.prior, params, config) if shape_stage
-                   else self.tracker.surfels)
-        total = _evaluate(self.prior, params, self.batch, surfels, config).total
+        pose = params.current()
+        surfels = (self.tracker.project(self.prior, params.latent, pose.detach(), config)
+                   if shape_stage else self.tracker.surfels)
+        total = self.objective(params, pose, surfels).total
         self.optimiser.zero_grad(set_to_none=True)
-        torch.where(self.finite, total, torch.zeros_like(total)).sum().backward()
-        self.finite = _freeze_broken(params, total.detach(), self.finite)
-        last_good = [p.detach().clone() for p in params.parameters()]
+        torch.where(self.finite, total, 0.0).sum().backward()
+        moved = [params.pose, params.shape] if shape_stage else [params.pose]
+        total = total.detach()
+        self.finite = _freeze_broken(moved, total, self.finite)
+        with torch.no_grad():
+            last_good = [parameter.clone() for parameter in moved]
         self.optimiser.step()
-        _restore(params, last_good, self.finite)
+        _restore(moved, last_good, self.finite)
         best = self.history[-1]
-        best = torch.minimum(best, torch.where(self.finite, total.detach(), best))
+        best = torch.minimum(best, torch.where(self.finite, total, best))
         self.history = [*self.history[-config.patience:], best]
 
     def stalled(self) -> bool:
@@ -413,8 +483,7 @@ class _Fit:
         self.tracker.reextract_stale(self.prior, self.params, self.config, self.seed)
 
     def output(self, iterations: int, seconds: float) -> FitOutput:
-        return _final(self.prior, self.params, self.batch, self.config, self.tracker.surfels,
-                      self.finite, iterations, seconds)
+        return _final(self, iterations, seconds)
 
 
 def fit(prior, batch: ObjectBatch, config: FitConfig = FitConfig(), seed: int = 0) -> FitOutput:
@@ -473,14 +542,13 @@ class _SurfelTracker:
         self.extracted_shape = extracted_shape
         self.camera_centre = camera_centre
 
-    def project(self, prior, params: _Parameters, config: FitConfig) -> Surfels:
-        """Surfels (B, N) of the current shapes, with gradients to the latent; only the
-        facing ones that converged are valid."""
+    def project(self, prior, latent: Tensor, pose: _Pose, config: FitConfig) -> Surfels:
+        """Surfels (B, N) of the shapes ``latent`` (B, D), with gradients to it; only the ones
+        facing the camera at ``pose`` (detached) that converged are valid."""
         state = self.surfels
-        projected = project_facing(
-            prior.sdf, params.latent, state, params.translation.detach(),
-            params.rotation_matrix().detach(), params.log_size.exp().detach(),
-            self.camera_centre, config.facing_cos, config.surfels)
+        projected = project_facing(prior.sdf, latent, state, pose.translation, pose.rotation,
+                                   pose.size, self.camera_centre, config.facing_cos,
+                                   config.surfels)
         moved = projected.valid.unsqueeze(-1)
         self.surfels = Surfels(torch.where(moved, projected.points.detach(), state.points),
                                torch.where(moved, projected.normals.detach(), state.normals),
@@ -489,36 +557,37 @@ class _SurfelTracker:
 
     def reextract_stale(self, prior, params: _Parameters, config: FitConfig, seed: int):
         """Extract the surfels of stale objects afresh (reads back to the host)."""
-        moved = (params.shape.detach() - self.extracted_shape).norm(dim=-1)
+        whitened = params.whitened.detach()
+        moved = (whitened - self.extracted_shape).norm(dim=-1)
         stale = (moved > config.reextract_distance) | (
             self.surfels.dropped > config.reextract_dropped * self.surfels.valid.sum(-1))
         if not stale.any():
             return
         fresh = _extract(prior, params.latent.detach()[stale],
-                         params.log_size.exp().detach()[stale], config, seed)
+                         params.current().size.detach()[stale], config, seed)
         for name in ("points", "normals", "valid", "dropped"):
             getattr(self.surfels, name)[stale] = getattr(fresh, name)
-        self.extracted_shape[stale] = params.shape.detach()[stale]
+        self.extracted_shape[stale] = whitened[stale]
 
 
-def _final(prior, params, batch, config, surfels, finite, iterations, seconds) -> FitOutput:
+def _final(run: _Fit, iterations: int, seconds: float) -> FitOutput:
     """Diagnostics and tight boxes of the fitted shapes."""
-    surfels = project_to_surface(prior.sdf, params.latent.detach(), surfels.points,
-                                 surfels.valid, config.surfels)
+    prior, params, config, batch = run.prior, run.params, run.config, run.batch
+    surfels = project_to_surface(prior.sdf, params.latent.detach(), run.tracker.surfels.points,
+                                 run.tracker.surfels.valid, config.surfels)
     with torch.no_grad():
-        evaluation = _evaluate(prior, params, batch, surfels, config)
-        rotation = params.rotation_matrix()
+        pose = params.current()
+        evaluation = run.objective(params, pose, surfels)
         counted = batch.points_valid.sum(-1)
         near = ((evaluation.distances.abs() < 0.2) & batch.points_valid).sum(-1)
         inlier = torch.where(counted > 0, near / counted.clamp(min=1), math.nan)
+        zero = torch.zeros_like(evaluation.total)
         return FitOutput(
-            center=params.translation.detach().clone(), rotation=rotation.detach(),
-            size=params.log_size.detach().exp(),
-            latent=params.latent.detach(),
-            losses={k: v.detach() for k, v in evaluation.terms.items()},
-            total=evaluation.total.detach(), extent=evaluation.extent.detach(),
-            inlier_fraction=inlier.detach(),
-            mahalanobis=params.shape.detach().pow(2).sum(-1),
-            finite=finite & torch.isfinite(evaluation.total.detach()),
-            silhouette=evaluation.rendered.silhouette.detach(),
+            center=pose.translation, rotation=pose.rotation, size=pose.size,
+            latent=params.latent,
+            losses={name: evaluation.terms.get(name, zero) for name in LOSS_TERMS},
+            total=evaluation.total, extent=evaluation.extent, inlier_fraction=inlier,
+            mahalanobis=params.whitened.square().sum(-1),
+            finite=run.finite & torch.isfinite(evaluation.total),
+            silhouette=evaluation.rendered.silhouette,
             iterations=iterations, seconds=seconds)

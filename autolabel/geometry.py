@@ -82,6 +82,25 @@ def yaw_to_rotation(yaw: Tensor) -> Tensor:
     return rotation_about_y(yaw) @ axes
 
 
+def yaw_rotation_terms(dtype: torch.dtype = torch.float32, device=None) -> Tensor:
+    """The rotation of yaw ``y`` as a linear function of ``(cos y, sin y, 1)``.
+
+    Returns:
+        (3, 9) matrix T with ``yaw_to_rotation(y).flatten() == [cos y, sin y, 1] @ T``, so
+        that a batch of rotations is one matrix product.
+
+    >>> y = torch.tensor([0.3, -2.0])
+    >>> features = torch.stack([y.cos(), y.sin(), torch.ones(2)], dim=-1)
+    >>> torch.allclose((features @ yaw_rotation_terms()).view(2, 3, 3), yaw_to_rotation(y))
+    True
+    """
+    about_y = torch.tensor([[(1.0, 0.0, 0.0), (0.0, 0.0, 0.0), (0.0, 0.0, 1.0)],
+                            [(0.0, 0.0, 1.0), (0.0, 0.0, 0.0), (-1.0, 0.0, 0.0)],
+                            [(0.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 0.0)]], dtype=dtype,
+                           device=device)  # rotation_about_y: cos, sin and constant parts
+    return (about_y @ object_to_camera_axes(dtype, device)).reshape(3, 9)
+
+
 def rotation_to_yaw(rotation: Tensor) -> Tensor:
     """KITTI yaw of a camera-from-object rotation (heading of its forward axis).
 

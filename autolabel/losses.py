@@ -1,24 +1,52 @@
-"""Loss terms of render-and-compare, one function each, batched over objects.
+"""Loss terms of render-and-compare, one per class, batched over objects.
 
-Every function returns one value per object, shape (B,), so the fitter can weight, sum and
-report each term separately.
+A term is made once from the observations of a batch (what it compares with, which pixels
+or points count and by how much), so that what depends only on them is computed once and an
+evaluation is a few wide operators; calling it with the current predictions returns one value
+per object, shape (B,), so the fitter can weight, sum and report each term separately. A
+function of the same name in lower case makes and evaluates a term in one go.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
+from torch.nn import functional
 
 
-def silhouette_loss(silhouette: Tensor, mask: Tensor, weight: Tensor | None = None) -> Tensor:
+class SilhouetteLoss:
     """One minus the soft IoU of rendered coverage and an observed mask (dimensionless).
 
     Args:
-        silhouette: (B, S, S) rendered coverage in [0, 1]. mask: (B, S, S) target in [0, 1].
+        mask: (B, S, S) target in [0, 1].
         weight: (B, S, S) in [0, 1], how much each pixel counts (0 where the mask cannot
             tell, e.g. behind a nearer object); None counts every pixel.
+        present: (B,) bool, False for objects without a mask (their loss is 0); None for all.
+    Called with:
+        silhouette: (B, S, S) rendered coverage in [0, 1].
     Returns:
         (B,) in [0, 1]; 0 when they agree exactly.
+    """
+
+    def __init__(self, mask: Tensor, weight: Tensor | None = None,
+                 present: Tensor | None = None):
+        weight = torch.ones_like(mask) if weight is None else weight
+        inside = weight * mask
+        present = torch.ones(len(mask), dtype=mask.dtype, device=mask.device) \
+            if present is None else present.to(mask.dtype)
+        # intersection = sum(s inside), union = sum(s outside) + sum(inside); the mask's
+        # area is floored so that an empty union does not divide by zero.
+        self.masks = torch.stack([inside * present.view(-1, 1, 1), weight - inside], dim=1)
+        self.present = present
+        self.area = inside.sum((-1, -2)).clamp(min=1e-6)
+
+    def __call__(self, silhouette: Tensor) -> Tensor:
+        intersection, outside = (silhouette.unsqueeze(1) * self.masks).sum((-1, -2)).unbind(-1)
+        return self.present - intersection / (outside + self.area)
+
+
+def silhouette_loss(silhouette: Tensor, mask: Tensor, weight: Tensor | None = None) -> Tensor:
+    """:class:`SilhouetteLoss` of ``mask`` and ``weight`` for ``silhouette``.
 
     >>> m = torch.zeros(1, 4, 4); m[:, :2] = 1
     >>> silhouette_loss(m, m).item(), silhouette_loss(m, 1 - m).item()
@@ -26,10 +54,7 @@ def silhouette_loss(silhouette: Tensor, mask: Tensor, weight: Tensor | None = No
     >>> silhouette_loss(torch.ones(1, 4, 4), m, weight=m).item()
     0.0
     """
-    weight = torch.ones_like(mask) if weight is None else weight
-    intersection = (weight * silhouette * mask).sum((-1, -2))
-    union = (weight * (silhouette + mask - silhouette * mask)).sum((-1, -2))
-    return 1 - intersection / union.clamp(min=1e-6)
+    return SilhouetteLoss(mask, weight)(silhouette)
 
 
 def widen_mask(mask: Tensor, halo: float) -> Tensor:
@@ -64,128 +89,207 @@ def depth_loss(depth: Tensor, silhouette: Tensor, target: Tensor, huber: float =
     0.9
     """
     weight = silhouette * (target > 0)
-    # Divided by ``huber`` it is in metres: |e| - huber / 2 beyond ``huber``, e^2 / 2 huber below.
-    error = torch.nn.functional.huber_loss(depth, target, reduction="none", delta=huber) / huber
+    # In metres: |e| - huber / 2 beyond ``huber``, e^2 / 2 huber below.
+    error = functional.smooth_l1_loss(depth, target, reduction="none", beta=huber)
     return (weight * error).sum((-1, -2)) / weight.sum((-1, -2)).clamp(min=1e-6)
 
 
-def point_sdf_loss(distance: Tensor, valid: Tensor, huber: float = 0.1,
-                   inside_weight: float = 1.0) -> Tensor:
+class PointSdfLoss:
     """Robust mean |SDF| of observed surface points (LiDAR or depth), in metres.
 
     Observed points lie on the object's surface, so their signed distance to the fitted shape
     should be zero. The Huber penalty keeps stray background points from dominating.
 
     Args:
-        distance: (B, M) signed distances of the points to the fitted surface, metres.
         valid: (B, M) bool, False for padding.
         huber: metres; distances beyond it count linearly.
         inside_weight: weight of points inside the shape (negative distance): LiDAR passes
             through car windows and returns from the cabin, points a shape must not shrink
             onto.
+    Called with:
+        distance: (B, M) signed distances of the points to the fitted surface, metres.
     Returns:
         (B,) mean penalty in metres; 0 for objects without points.
+    """
+
+    def __init__(self, valid: Tensor, huber: float = 0.1, inside_weight: float = 1.0,
+                 dtype: torch.dtype = torch.float32):
+        weight = valid.to(dtype)
+        self.outside = weight / weight.sum(-1, keepdim=True).clamp(min=1)
+        self.inside = self.outside * inside_weight
+        self.zero = torch.zeros_like(weight)
+        self.huber = huber
+
+    def __call__(self, distance: Tensor) -> Tensor:
+        # In metres: |d| - huber / 2 beyond ``huber``, d^2 / 2 huber below.
+        error = functional.smooth_l1_loss(distance, self.zero, reduction="none", beta=self.huber)
+        return (error * torch.where(distance < 0, self.inside, self.outside)).sum(-1)
+
+
+def point_sdf_loss(distance: Tensor, valid: Tensor, huber: float = 0.1,
+                   inside_weight: float = 1.0) -> Tensor:
+    """:class:`PointSdfLoss` of ``valid`` points at ``distance``.
 
     >>> round(point_sdf_loss(torch.tensor([[0.0, 0.5]]), torch.tensor([[True, True]])).item(), 6)
     0.225
     """
-    error = torch.nn.functional.huber_loss(distance, torch.zeros_like(distance),
-                                           reduction="none", delta=huber) / huber
-    weight = valid.to(distance.dtype)
-    side = torch.where(distance < 0, inside_weight, 1.0)
-    return (error * side * weight).sum(-1) / weight.sum(-1).clamp(min=1)
+    return PointSdfLoss(valid, huber, inside_weight, distance.dtype)(distance)
 
 
-def free_space_loss(depth: Tensor, silhouette: Tensor, observed: Tensor,
-                    margin: float = 0.1, cap: float = 0.5) -> Tensor:
+class FreeSpaceLoss:
     """Penalty for rendered surface in front of points the sensor saw through it, metres.
 
     A sensor ray that reached depth ``observed`` passed through free space up to there, so
     rendered surface on that ray closer than ``observed - margin`` contradicts it.
 
     Args:
-        depth: (B, S, S) rendered depth. silhouette: (B, S, S) rendered coverage.
         observed: (B, S, S) depth of the sensor's nearest return per window pixel, 0 if none.
         margin: metres of tolerance for sensor noise.
         cap: metres; a violation counts at most this much, so that background far behind a
             soft silhouette edge (or seen past it from the LiDAR's slightly different
             viewpoint) does not outweigh everything else.
+    Called with:
+        depth: (B, S, S) rendered depth. silhouette: (B, S, S) rendered coverage.
     Returns:
         (B,) mean violation in metres over the window pixels with a return.
+    """
+
+    def __init__(self, observed: Tensor, margin: float = 0.1, cap: float = 0.5):
+        seen = (observed > 0).to(observed.dtype)
+        self.share = seen / seen.sum((-1, -2), keepdim=True).clamp(min=1)
+        self.reach = observed - margin
+        self.cap = cap
+
+    def __call__(self, depth: Tensor, silhouette: Tensor) -> Tensor:
+        violation = functional.hardtanh(self.reach - depth, 0.0, self.cap)
+        return (violation * silhouette * self.share).sum((-1, -2))
+
+
+def free_space_loss(depth: Tensor, silhouette: Tensor, observed: Tensor,
+                    margin: float = 0.1, cap: float = 0.5) -> Tensor:
+    """:class:`FreeSpaceLoss` of ``observed`` depth for a rendered ``depth`` and coverage.
 
     >>> round(free_space_loss(torch.full((1, 1, 2), 5.0), torch.ones(1, 1, 2),
     ...                       torch.tensor([[[5.3, 5.0]]])).item(), 6)
     0.1
     """
-    seen = observed > 0
-    violation = (observed - depth - margin).clamp(0, cap) * silhouette * seen
-    return violation.sum((-1, -2)) / seen.sum((-1, -2)).clamp(min=1)
+    return FreeSpaceLoss(observed, margin, cap)(depth, silhouette)
 
 
-def box_loss(extent: Tensor, box2d: Tensor, free_edges: Tensor, huber: float = 0.05) -> Tensor:
+class BoxLoss:
     """Disagreement of the shape's projected extent with the detected 2D box (dimensionless).
 
     Args:
-        extent: (B, 4) projected extent of the shape (x1, y1, x2, y2), pixels.
         box2d: (B, 4) detection box, pixels.
         free_edges: (B, 4) bool, True for edges that do not constrain the shape (the box is
             cut there by the image border).
         huber: in units of the box's longer side.
+    Called with:
+        extent: (B, 4) projected extent of the shape (x1, y1, x2, y2), pixels.
     Returns:
         (B,) mean Huber error of the constrained edges in units of the box's longer side.
+    """
+
+    def __init__(self, box2d: Tensor, free_edges: Tensor, huber: float = 0.05):
+        self.scale = 1 / (box2d[:, 2:] - box2d[:, :2]).amax(-1, keepdim=True).clamp(min=1)
+        self.target = box2d * self.scale
+        weight = (~free_edges).to(box2d.dtype)
+        self.weight = weight / weight.sum(-1, keepdim=True).clamp(min=1)
+        self.huber = huber
+
+    def __call__(self, extent: Tensor) -> Tensor:
+        error = functional.smooth_l1_loss(extent * self.scale, self.target, reduction="none",
+                                          beta=self.huber)
+        return (error * self.weight).sum(-1)
+
+
+def box_loss(extent: Tensor, box2d: Tensor, free_edges: Tensor, huber: float = 0.05) -> Tensor:
+    """:class:`BoxLoss` of a detection for a projected ``extent``.
 
     >>> round(box_loss(torch.tensor([[0.0, 0, 10, 10]]), torch.tensor([[0.0, 0, 10, 12]]),
     ...                torch.zeros(1, 4, dtype=torch.bool), huber=1.0).item(), 6)
     0.003472
     """
-    scale = (box2d[:, 2:] - box2d[:, :2]).amax(-1, keepdim=True).clamp(min=1)
-    error = torch.nn.functional.huber_loss(extent / scale, box2d / scale, reduction="none",
-                                           delta=huber) / huber
-    weight = (~free_edges).to(extent.dtype)
-    return (error * weight).sum(-1) / weight.sum(-1).clamp(min=1)
+    return BoxLoss(box2d, free_edges, huber)(extent)
 
 
-def nocs_loss(nocs: Tensor, silhouette: Tensor, target: Tensor, target_valid: Tensor) -> Tensor:
+class NocsLoss:
     """Mean L1 distance between rendered and given NOCS maps (canonical units in [0, 1]).
 
     Args:
-        nocs: (B, S, S, 3) rendered. silhouette: (B, S, S) coverage.
         target: (B, S, S, 3) given NOCS. target_valid: (B, S, S) bool.
+    Called with:
+        nocs: (B, S, S, 3) rendered. silhouette: (B, S, S) coverage.
     Returns:
         (B,) coverage-weighted mean L1 over valid pixels.
     """
-    weight = silhouette * target_valid
-    error = (nocs - target).abs().sum(-1)
-    return (weight * error).sum((-1, -2)) / weight.sum((-1, -2)).clamp(min=1e-6)
+
+    def __init__(self, target: Tensor, target_valid: Tensor):
+        self.target, self.valid = target, target_valid.to(target.dtype)
+
+    def __call__(self, nocs: Tensor, silhouette: Tensor) -> Tensor:
+        weight = silhouette * self.valid
+        error = (nocs - self.target).abs().sum(-1)
+        return (weight * error).sum((-1, -2)) / weight.sum((-1, -2)).clamp(min=1e-6)
 
 
-def ground_loss(bottom_height: Tensor, has_ground: Tensor, huber: float = 0.1) -> Tensor:
+def nocs_loss(nocs: Tensor, silhouette: Tensor, target: Tensor, target_valid: Tensor) -> Tensor:
+    """:class:`NocsLoss` of a given NOCS map for a rendered one and its coverage."""
+    return NocsLoss(target, target_valid)(nocs, silhouette)
+
+
+class GroundLoss:
     """Ground contact: the shape's lowest point should sit on the ground plane, metres.
 
     Args:
-        bottom_height: (B,) signed height of the shape's bottom above the ground plane.
         has_ground: (B,) bool, False where no plane was estimated.
+        huber: metres; heights beyond it count linearly.
+    Called with:
+        bottom_height: (B,) signed height of the shape's bottom above the ground plane.
     Returns:
         (B,) Huber penalty in metres, 0 without a plane.
     """
-    error = torch.nn.functional.huber_loss(bottom_height, torch.zeros_like(bottom_height),
-                                           reduction="none", delta=huber) / huber
-    return error * has_ground
+
+    def __init__(self, has_ground: Tensor, huber: float = 0.1, dtype=torch.float32):
+        self.present = has_ground.to(dtype)
+        self.zero = torch.zeros_like(self.present)
+        self.huber = huber
+
+    def __call__(self, bottom_height: Tensor) -> Tensor:
+        return functional.smooth_l1_loss(bottom_height, self.zero, reduction="none",
+                                         beta=self.huber) * self.present
 
 
-def size_prior_loss(log_size: Tensor, log_mean: Tensor, log_std: Tensor) -> Tensor:
+def ground_loss(bottom_height: Tensor, has_ground: Tensor, huber: float = 0.1) -> Tensor:
+    """:class:`GroundLoss` of ``bottom_height`` where ``has_ground``."""
+    return GroundLoss(has_ground, huber, bottom_height.dtype)(bottom_height)
+
+
+class SizePriorLoss:
     """Squared z-score of the log-size under the class's size distribution (dimensionless).
 
     Args:
-        log_size: (B, 3). log_mean: (B, 3). log_std: (B, 3).
+        log_mean: (B, 3). log_std: (B, 3).
+    Called with:
+        log_size: (B, 3).
     Returns:
         (B,) mean over the three axes of ((log_size - log_mean) / log_std)^2.
     """
-    return ((log_size - log_mean) / log_std).pow(2).mean(-1)
+
+    def __init__(self, log_mean: Tensor, log_std: Tensor):
+        self.scale = 1 / log_std
+        self.target = log_mean * self.scale
+
+    def __call__(self, log_size: Tensor) -> Tensor:
+        return functional.mse_loss(log_size * self.scale, self.target, reduction="none").mean(-1)
 
 
-def footprint_overlap_loss(center: Tensor, rotation: Tensor, size: Tensor, obstacles: Tensor,
-                           valid: Tensor, samples: int = 3) -> Tensor:
+def size_prior_loss(log_size: Tensor, log_mean: Tensor, log_std: Tensor) -> Tensor:
+    """:class:`SizePriorLoss` of a class's statistics for ``log_size``."""
+    return SizePriorLoss(log_mean, log_std)(log_size)
+
+
+class FootprintOverlapLoss:
     """How deep a box's bird's-eye footprint reaches into other objects' footprints, metres.
 
     Two cars cannot share ground. The centres of a ``samples`` x ``samples`` grid of cells
@@ -193,13 +297,45 @@ def footprint_overlap_loss(center: Tensor, rotation: Tensor, size: Tensor, obsta
     distance to the rectangle's nearest edge.
 
     Args:
-        center: (B, 3) camera frame. rotation: (B, 3, 3) camera-from-object (object x
-            forward, y left). size: (B, 3) (l, w, h).
         obstacles: (B, K, 5) other objects' footprints as (x, z, length, width, yaw), KITTI yaw
             (forward is (cos yaw, -sin yaw) in the (x, z) plane).
         valid: (B, K) bool, False for padding.
+    Called with:
+        center: (B, 3) camera frame. rotation: (B, 3, 3) camera-from-object (object x
+            forward, y left). size: (B, 3) (l, w, h).
     Returns:
         (B,) mean over the grid points of the summed penetration depths.
+    """
+
+    def __init__(self, obstacles: Tensor, valid: Tensor, samples: int = 3):
+        steps = (torch.arange(samples, dtype=obstacles.dtype, device=obstacles.device) + 0.5
+                 ) / samples - 0.5
+        along, across = torch.meshgrid(steps, steps, indexing="ij")
+        self.cells = torch.stack([along.reshape(-1), across.reshape(-1)], dim=-1)  # (G, 2)
+        x, z, length, width, yaw = obstacles.unbind(-1)
+        cos, sin = torch.cos(yaw), torch.sin(yaw)
+        # (B, 2, 2K) columns: the obstacles' forward axes (cos, -sin), then their left axes
+        # (sin, cos), in (x, z); (B, 1, 2K) minus their centres along these axes.
+        self.axes = torch.stack([torch.cat([cos, sin], -1), torch.cat([-sin, cos], -1)], dim=1)
+        self.offset = -torch.cat([x * cos - z * sin, x * sin + z * cos], -1).unsqueeze(1)
+        self.half = torch.cat([length, width], -1).unsqueeze(1) / 2
+        self.count = obstacles.shape[1]
+        self.weight = valid.to(obstacles.dtype).unsqueeze(1) / len(self.cells)
+
+    def __call__(self, center: Tensor, rotation: Tensor, size: Tensor) -> Tensor:
+        # The cells in (x, z): centre + rotation's (forward, left) columns times the offsets.
+        plane = rotation[:, 0::2, :2]  # (B, 2, 2): rows x and z
+        offsets = self.cells * size[:, None, :2]
+        points = torch.baddbmm(center[:, None, 0::2], offsets, plane.transpose(1, 2))
+        inside = self.half - torch.baddbmm(self.offset, points, self.axes).abs()
+        length, width = inside.split(self.count, dim=-1)
+        depth = (length - (length - width).relu()).relu()  # min(length, width), at least 0
+        return (depth * self.weight).sum((-1, -2))
+
+
+def footprint_overlap_loss(center: Tensor, rotation: Tensor, size: Tensor, obstacles: Tensor,
+                           valid: Tensor, samples: int = 3) -> Tensor:
+    """:class:`FootprintOverlapLoss` of ``obstacles`` for boxes (center, rotation, size).
 
     >>> from autolabel.geometry import yaw_to_rotation
     >>> box = (torch.tensor([[0.0, 0.0, 10.0]]), yaw_to_rotation(torch.zeros(1)),
@@ -211,18 +347,4 @@ def footprint_overlap_loss(center: Tensor, rotation: Tensor, size: Tensor, obsta
     >>> round(footprint_overlap_loss(*box, same, torch.tensor([[True]])).item(), 4)
     0.4815
     """
-    steps = (torch.arange(samples, dtype=center.dtype, device=center.device) + 0.5) / samples - 0.5
-    along, across = torch.meshgrid(steps, steps, indexing="ij")
-    forward = rotation[:, [0, 2], 0]  # (B, 2) in (x, z)
-    left = rotation[:, [0, 2], 1]
-    offsets = (along.reshape(1, -1, 1) * size[:, None, 0:1] * forward[:, None]
-               + across.reshape(1, -1, 1) * size[:, None, 1:2] * left[:, None])
-    grid = center[:, None, [0, 2]] + offsets  # (B, G, 2)
-    yaw = obstacles[..., 4]
-    axis = torch.stack([torch.cos(yaw), -torch.sin(yaw)], dim=-1)  # (B, K, 2)
-    normal = torch.stack([torch.sin(yaw), torch.cos(yaw)], dim=-1)
-    relative = grid[:, :, None] - obstacles[:, None, :, :2]  # (B, G, K, 2)
-    inside_length = obstacles[:, None, :, 2] / 2 - (relative * axis[:, None]).sum(-1).abs()
-    inside_width = obstacles[:, None, :, 3] / 2 - (relative * normal[:, None]).sum(-1).abs()
-    depth = torch.minimum(inside_length, inside_width).clamp(min=0) * valid[:, None]
-    return depth.sum(-1).mean(-1)
+    return FootprintOverlapLoss(obstacles, valid, samples)(center, rotation, size)

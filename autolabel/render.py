@@ -2,16 +2,18 @@
 
 Stages, each with one job:
 
-* :func:`detection_windows` and :func:`window_projection` choose, per object, a small square
+* :func:`detection_windows` and :class:`WindowCameras` choose, per object, a small square
   render window around its 2D detection and crop/scale the camera matrix to it, so the cost
-  does not depend on the image size;
-* :func:`splat` projects camera-frame surfels (oriented discs) into their window and
-  computes, for the K x K pixels around each surfel, a coverage weight with a soft edge
-  (the disc's projected ellipse, widened by a small low-pass filter as in EWA splatting);
-* :func:`composite` blends the splats: the silhouette is the soft union
-  ``1 - prod(1 - alpha)``, depth, NOCS and normals a soft z-buffer with weights
-  ``alpha * exp(-(z - z_front) / depth_temperature)``. Back-facing surfels are culled with a
-  weight that falls smoothly to zero as the normal turns away from the camera, so that no
+  does not depend on the image size (the cameras are made once per batch);
+* :func:`splat` projects camera-frame surfels (oriented discs) into their windows: per surfel
+  a centre, the conic of its projected ellipse (widened by a small low-pass filter as in EWA
+  splatting) and an opacity, zero for surfels culled as back-facing;
+* :func:`rasterise` covers the K x K pixels around each splat with a soft-edged footprint and
+  blends the splats: the silhouette is the soft union ``1 - prod(1 - alpha)``, depth, NOCS
+  and normals a soft z-buffer with weights ``alpha * exp(-(z - z_front) / depth_temperature)``.
+  Its backward pass is written by hand (:class:`_Rasterise`), so that the per-pixel work of an
+  iteration is a few wide operators whatever the settings. Back-facing surfels are culled with
+  a weight that falls smoothly to zero as the normal turns away from the camera, so that no
   gradient jumps when a surfel crosses the contour.
 
 Everything is batched over objects and differentiable with respect to the surfel positions
@@ -28,11 +30,13 @@ image coordinates, where integer values are pixel centres); its pixel (i, j) cov
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import torch
 from torch import Tensor
+from torch.nn import functional
 
-from autolabel.geometry import camera_centres, facing_cosine, project_points
+from autolabel.geometry import camera_centres
 
 CULL_LOGIT = 7.0  # surfels with a cull weight below sigmoid(-7) (~1e-3) are not splatted
 
@@ -89,6 +93,8 @@ class Rendered:
         normals: (B, S, S, 3) camera-frame unit normals (blended, so not exactly unit), or
             None.
         window: (B, 4) the windows' image regions (x0, y0, x1, y1).
+        pixels: (B, N, 2) every surfel's projection in full-resolution window pixels, culled
+            or not (meaningless for surfels behind the camera).
     """
 
     silhouette: Tensor
@@ -96,6 +102,7 @@ class Rendered:
     nocs: Tensor | None
     normals: Tensor | None
     window: Tensor
+    pixels: Tensor
 
 
 def detection_windows(box2d: Tensor, margin: float) -> Tensor:
@@ -132,145 +139,414 @@ def window_projection(projection: Tensor, window: Tensor, window_size: int) -> T
 
 
 @dataclasses.dataclass
-class Splats:
-    """Per-surfel, per-neighbour-pixel contributions (B objects, N surfels, K^2 pixels).
+class WindowCameras:
+    """The cameras of B render windows in the forms the renderer reads, made once per batch.
 
     Attributes:
-        pixel: (B, N, K*K) flat pixel index in the S*S window; -1 outside the window.
-        alpha: (B, N, K*K) coverage of that pixel by that surfel, in [0, max_alpha].
-        depth: (B, N) camera-frame z of each surfel.
+        window: (B, 4) image regions (x0, y0, x1, y1).
+        matrix: (B, 3, 4) camera matrices onto full-resolution window pixels
+            (:func:`window_projection`).
+        linear: (B, 3, 3) the matrices' left 3 x 3 blocks, transposed (``x @ linear``).
+        offset: (B, 1, 3) their last columns.
+        rows: (B, 1, 2, 3) and last_row: (B, 1, 1, 3), rows of the left blocks: the
+            Jacobian of pixel (u, v) with respect to a camera-frame point at depth w is
+            ``(rows - (u, v) last_row) / w``.
+        centre: (B, 3) optical centres in the camera frame.
+        focal: (B,) window pixels per unit of x/z (the larger focal length).
     """
 
-    pixel: Tensor
-    alpha: Tensor
+    window: Tensor
+    matrix: Tensor
+    linear: Tensor
+    offset: Tensor
+    rows: Tensor
+    last_row: Tensor
+    centre: Tensor
+    focal: Tensor
+
+    @classmethod
+    def of(cls, projection: Tensor, window: Tensor, window_size: int) -> WindowCameras:
+        """Cameras of windows (B, 4) of S = ``window_size`` pixels in images taken with
+        ``projection`` (B, 3, 4)."""
+        matrix = window_projection(projection, window, window_size)
+        block = matrix[:, None, :, :3]
+        return cls(window, matrix, matrix[:, :, :3].transpose(1, 2), matrix[:, None, :, 3],
+                   block[:, :, :2], block[:, :, 2:], camera_centres(projection),
+                   torch.maximum(matrix[:, 0, 0], matrix[:, 1, 1]))
+
+
+@dataclasses.dataclass
+class Splats:
+    """Screen-space splats of B objects' N surfels.
+
+    Attributes:
+        pixels: (B, N, 2) projected centres in full-resolution window pixels.
+        depth: (B, N) homogeneous depth ``w`` of the centres (camera z plus the camera's
+            small ``P[2, 3]``).
+        resolution: (B,) fraction of the window's resolution the object is rendered at
+            (:func:`render_resolution`), detached; render pixels are ``pixels * resolution``.
+        conic: (B, N, 3) the inverse Q of the footprint's covariance as (uu, uv, vv), render
+            pixels^-2: a pixel at offset d from the centre is at Mahalanobis distance
+            ``sqrt(d^T Q d)``.
+        opacity: (B, N) coverage at the centre: ``max_alpha`` times the back-face cull
+            weight; 0 for surfels that are invalid, behind the camera or culled.
+    """
+
+    pixels: Tensor
     depth: Tensor
+    resolution: Tensor
+    conic: Tensor
+    opacity: Tensor
 
 
-def _screen_jacobian(points: Tensor, projection: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Pixels, depth and the Jacobian of pixel coordinates w.r.t. camera-frame position.
+@dataclasses.dataclass(frozen=True)
+class _Tables:
+    """Constant tensors of a renderer setting on one device (see :func:`_tables`).
+
+    Attributes:
+        pad: pixels of canvas around the window. side: canvas side, S + 2 pad.
+        tap_offsets: (2, K*K) offset (u, v) of each tap's pixel centre from its surfel's
+            pixel corner. tap_index: (K*K,) the same offset in flat canvas pixels, plus
+            the padding. stride: (2,) flat canvas pixels per step in u and v.
+        gram_left, gram_right: (3,) row pairs (0, 0), (0, 1), (1, 1) of a 2 x N matrix.
+        eigen: (3, 3) maps (a, b, c) to ((a + c) / 2, (a - c) / 2, b).
+        filtered: (3,) the low-pass filter's covariance (uu, uv, vv).
+        adjugate: (3,) signs that turn (a, b, c) reversed into the adjugate (c, -b, a).
+        symmetric: (2, 2) [[1, 1/2], [1/2, 1]] and doubled: (2, 2) [[2, 1], [1, 2]], the
+            factors between the gradients of (uu, uv, vv) and of the symmetric matrix.
+        upper: (3,) entries (0, 0), (0, 1), (1, 1) of a flattened 2 x 2 matrix.
+        inverse_fold: (3,) -(1, 2, 1): times the upper entries of ``Q G Q``, the gradient of
+            (uu, uv, vv) of a matrix whose inverse Q has gradient G (the minus of
+            ``-Q G Q``, the off-diagonal counted twice).
+        stretch_scale, stretch_shift: (2, 3) the stretch's affine map is
+            ``resolution * scale + shift``.
+    """
+
+    pad: int
+    side: int
+    tap_offsets: Tensor
+    tap_index: Tensor
+    stride: Tensor
+    gram_left: Tensor
+    gram_right: Tensor
+    eigen: Tensor
+    filtered: Tensor
+    adjugate: Tensor
+    symmetric: Tensor
+    doubled: Tensor
+    upper: Tensor
+    inverse_fold: Tensor
+    stretch_scale: Tensor
+    stretch_shift: Tensor
+
+
+@functools.lru_cache(maxsize=16)
+def _tables(settings: RenderSettings, dtype: torch.dtype, device: torch.device) -> _Tables:
+    """The constant tensors of ``settings`` on ``device``, made once (never written to).
+
+    Taps of a splat lie within ``footprint // 2`` pixels of its pixel; a splat's pixel is
+    kept within ``footprint // 2 + 1`` pixels of the window (:class:`_Rasterise`), so the
+    canvas pads the window by ``2 (footprint // 2) + 1``.
+    """
+    half = settings.footprint // 2
+    pad = 2 * half + 1
+    side = settings.window_size + 2 * pad
+    steps = torch.arange(-half, half + 1)
+    dv, du = torch.meshgrid(steps, steps, indexing="ij")  # row-major taps, v outer
+    offsets = torch.stack([du.reshape(-1), dv.reshape(-1)], dim=-1)
+    table = functools.partial(torch.tensor, dtype=dtype, device=device)
+    return _Tables(
+        pad, side, (offsets.T + 0.5).to(dtype=dtype, device=device),
+        ((offsets[:, 1] + pad) * side + offsets[:, 0] + pad).to(device),
+        torch.tensor([1, side], device=device),
+        torch.tensor([0, 0, 1], device=device), torch.tensor([0, 1, 1], device=device),
+        table([[0.5, 0.5, 0.0], [0.0, 0.0, 1.0], [0.5, -0.5, 0.0]]),
+        table([settings.softness**2, 0.0, settings.softness**2]), table([1.0, -1.0, 1.0]),
+        table([[1.0, 0.5], [0.5, 1.0]]), table([[2.0, 1.0], [1.0, 2.0]]),
+        torch.tensor([0, 1, 3], device=device), table([-1.0, -2.0, -1.0]),
+        table([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0]]), table([[0.0, 0.0, -1.0], [0.0, 0.0, -1.0]]))
+
+
+def render_resolution(depth: Tensor, valid: Tensor, spacing: Tensor, cameras: WindowCameras,
+                      settings: RenderSettings) -> Tensor:
+    """(B,) fraction of the window's resolution at which to render each object, in (0, 1].
+
+    The surfel spacing in window pixels is largest at the object's nearest point; the
+    fraction brings it down to ``settings.max_spacing`` (1 where it already is). Detached: a
+    choice of resolution, not a parameter.
 
     Args:
-        points: (B, N, 3). projection: (B, 3, 4).
-    Returns:
-        pixels: (B, N, 2); depth: (B, N); jacobian: (B, N, 2, 3).
+        depth: (B, N) homogeneous depth of the surfels (see :class:`Splats`). valid: (B, N).
+        spacing: (B,) metres. cameras: the windows' cameras.
     """
-    pixels, depth = project_points(points, projection)
-    rows = projection[:, :, :3].unsqueeze(1)  # (B, 1, 3, 3)
-    jacobian = (rows[:, :, :2] - pixels.unsqueeze(-1) * rows[:, :, 2:3])
-    return pixels, depth, jacobian / depth.clamp(min=1e-3)[..., None, None]
+    with torch.no_grad():
+        nearest = depth.masked_fill(~valid, torch.inf).amin(1)
+        # Window pixels per unit of x/z: the cameras are K [I | t] (the rectified frame).
+        pixels = cameras.focal * spacing / nearest.clamp(min=1e-3)
+        return (settings.max_spacing / pixels.clamp(min=1e-12)).clamp(max=1.0)
 
 
-def _facing_logit(points: Tensor, normals: Tensor, projection: Tensor,
-                  settings: RenderSettings) -> Tensor:
-    """(B, N) argument of the back-face cull's sigmoid: positive for camera-facing surfels."""
-    facing = facing_cosine(points, normals, camera_centres(projection))
-    return (facing + settings.facing_offset) / settings.facing_softness
-
-
-def splat(
-    points: Tensor, normals: Tensor, valid: Tensor, spacing: Tensor,
-    projection: Tensor, settings: RenderSettings,
-) -> Splats:
-    """Project oriented surfel discs into their windows with soft-edged footprints.
+def splat(points: Tensor, normals: Tensor, valid: Tensor, spacing: Tensor,
+          cameras: WindowCameras, settings: RenderSettings) -> Splats:
+    """Project oriented surfel discs into their windows.
 
     Each surfel is a disc of radius ``radius_scale * spacing`` tangent to the surface. Its
-    footprint is the projected ellipse ``Sigma = r^2 J (I - n n^T) J^T`` widened by a
-    low-pass filter ``softness^2 I`` (as in EWA splatting), so a disc seen edge-on at the
-    contour stays thin and the silhouette does not bulge by a splat radius. Coverage of a
-    pixel at Mahalanobis distance ``m`` falls from 1 at ``m = kernel_end - 1`` to 0 at
-    ``m = kernel_end`` along a smoothstep, which is C1 and exactly zero outside the K x K
-    neighbourhood. Surfels facing away from the camera (cull weight below
-    ``sigmoid(-CULL_LOGIT)``, about 1e-3; the cull keeps surfels down to cos -0.38, so that
-    edge-on discs keep their weight) cover nothing and do not enter the z-buffer.
+    footprint is the projected ellipse ``Sigma = r^2 J (I - n n^T) J^T`` (J the Jacobian of
+    the render pixel with respect to the camera-frame point), capped so that its semi-major
+    axis stays within ``max_radius`` (scaling keeps its shape) and widened by a low-pass
+    filter ``softness^2 I`` (as in EWA splatting), so a disc seen edge-on at the contour stays
+    thin and the silhouette does not bulge by a splat radius. Surfels facing away from the
+    camera (cull weight below ``sigmoid(-CULL_LOGIT)``, about 1e-3; the cull keeps surfels down
+    to cos -0.38, so that edge-on discs keep their weight) get opacity 0.
 
     Args:
         points: (B, N, 3) camera frame. normals: (B, N, 3) camera frame, unit.
         valid: (B, N) bool. spacing: (B,) metres between neighbouring surfels.
-        projection: (B, 3, 4) window camera matrices (see :func:`window_projection`).
-        settings: renderer knobs.
+        cameras: the windows' cameras. settings: renderer knobs.
     Returns:
-        :class:`Splats`.
+        :class:`Splats`, differentiable with respect to points, normals and spacing
+        (:class:`_Splat`).
     """
-    size, k = settings.window_size, settings.footprint
-    pixels, depth, jacobian = _screen_jacobian(points, projection)
-    # J (I - n n^T) J^T = J J^T - (J n)(J n)^T, written out per entry.
-    radius_sq = (settings.radius_scale * spacing).pow(2).view(-1, 1)
-    along = (jacobian * normals.unsqueeze(-2)).sum(-1)  # (B, N, 2): J n
-    u_row, v_row = jacobian[..., 0, :], jacobian[..., 1, :]
-    a = radius_sq * ((u_row * u_row).sum(-1) - along[..., 0] ** 2)
-    b = radius_sq * ((u_row * v_row).sum(-1) - along[..., 0] * along[..., 1])
-    c = radius_sq * ((v_row * v_row).sum(-1) - along[..., 1] ** 2)
-    # Cap the ellipse so that it fits the K x K neighbourhood (scaling keeps its shape).
-    largest = (a + c) / 2 + torch.sqrt(((a - c) / 2) ** 2 + b * b + 1e-12)
-    shrink = (settings.max_radius**2 / largest.clamp(min=1e-12)).clamp(max=1.0)
-    filtered = settings.softness**2
-    a, b, c = a * shrink + filtered, b * shrink, c * shrink + filtered
-    determinant = a * c - b * b
-
-    facing_logit = _facing_logit(points, normals, projection, settings)
-
-    offsets = torch.arange(k, device=points.device) - k // 2
-    dy, dx = torch.meshgrid(offsets, offsets, indexing="ij")
-    base = torch.floor(pixels.detach()).long()
-    column = base[..., 0:1] + dx.reshape(1, 1, -1)
-    row = base[..., 1:2] + dy.reshape(1, 1, -1)
-    du = column.to(points.dtype) + 0.5 - pixels[..., 0:1]
-    dv = row.to(points.dtype) + 0.5 - pixels[..., 1:2]
-    mahalanobis_sq = (c.unsqueeze(-1) * du * du - 2 * b.unsqueeze(-1) * du * dv
-                      + a.unsqueeze(-1) * dv * dv) / determinant.unsqueeze(-1)
-    ramp = (settings.kernel_end - torch.sqrt(mahalanobis_sq + 1e-12)).clamp(0, 1)
-    coverage = ramp * ramp * (3 - 2 * ramp)  # smoothstep: C1 and exactly zero at the edge
-    inside = (column >= 0) & (column < size) & (row >= 0) & (row < size)
-    front = valid & (depth > 1e-3) & (facing_logit.detach() > -CULL_LOGIT)
-    usable = inside & front.unsqueeze(-1)
-    alpha = settings.max_alpha * coverage * torch.sigmoid(facing_logit).unsqueeze(-1)
-    alpha = torch.where(usable, alpha, torch.zeros_like(alpha))
-    pixel = torch.where(usable, row * size + column, torch.full_like(row, -1))
-    return Splats(pixel, alpha, depth)
+    return Splats(*_Splat.apply(points, normals, spacing, valid, cameras, settings))
 
 
-def composite(
-    splats: Splats, attributes: Tensor | None, settings: RenderSettings
-) -> tuple[Tensor, Tensor, Tensor | None]:
-    """Blend splats into silhouette, depth and attribute images.
+class _Splat(torch.autograd.Function):
+    """:func:`splat`, with a hand-written backward pass: the chain rule through its steps in
+    reverse, per surfel (tests/test_render.py checks it against finite differences)."""
+
+    @staticmethod
+    def forward(ctx, points: Tensor, normals: Tensor, spacing: Tensor, valid: Tensor,
+                cameras: WindowCameras, settings: RenderSettings):
+        tables = _tables(settings, points.dtype, points.device)
+        homogeneous = torch.baddbmm(cameras.offset, points, cameras.linear)
+        depth = homogeneous[..., 2:]  # (B, N, 1)
+        pixels = homogeneous[..., :2] / depth
+        resolution = render_resolution(depth[..., 0], valid, spacing, cameras, settings)
+        # The rows of w J, projected onto the disc's plane: J (I - n n^T) J^T is their Gram
+        # matrix (a, b, c) over w^2.
+        rows = torch.addcmul(cameras.rows, pixels.unsqueeze(-1), cameras.last_row, value=-1)
+        normal = normals.unsqueeze(-2)
+        along = (rows * normal).sum(-1, keepdim=True)  # (B, N, 2, 1)
+        tangent = torch.addcmul(rows, along, normal, value=-1)
+        gram = (tangent[..., tables.gram_left, :] * tangent[..., tables.gram_right, :]).sum(-1)
+        scale = ((settings.radius_scale * resolution * spacing).view(-1, 1, 1) / depth).square()
+        footprint = gram * scale
+        # Cap the largest eigenvalue (a + c) / 2 + |((a - c) / 2, b)|, then add the filter.
+        eigen = footprint @ tables.eigen
+        spread = eigen[..., 1:].norm(dim=-1, keepdim=True)
+        largest = eigen[..., :1] + spread
+        shrink = functional.hardtanh(largest.reciprocal() * settings.max_radius**2, 0.0, 1.0)
+        covariance = torch.addcmul(tables.filtered, footprint, shrink)
+        a, b, c = covariance.unbind(-1)
+        determinant = torch.addcmul(a * c, b, b, value=-1)
+        conic = covariance.flip(-1) * tables.adjugate / determinant.unsqueeze(-1)
+        # The back-face cull: a sigmoid of the cosine between normal and the view direction.
+        towards = cameras.centre.unsqueeze(1) - points
+        distance = towards.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+        direction = towards / distance
+        facing = (normals * direction).sum(-1)
+        logit = (facing + settings.facing_offset) / settings.facing_softness
+        front = valid & (depth[..., 0] > 1e-3) & (logit > -CULL_LOGIT)
+        cull = torch.sigmoid(logit)
+        peak = front * settings.max_alpha
+        opacity = cull * peak
+        ctx.save_for_backward(normals, spacing, pixels, depth, rows, along, tangent, gram,
+                              scale, footprint, eigen, spread, largest, shrink, conic,
+                              distance, direction, facing, cull, peak)
+        ctx.cameras, ctx.settings = cameras, settings
+        ctx.mark_non_differentiable(resolution)
+        return pixels, depth[..., 0], resolution, conic, opacity
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_pixels: Tensor, grad_depth: Tensor, _, grad_conic: Tensor,
+                 grad_opacity: Tensor):
+        (normals, spacing, pixels, depth, rows, along, tangent, gram, scale, footprint, eigen,
+         spread, largest, shrink, conic, distance, direction, facing, cull,
+         peak) = ctx.saved_tensors
+        cameras, settings = ctx.cameras, ctx.settings
+        tables = _tables(settings, normals.dtype, normals.device)
+        # conic = covariance^-1 as symmetric matrices: d/d covariance = -Q (d/d Q) Q.
+        inverse = conic.unfold(-1, 2, 1)
+        grad_inverse = grad_conic.unfold(-1, 2, 1) * tables.symmetric
+        grad_matrix = _products(_products(inverse, grad_inverse), inverse)
+        grad_covariance = grad_matrix.flatten(-2)[..., tables.upper] * tables.inverse_fold
+        # covariance = shrink footprint + filter, shrink = min(1, max_radius^2 / largest),
+        # largest = (a + c) / 2 + |e|, e = ((a - c) / 2, b).
+        grad_shrink = (grad_covariance * footprint).sum(-1, keepdim=True)
+        grad_largest = grad_shrink * shrink / largest * (shrink < 1)
+        rising = torch.addmm(tables.eigen[:, 0], (eigen[..., 1:] / spread.clamp(min=1e-30))
+                             .flatten(0, 1), tables.eigen[:, 1:].T).view_as(footprint)
+        grad_footprint = torch.addcmul(grad_covariance * shrink, grad_largest, rising, value=-1)
+        # footprint = gram scale, scale = (radius_scale resolution spacing / w)^2.
+        grad_scale = (grad_footprint * gram).sum(-1, keepdim=True) * scale
+        grad_spacing = 2 * grad_scale.sum((1, 2)) / spacing
+        # gram = (t0.t0, t0.t1, t1.t1) of the tangent rows t.
+        grad_tangent = _products((grad_footprint * scale).unfold(-1, 2, 1) * tables.doubled,
+                                 tangent)
+        # tangent = rows - (rows n) n^T.
+        normal = normals.unsqueeze(-2)
+        projected = (grad_tangent * normal).sum(-1, keepdim=True)
+        grad_rows = torch.addcmul(grad_tangent, projected, normal, value=-1)
+        # rows = camera rows - pixels last row; pixels = homogeneous[:2] / w.
+        grad_pixels = grad_pixels - (grad_rows * cameras.last_row).sum(-1)
+        grad_w = grad_depth.unsqueeze(-1) - torch.add(
+            (grad_pixels * pixels).sum(-1, keepdim=True), grad_scale, alpha=2) / depth
+        grad_points = torch.bmm(torch.cat([grad_pixels / depth, grad_w], dim=-1),
+                                cameras.matrix[:, :, :3])
+        # opacity = max_alpha front sigmoid(logit), logit = (cos + offset) / softness, cos =
+        # n . (centre - x) / |centre - x|.
+        grad_facing = torch.ops.aten.sigmoid_backward(grad_opacity * peak, cull) \
+            .unsqueeze(-1) / settings.facing_softness
+        grad_normals = (grad_facing * direction
+                        - torch.addcmul(projected * rows, along, grad_tangent).sum(-2))
+        grad_points = torch.addcmul(grad_points, grad_facing / distance,
+                                    torch.addcmul(normals, facing.unsqueeze(-1), direction,
+                                                  value=-1), value=-1)
+        return grad_points, grad_normals, grad_spacing, None, None, None
+
+
+def _products(left: Tensor, right: Tensor) -> Tensor:
+    """Batched products of small matrices (..., I, J) @ (..., J, K), elementwise: a few
+    wide operators instead of a batched matrix product per surfel."""
+    return (left.unsqueeze(-1) * right.unsqueeze(-3)).sum(-2)
+
+
+class _Rasterise(torch.autograd.Function):
+    """Splats and their values to window images, with a hand-written backward pass.
+
+    Forward: every splat covers the K x K pixels around its centre with
+    ``alpha = opacity * smoothstep(kernel_end - m)``, m the pixel's Mahalanobis distance
+    (C1 and exactly zero at the edge). The taps are accumulated on a canvas that pads the
+    window (a splat's pixel is clamped into the padding, so splats far off the window leave
+    their taps there and the padding is cut off): ``sum log(1 - alpha)`` gives the silhouette,
+    ``sum w`` and ``sum w v`` with ``w = alpha exp(-(z - z_front) / depth_temperature)`` (the
+    front-most depth per pixel detached) give the blended values. The object's
+    ``S * resolution`` top-left pixels are then stretched bilinearly over the window, values
+    premultiplied by the coverage (objects at resolution 1 keep their images).
+
+    Backward: the chain rule through these steps in reverse, per pixel, then per tap, then
+    per surfel (:func:`tests.test_render` checks it against finite differences).
+    """
+
+    @staticmethod
+    def forward(ctx, pixels: Tensor, conic: Tensor, opacity: Tensor, values: Tensor,
+                resolution: Tensor, settings: RenderSettings) -> tuple[Tensor, Tensor]:
+        # Per-tap tensors are (B, N, K*K), per-pixel ones channels first (C, B, S, S).
+        tables = _tables(settings, pixels.dtype, pixels.device)
+        centre = pixels * resolution.view(-1, 1, 1)
+        batch, _, channels = values.shape
+        size, half, pad, side = settings.window_size, settings.footprint // 2, tables.pad, \
+            tables.side
+        corner = centre.clamp(-half - 1, size + half).nan_to_num(-half - 1).floor()
+        offset = tables.tap_offsets - (centre - corner).unsqueeze(-1)  # (B, N, 2, K*K)
+        du, dv = offset.unbind(2)
+        basis = torch.stack([du * du, 2 * du * dv, dv * dv, du, dv], dim=2)  # (B, N, 5, K*K)
+        distance = ((basis[:, :, :3] * conic.unsqueeze(-1)).sum(2) + 1e-12).sqrt()
+        ramp = (settings.kernel_end - distance).clamp(0, 1)
+        squared = ramp * ramp
+        coverage = torch.addcmul(3 * squared, squared, ramp, value=-2)  # smoothstep
+        slope = 3 * (squared - ramp) / distance  # d coverage / d distance^2
+        alpha = coverage * opacity.unsqueeze(-1)
+
+        start = torch.arange(0, batch * side * side, side * side, device=centre.device)
+        pixel = ((corner.long() * tables.stride).sum(-1) + start.view(-1, 1)).unsqueeze(-1) \
+            + tables.tap_index  # (B, N, K*K) flat canvas pixels
+        flat = pixel.view(-1)
+        depth = values[..., 0]
+        hiding = depth.masked_fill(opacity == 0, torch.inf).unsqueeze(-1).expand_as(alpha)
+        front = depth.new_full((batch * side * side,), torch.inf).scatter_reduce_(
+            0, flat, hiding.reshape(-1), "amin")
+        behind = (depth.unsqueeze(-1) - front.index_select(0, flat).view_as(alpha)).clamp(min=0)
+        falloff = torch.exp(behind / -settings.depth_temperature)
+        weight = alpha * falloff
+        channelled = values.permute(2, 0, 1).unsqueeze(-1)  # (C, B, N, 1)
+        sources = torch.cat([torch.log1p(-alpha).unsqueeze(0), weight.unsqueeze(0),
+                             weight * channelled])
+        canvas = sources.new_zeros(channels + 2, batch * side * side).index_add_(
+            1, flat, sources.view(channels + 2, -1))
+        window = canvas.view(-1, batch, side, side)[:, :, pad:pad + size, pad:pad + size]
+        silhouette = 1 - window[0].exp()
+        total = window[1].clamp(min=1e-8)
+        blended = window[2:] / total
+
+        image = torch.cat([silhouette.unsqueeze(0), blended * silhouette]).transpose(0, 1)
+        theta = torch.addcmul(tables.stretch_shift, resolution.view(-1, 1, 1),
+                              tables.stretch_scale)
+        grid = functional.affine_grid(theta, [batch, channels + 1, size, size],
+                                      align_corners=False)
+        stretched = functional.grid_sample(image, grid, mode="bilinear", padding_mode="zeros",
+                                           align_corners=False)  # (B, C + 1, S, S)
+        kept = (resolution >= 1).view(-1, 1, 1)  # objects at full resolution keep their images
+        covered = torch.where(kept, silhouette, stretched[:, 0])
+        # 1 / coverage of the stretched objects' covered pixels, 0 elsewhere.
+        inverse = (stretched[:, 0] > 1e-6) * ~kept / stretched[:, 0].clamp(min=1e-6)
+        out = torch.where(kept.unsqueeze(1), blended.transpose(0, 1),
+                          stretched[:, 1:] * inverse.unsqueeze(1))  # (B, C, S, S)
+        ctx.save_for_backward(pixel, basis, slope, coverage, falloff, opacity, conic, values,
+                              silhouette, blended, total, window[1] > 1e-8, image, grid,
+                              kept, inverse, out, resolution)
+        ctx.settings = settings
+        return covered, out.permute(0, 2, 3, 1)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_covered: Tensor, grad_out: Tensor):
+        (pixel, basis, slope, coverage, falloff, opacity, conic, values, silhouette, blended,
+         total, weighed, image, grid, kept, inverse, out, resolution) = ctx.saved_tensors
+        settings = ctx.settings
+        pad = _tables(settings, values.dtype, values.device).pad
+        # The stretch (of the objects not kept as they are), then the premultiplication.
+        grad_out = grad_out.permute(0, 3, 1, 2)
+        grad_values = grad_out * inverse.unsqueeze(1)
+        grad_stretched = torch.cat([(grad_covered * ~kept - (grad_values * out).sum(1))
+                                    .unsqueeze(1), grad_values], dim=1)
+        grad_image = torch.ops.aten.grid_sampler_2d_backward(
+            grad_stretched, image, grid, 0, 0, False, [True, False])[0].transpose(0, 1)
+        grad_silhouette = (grad_image[0] + (grad_image[1:] * blended).sum(0)
+                           + grad_covered * kept)
+        grad_blended = grad_image[1:] * silhouette + grad_out.transpose(0, 1) * kept
+        # The canvas: silhouette = 1 - exp(sum log(1 - alpha)), blended = sum w v / sum w.
+        grad_sums = grad_blended / total
+        grad_total = -(grad_sums * blended).sum(0) * weighed
+        grad_window = torch.cat([((silhouette - 1) * grad_silhouette).unsqueeze(0),
+                                 grad_total.unsqueeze(0), grad_sums])
+        grad_canvas = functional.pad(grad_window, (pad, pad, pad, pad))
+        # Per tap: d/d log(1 - alpha), d/d w and d/d (w v), then per surfel.
+        grad_taps = grad_canvas.view(len(grad_canvas), -1).index_select(1, pixel.view(-1)) \
+            .view(-1, *pixel.shape)
+        channelled = values.permute(2, 0, 1).unsqueeze(-1)
+        grad_weight = grad_taps[1] + (grad_taps[2:] * channelled).sum(0)
+        alpha = coverage * opacity.unsqueeze(-1)
+        weight = alpha * falloff
+        grad_alpha = grad_weight * falloff + grad_taps[0] / (alpha - 1)
+        grad_values = (grad_taps[2:] * weight).sum(-1).permute(1, 2, 0)
+        # Every tap that weighs is at or behind its pixel's front (a minimum over those taps).
+        grad_values[..., 0] += (weight * grad_weight).sum(-1) / -settings.depth_temperature
+        grad_opacity = (grad_alpha * coverage).sum(-1)
+        grad_distance = grad_alpha * opacity.unsqueeze(-1) * slope
+        moments = (grad_distance.unsqueeze(2) * basis).sum(-1)  # (B, N, 5)
+        # centre = pixels * resolution; the offsets d are corner + taps - centre.
+        grad_pixels = (conic.unfold(-1, 2, 1) * moments[..., 3:].unsqueeze(-2)).sum(-1) \
+            * (-2 * resolution.view(-1, 1, 1))
+        return grad_pixels, moments[..., :3], grad_opacity, grad_values, None, None
+
+
+def rasterise(splats: Splats, values: Tensor, settings: RenderSettings
+              ) -> tuple[Tensor, Tensor]:
+    """Cover the pixels around the splats and blend their values into window images.
 
     Args:
         splats: from :func:`splat` for B objects and N surfels.
-        attributes: (B, N, C) per-surfel values blended with the soft z-buffer, or None.
+        values: (B, N, C) per-surfel values blended with the soft z-buffer; channel 0 is the
+            depth by which it orders them.
         settings: renderer knobs.
     Returns:
-        silhouette: (B, S, S); depth: (B, S, S), 0 where empty; blended attributes
-        (B, S, S, C), 0 where empty (None without attributes).
+        silhouette: (B, S, S) coverage; images: (B, S, S, C) blended values, 0 where nothing
+        is covered.
     """
-    batch, count, taps = splats.alpha.shape
-    pixels_per_object = settings.window_size**2
-    offset = torch.arange(batch, device=splats.alpha.device).view(batch, 1, 1) * pixels_per_object
-    used = splats.pixel >= 0
-    index = torch.where(used, splats.pixel + offset, torch.zeros_like(splats.pixel)).reshape(-1)
-    total = batch * pixels_per_object
-
-    log_transmittance = torch.log1p(-splats.alpha).reshape(-1)
-    empty = torch.zeros(total, dtype=splats.alpha.dtype, device=splats.alpha.device)
-    silhouette = 1 - torch.exp(empty.index_add(0, index, log_transmittance))
-
-    depth = splats.depth.unsqueeze(-1).expand(-1, -1, taps).reshape(-1)
-    front = torch.full((total,), float("inf"), dtype=depth.dtype, device=depth.device)
-    front = front.scatter_reduce(0, index, torch.where(used.reshape(-1), depth.detach(),
-                                                       torch.full_like(depth, float("inf"))),
-                                 reduce="amin")
-    behind = (depth - front[index]).clamp(min=0)
-    weight = splats.alpha.reshape(-1) * torch.exp(-behind / settings.depth_temperature)
-    normaliser = empty.index_add(0, index, weight).clamp(min=1e-8)
-    shape = (batch, settings.window_size, settings.window_size)
-    blended_depth = empty.index_add(0, index, weight * depth) / normaliser
-    if attributes is None:
-        return silhouette.reshape(shape), blended_depth.reshape(shape), None
-    values = attributes.unsqueeze(2).expand(-1, -1, taps, -1).reshape(-1, attributes.shape[-1])
-    blended = torch.zeros(total, values.shape[-1], dtype=values.dtype, device=values.device)
-    blended = blended.index_add(0, index, weight.unsqueeze(-1) * values)
-    blended = blended / normaliser.unsqueeze(-1)
-    return (silhouette.reshape(shape), blended_depth.reshape(shape),
-            blended.reshape(*shape, -1))
+    return _Rasterise.apply(splats.pixels, splats.conic, splats.opacity, values,
+                            splats.resolution, settings)
 
 
 def render(
@@ -292,73 +568,23 @@ def render(
         :class:`Rendered` with S x S images per object (``nocs`` and ``normals`` None
         without attributes).
     """
-    size = settings.window_size
-    resolution = render_resolution(points, valid, spacing,
-                                   window_projection(projection, window, size), settings)
-    window_cameras = window_projection(projection, window, size * resolution)
-    splats = splat(points, normals, valid, spacing, window_cameras, settings)
-    attributes = torch.cat([canonical + 0.5, normals], dim=-1) if with_attributes else None
-    silhouette, depth, blended = stretch(*composite(splats, attributes, settings), resolution)
-    if blended is None:
-        return Rendered(silhouette, depth, None, None, window)
-    return Rendered(silhouette, depth, blended[..., :3], blended[..., 3:], window)
+    cameras = WindowCameras.of(projection, window, settings.window_size)
+    return render_in_windows(points, normals, canonical, valid, spacing, cameras, settings,
+                             with_attributes)
 
 
-def render_resolution(points: Tensor, valid: Tensor, spacing: Tensor, window_cameras: Tensor,
-                      settings: RenderSettings) -> Tensor:
-    """(B,) fraction of the window's resolution at which to render each object, in (0, 1].
-
-    The surfel spacing in window pixels is largest at the object's nearest point; the
-    fraction brings it down to ``settings.max_spacing`` (1 where it already is). Detached: a
-    choice of resolution, not a parameter.
-
-    Args:
-        points: (B, N, 3) camera frame. valid: (B, N). spacing: (B,) metres.
-        window_cameras: (B, 3, 4) full-resolution window cameras.
-    """
-    with torch.no_grad():
-        _, depth = project_points(points, window_cameras)
-        nearest = torch.where(valid, depth, torch.full_like(depth, torch.inf)).amin(1)
-        # Window pixels per unit of x/z: the cameras are K [I | t] (the rectified frame).
-        focal = torch.maximum(window_cameras[:, 0, 0], window_cameras[:, 1, 1])
-        pixels = focal * spacing / nearest.clamp(min=1e-3)
-        return (settings.max_spacing / pixels.clamp(min=1e-12)).clamp(max=1.0)
-
-
-def stretch(silhouette: Tensor, depth: Tensor, blended: Tensor | None, resolution: Tensor
-            ) -> tuple[Tensor, Tensor, Tensor | None]:
-    """Stretch each object's top-left ``S * resolution`` pixels over its whole window.
-
-    Bilinear resampling (differentiable); depth and attributes are resampled premultiplied
-    by the coverage, so that empty pixels (depth 0) do not drag the values at the edge. Every
-    object is resampled (asking whether any needs it would wait for the device), and objects
-    at resolution 1 keep their images exactly.
-
-    Args:
-        silhouette: (B, S, S). depth: (B, S, S). blended: (B, S, S, C) or None.
-        resolution: (B,) in (0, 1]; objects at 1 are returned as they are.
-    Returns:
-        The same images at full resolution.
-    """
-    batch = silhouette.shape[0]
-    layers = [silhouette.unsqueeze(1), (depth * silhouette).unsqueeze(1)]
-    if blended is not None:
-        layers.append((blended * silhouette.unsqueeze(-1)).permute(0, 3, 1, 2))
-    stack = torch.cat(layers, dim=1)
-    zero = torch.zeros_like(resolution)
-    theta = torch.stack([resolution, zero, resolution - 1,
-                         zero, resolution, resolution - 1], dim=-1).view(batch, 2, 3)
-    grid = torch.nn.functional.affine_grid(theta, list(stack.shape), align_corners=False)
-    stack = torch.nn.functional.grid_sample(stack, grid, mode="bilinear",
-                                            padding_mode="zeros", align_corners=False)
-    coverage = stack[:, 0]
-    weight = coverage.clamp(min=1e-6)
-    covered = coverage > 1e-6
-    full = (resolution >= 1).view(-1, 1, 1)
-    depth = torch.where(full, depth,
-                        torch.where(covered, stack[:, 1] / weight, torch.zeros_like(depth)))
-    if blended is not None:
-        resampled = stack[:, 2:].permute(0, 2, 3, 1) / weight.unsqueeze(-1)
-        resampled = torch.where(covered.unsqueeze(-1), resampled, torch.zeros_like(blended))
-        blended = torch.where(full.unsqueeze(-1), blended, resampled)
-    return torch.where(full, silhouette, coverage), depth, blended
+def render_in_windows(
+    points: Tensor, normals: Tensor, canonical: Tensor, valid: Tensor, spacing: Tensor,
+    cameras: WindowCameras, settings: RenderSettings = RenderSettings(),
+    with_attributes: bool = True,
+) -> Rendered:
+    """:func:`render` with the windows' cameras made beforehand (once for many calls)."""
+    splats = splat(points, normals, valid, spacing, cameras, settings)
+    values = splats.depth.unsqueeze(-1)
+    if with_attributes:
+        values = torch.cat([values, canonical + 0.5, normals], dim=-1)
+    silhouette, images = rasterise(splats, values, settings)
+    if not with_attributes:
+        return Rendered(silhouette, images[..., 0], None, None, cameras.window, splats.pixels)
+    return Rendered(silhouette, images[..., 0], images[..., 1:4], images[..., 4:],
+                    cameras.window, splats.pixels)

@@ -28,7 +28,7 @@ import dataclasses
 import torch
 from torch import Tensor
 
-from autolabel.geometry import facing_cosine, transform_points
+from autolabel.geometry import facing_cosine
 from autolabel.shapes import ShapeSource
 
 
@@ -112,12 +112,6 @@ def _value_and_gradients(sdf: ShapeSource, latent: Tensor, points: Tensor
     return values.detach(), point_gradient, code_gradient
 
 
-def _newton_step(values: Tensor, gradient: Tensor, points: Tensor) -> Tensor:
-    """One Newton step towards the zero level set: (B, N, 3)."""
-    squared = gradient.pow(2).sum(-1, keepdim=True).clamp(min=1e-12)
-    return points - values.unsqueeze(-1) * gradient / squared
-
-
 def project_to_surface(
     sdf: ShapeSource, latent: Tensor, points: Tensor, valid: Tensor,
     settings: SurfelSettings = SurfelSettings(), normals: Tensor | None = None,
@@ -140,33 +134,37 @@ def project_to_surface(
     for _ in range(settings.newton_steps):
         if normals is None:
             values, gradient = _sdf_and_gradient(sdf, frozen_latent, current, False)
-            current = _newton_step(values.detach(), gradient, current).detach()
+            length = gradient.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+            current = torch.addcmul(current, (values.detach().unsqueeze(-1) / length),
+                                    gradient / length, value=-1).detach()
         else:
             with torch.no_grad():
-                current = current - sdf(frozen_latent, current).unsqueeze(-1) * normals
+                current = torch.addcmul(current, sdf(frozen_latent, current).unsqueeze(-1),
+                                        normals, value=-1)
     if settings.differentiable_normals or not latent.requires_grad:
         values, gradient = _sdf_and_gradient(sdf, latent, current,
                                              settings.differentiable_normals)
+        values = values.unsqueeze(-1)
     else:
         # The values to first order in the latent: their gradient with respect to it is the
         # exact one, and the backward pass of the fit no longer runs through the network.
         values, gradient, latent_gradient = _value_and_gradients(sdf, latent, current)
-        change = (latent - frozen_latent).unsqueeze(1)
-        values = values + (change * latent_gradient).sum(-1)
-    surface = _newton_step(values, gradient, current)
-    # The last step is short (within the tolerance), so the gradient where it
-    # started is its normal; reusing it saves a second pass through the network.
-    normals = torch.nn.functional.normalize(gradient, dim=-1)
+        values = torch.baddbmm(values.unsqueeze(-1), latent_gradient,
+                               (latent - frozen_latent).unsqueeze(-1))
+    # One Newton step p - f grad f / |grad f|^2. It is short (within the tolerance), so the
+    # gradient where it started is its normal; reusing it saves a second pass through the
+    # network.
+    length = gradient.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+    normals = gradient / length
+    surface = torch.addcmul(current, values / length, normals, value=-1)
     if not latent.requires_grad:  # keep no graph to the (detached) starting points
         surface, normals = surface.detach(), normals.detach()
-    step = values.detach().abs() / gradient.detach().norm(dim=-1).clamp(min=1e-12)
-    converged = step < settings.tolerance
+    converged = (values.detach().abs() < settings.tolerance * length.detach()).squeeze(-1)
     converged &= torch.isfinite(surface.detach()).all(-1)
     dropped = (valid & ~converged).sum(-1)
     keep = valid & converged
-    surface = torch.where(keep.unsqueeze(-1), surface, torch.zeros_like(surface))
-    normals = torch.where(keep.unsqueeze(-1), normals, torch.zeros_like(normals))
-    return Surfels(surface, normals, keep, dropped)
+    drop = ~keep.unsqueeze(-1)
+    return Surfels(surface.masked_fill(drop, 0.0), normals.masked_fill(drop, 0.0), keep, dropped)
 
 
 def surface_area_estimate(size: Tensor) -> Tensor:
@@ -176,9 +174,11 @@ def surface_area_estimate(size: Tensor) -> Tensor:
         size: (B, 3) as (l, w, h).
     Returns:
         (B,) area of the box surface 2 (lw + lh + wh).
+
+    >>> surface_area_estimate(torch.tensor([[4.0, 2.0, 1.5]]))
+    tensor([34.])
     """
-    length, width, height = size.unbind(-1)
-    return 2 * (length * width + length * height + width * height)
+    return 2 * (size * size.roll(1, -1)).sum(-1)
 
 
 def surfel_spacing(size: Tensor, count: int) -> Tensor:
@@ -336,8 +336,41 @@ def pose_surfels(
     Returns:
         points: (B, N, 3) camera frame; normals: (B, N, 3) unit camera-frame normals (the
         inverse-transpose of the scaling keeps them perpendicular to the scaled surface).
+        Differentiable with respect to every argument (:class:`_Posed`).
     """
-    points = transform_points(rotation, center, surfels.points * size.unsqueeze(1))
-    normals = torch.nn.functional.normalize(surfels.normals / size.unsqueeze(1), dim=-1)
-    normals = normals @ rotation.transpose(-1, -2)
-    return points, normals
+    return _Posed.apply(surfels.points, surfels.normals, center, rotation, size)
+
+
+class _Posed(torch.autograd.Function):
+    """:func:`pose_surfels`, with a hand-written backward pass: points and normals are rotated
+    in one product, and the gradients of the pose are sums over the surfels
+    (tests/test_surfels.py checks them against finite differences)."""
+
+    @staticmethod
+    def forward(ctx, points: Tensor, normals: Tensor, center: Tensor, rotation: Tensor,
+                size: Tensor) -> tuple[Tensor, Tensor]:
+        scale = size.unsqueeze(1)
+        scaled = normals / scale
+        length = scaled.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+        local = torch.cat([points * scale, scaled / length], dim=1)  # (B, 2N, 3), object frame
+        posed = torch.bmm(local, rotation.transpose(1, 2))
+        ctx.save_for_backward(points, scaled, length, local, rotation, size)
+        count = points.shape[1]
+        return posed[:, :count] + center.unsqueeze(1), posed[:, count:]
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_points: Tensor, grad_normals: Tensor):
+        points, scaled, length, local, rotation, size = ctx.saved_tensors
+        count = points.shape[1]
+        grad_posed = torch.cat([grad_points, grad_normals], dim=1)
+        grad_rotation = torch.bmm(grad_posed.transpose(1, 2), local)
+        grad_metric, grad_unit = torch.bmm(grad_posed, rotation).split(count, dim=1)
+        # unit = scaled / |scaled|, scaled = normals / size, metric = points * size.
+        unit = local[:, count:]
+        grad_scaled = torch.addcmul(grad_unit, (grad_unit * unit).sum(-1, keepdim=True), unit,
+                                    value=-1) / length
+        grad_size = (grad_metric * points).sum(1) - (grad_scaled * scaled).sum(1) / size
+        grad_canonical = grad_metric * size.unsqueeze(1) if ctx.needs_input_grad[0] else None
+        grad_directions = grad_scaled / size.unsqueeze(1) if ctx.needs_input_grad[1] else None
+        return grad_canonical, grad_directions, grad_points.sum(1), grad_rotation, grad_size

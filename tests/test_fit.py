@@ -160,7 +160,9 @@ def test_an_iteration_runs_the_same_operators_at_any_batch_size_and_never_waits(
             calls[count, shape_stage] = guard.calls
     print("operators per iteration (pose, shape stage):", calls[2, False], calls[2, True])
     assert calls[2, False] == calls[16, False] and calls[2, True] == calls[16, True]
-    assert calls[2, True] < 1800  # 1677 measured
+    # 797 and 1029 measured (1373 and 1677 before the renderer's hand-written backward passes
+    # and the loss terms prepared once per batch); the target is under 300.
+    assert calls[2, False] < 820 and calls[2, True] < 1060
 
 
 def test_only_the_best_hypothesis_after_the_pose_stage_goes_on_to_the_shape_stage(

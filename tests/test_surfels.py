@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from autolabel import shapes
+from autolabel.geometry import rotation_6d_to_matrix
 from autolabel import surfels as sf
 from shape_priors.decoder import SdfDecoder
 
@@ -68,3 +69,16 @@ def test_an_object_re_projects_the_same_alone_and_in_a_batch():
         torch.testing.assert_close(alone.valid[0], whole.valid[i])
         torch.testing.assert_close(gradient[i], whole_gradient[i])
     assert not whole.valid.all() and whole.valid.any()
+
+
+def test_posing_backward_matches_central_finite_differences():
+    gen = torch.Generator().manual_seed(0)
+    double = {"generator": gen, "dtype": torch.float64}
+    points = torch.rand(2, 20, 3, **double) - 0.5
+    normals = torch.nn.functional.normalize(torch.randn(2, 20, 3, **double), dim=-1)
+    center = torch.randn(2, 3, **double)
+    rotation = rotation_6d_to_matrix(torch.randn(2, 6, **double))
+    size = 1 + 3 * torch.rand(2, 3, **double)
+    inputs = [value.requires_grad_() for value in (points, normals, center, rotation, size)]
+    assert torch.autograd.gradcheck(
+        lambda p, n, *pose: sf.pose_surfels(sf.Surfels(p, n, None, None), *pose), inputs)
