@@ -11,7 +11,7 @@ import torch
 
 from autolabel.evaluate import bev_intersection
 from autolabel.io.kitti import read_calib
-from autolabel.synth.rig import LIDAR_HEIGHT, ground_y, kitti_calib, lidar_origin
+from autolabel.synth.rig import LIDAR_HEIGHT, ground_y, kitti_calib
 from autolabel.synth.scene import (
     Scene,
     SceneConfig,
@@ -40,7 +40,7 @@ def test_rig_calibration_equals_kitti_published_numbers():
 
 def test_lidar_sits_lidar_height_above_the_ground():
     calib = kitti_calib()
-    assert ground_y(calib) - lidar_origin(calib)[1] == pytest.approx(LIDAR_HEIGHT)
+    assert ground_y(calib) - calib.lidar_origin()[1] == pytest.approx(LIDAR_HEIGHT)
 
 
 def test_placed_cars_rest_on_the_ground_with_heldout_shapes():
