@@ -1,3 +1,4 @@
+import functools
 import math
 from pathlib import Path
 
@@ -158,6 +159,10 @@ def test_splat_backward_matches_central_finite_differences(monkeypatch):
                                     inputs, eps=1e-6, atol=1e-6)
 
 
+
+def _rasterise(*splats, resolution, settings):
+    return rd._Rasterise.apply(*splats, resolution, settings)
+
 def test_rasterise_backward_matches_central_finite_differences():
     """The rasteriser's hand-written backward pass, for objects kept at full resolution and
     objects stretched from a lower one; depth is channel 0 of the blended values."""
@@ -174,11 +179,11 @@ def test_rasterise_backward_matches_central_finite_differences():
               "opacity": 0.9 * uniform(),
               "values": torch.cat([5 + 0.3 * uniform(1), uniform(2)], -1)}
     inputs = [value.requires_grad_() for value in splats.values()]
-    for resolution in ([1.0, 1.0], [0.7, 0.55]):
-        resolution = torch.tensor(resolution, dtype=torch.float64)
+    for scale in ([1.0, 1.0], [0.7, 0.55]):
+        resolution = torch.tensor(scale, dtype=torch.float64)
         assert torch.autograd.gradcheck(
-            lambda *x: rd._Rasterise.apply(*x, resolution, settings), inputs, eps=1e-6,
-            atol=1e-5)
+            functools.partial(_rasterise, resolution=resolution, settings=settings), inputs,
+            eps=1e-6, atol=1e-5)
 
 
 def test_silhouette_and_depth_descent_recovers_a_pose_half_a_metre_and_15_degrees_off():

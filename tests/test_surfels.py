@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from autolabel import shapes
-from autolabel.geometry import rotation_6d_to_matrix
 from autolabel import surfels as sf
+from autolabel.geometry import rotation_6d_to_matrix
 from shape_priors.decoder import SdfDecoder
 
 
