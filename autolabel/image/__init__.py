@@ -9,5 +9,9 @@ label). One job per module:
   with their surface materials and shape codes;
 * :mod:`~autolabel.image.appearance`: random light, paint and camera artefacts;
 * :mod:`~autolabel.image.backgrounds`: road scenes, random textures and user images behind;
-* :mod:`~autolabel.image.generate`: one training crop with its targets, from a seed.
+* :mod:`~autolabel.image.generate`: one training crop with its targets, from a seed;
+* :mod:`~autolabel.image.shards`: crops cached on disk as npz shards;
+* :mod:`~autolabel.image.network`: the small CNN;
+* :mod:`~autolabel.image.train`: losses, the training loop, checkpoints and the weights file;
+* :mod:`~autolabel.image.sheet`: contact sheets of crops and predictions.
 """
