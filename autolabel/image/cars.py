@@ -19,7 +19,7 @@ car NaNs.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Iterable
 from typing import NamedTuple
 
 import numpy as np
@@ -79,7 +79,7 @@ class Hits(NamedTuple):
         return Hits(self.t[which], self.point[which], self.normal[which], self.face[which])
 
 
-def build_pool(seeds: Sequence[int], train_sizes: np.ndarray | None = None,
+def build_pool(seeds: Iterable[int], train_sizes: np.ndarray | None = None,
                train_latents: np.ndarray | None = None) -> list[PoolCar]:
     """The cars of ``seeds`` with their ray-casting scenes and shape codes.
 
