@@ -17,7 +17,17 @@ import math
 import numpy as np
 from PIL import Image, ImageFilter
 
-from autolabel.image.cars import GLASS, HEAD_LIGHT, PAINT, PLATE, TAIL_LIGHT, TRIM, TYRE
+from autolabel.image.cars import (
+    GLASS,
+    HEAD_LIGHT,
+    MATERIALS,
+    PAINT,
+    PLATE,
+    RIM,
+    TAIL_LIGHT,
+    TRIM,
+    TYRE,
+)
 
 # Paint colours (RGB in [0, 1]) drawn with a small spread; the last entry stands for any hue.
 _PAINTS = ((0.82, 0.82, 0.84), (0.08, 0.08, 0.09), (0.45, 0.47, 0.5), (0.62, 0.08, 0.08),
@@ -33,8 +43,8 @@ class Look:
         light: (3,) unit direction towards the sun, camera frame.
         light_colour, ambient: (3,) the sun's and the sky's illumination.
         sky, ground: (3,) the environment seen in reflections above and below the horizon.
-        albedo: (7, 3) base colour of each material (``cars.PAINT`` ... ``cars.TRIM``).
-        reflectance: (7,) Fresnel reflectance at normal incidence of each material.
+        albedo: (M, 3) base colour of each material (``cars.MATERIALS``).
+        reflectance: (M,) Fresnel reflectance at normal incidence of each material.
         gloss: strength of the highlight; shininess: its Blinn-Phong exponent.
     """
 
@@ -61,7 +71,7 @@ def draw_look(rng: np.random.Generator) -> Look:
     paint = np.array(_PAINTS[int(rng.integers(len(_PAINTS)))])
     if rng.uniform() < 0.2:
         paint = rng.uniform(0.0, 1.0, 3)
-    albedo = np.empty((7, 3))
+    albedo = np.empty((len(MATERIALS), 3))
     albedo[PAINT] = np.clip(paint + rng.normal(0, 0.04, 3), 0.0, 1.0)
     albedo[GLASS] = rng.uniform(0.02, 0.12) * np.array([0.9, 1.0, 1.1])
     albedo[TYRE] = rng.uniform(0.03, 0.1)
@@ -69,8 +79,9 @@ def draw_look(rng: np.random.Generator) -> Look:
     albedo[HEAD_LIGHT] = rng.uniform(0.6, 0.95) * np.array([1.0, 1.0, rng.uniform(0.85, 1.0)])
     albedo[PLATE] = rng.uniform(0.7, 0.95) * np.array([1.0, 1.0, rng.uniform(0.8, 1.0)])
     albedo[TRIM] = rng.uniform(0.03, 0.2) if rng.uniform() < 0.8 else albedo[PAINT]
+    albedo[RIM] = rng.uniform(0.35, 0.8) if rng.uniform() < 0.7 else rng.uniform(0.05, 0.2)
     reflectance = np.array([rng.uniform(0.02, 0.12), rng.uniform(0.15, 0.5), 0.01,
-                            0.1, 0.3, 0.02, 0.03])
+                            0.1, 0.3, 0.02, 0.03, 0.1])
     return Look(light, light_colour, rng.uniform(0.25, 0.55) * sky / sky.mean(), sky, ground,
                 albedo, reflectance, float(rng.uniform(0.0, 0.8)),
                 float(rng.uniform(8.0, 60.0)))

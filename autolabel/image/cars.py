@@ -7,9 +7,9 @@ gives the object-frame point (its NOCS coordinates are ``point / size + 1/2``, t
 convention), the normal and the triangle.
 
 Materials are decided per hit from where it lies on the car (the meshes carry no such parts):
-glass above the window line, dark tyres, red tail lights and pale headlights at the corners of
-the rear and front faces, number plates, a dark grille and dark lower trim. They carry the
-cues that tell a car's front from its back.
+glass above the window line, dark tyres with lighter rims, red tail lights and pale headlights
+at the corners of the rear and front faces, number plates, a dark grille and dark lower trim.
+They carry the cues that tell a car's front from its back.
 
 Shape codes: a car whose tight box matches a training shape of the shape prior (the shipped
 prior was trained on train seeds 0..255 in order) gets that shape's latent code, any other
@@ -26,12 +26,18 @@ import numpy as np
 import trimesh
 
 from autolabel.extras import require_open3d
-from shape_priors.meshes import WHEEL_COLOUR, CarParams, build_car_mesh, sample_car_params
+from shape_priors.meshes import (
+    WHEEL_COLOUR,
+    CarParams,
+    axles_x,
+    build_car_mesh,
+    sample_car_params,
+)
 
 o3d = require_open3d("image-model training data")
 
-PAINT, GLASS, TYRE, TAIL_LIGHT, HEAD_LIGHT, PLATE, TRIM = range(7)
-MATERIALS = ("paint", "glass", "tyre", "tail light", "head light", "plate", "trim")
+PAINT, GLASS, TYRE, TAIL_LIGHT, HEAD_LIGHT, PLATE, TRIM, RIM = range(8)
+MATERIALS = ("paint", "glass", "tyre", "tail light", "head light", "plate", "trim", "rim")
 _SIZE_MATCH = 1e-4  # metres; a prior's training box equal to a car's within this is that car
 
 
@@ -152,7 +158,7 @@ def shadowed(car: PoolCar, rotation: np.ndarray, center: np.ndarray, points: np.
 
 
 def materials(car: PoolCar, hits: Hits) -> np.ndarray:
-    """(N,) int8 material of each hit (``PAINT`` ... ``TRIM``; anything on a miss)."""
+    """(N,) int8 material of each hit (``PAINT`` ... ``RIM``; anything on a miss)."""
     p = car.params
     x, y, z = hits.point.T
     above_ground = z + p.height / 2
@@ -170,7 +176,11 @@ def materials(car: PoolCar, hits: Hits) -> np.ndarray:
     material[(front | rear) & plate_band & (side < 0.26)] = PLATE
     glass = (above_ground > p.window_line + 0.03) & (np.abs(hits.normal[:, 2]) < 0.85)
     material[glass] = GLASS
-    material[car.tyre[np.clip(hits.face, 0, len(car.tyre) - 1)] & hits.hit] = TYRE
+    tyre = car.tyre[np.clip(hits.face, 0, len(car.tyre) - 1)] & hits.hit
+    material[tyre] = TYRE
+    wheel_height = z + p.height / 2 - p.wheel_radius
+    hub = np.min([np.hypot(x - axle, wheel_height) for axle in axles_x(p)], axis=0)
+    material[tyre & (hub < 0.62 * p.wheel_radius) & (np.abs(hits.normal[:, 1]) > 0.7)] = RIM
     return material
 
 
