@@ -16,7 +16,7 @@ from cli.common import load_torch, user_errors
 # them equal), spelled out so that arguments are checked before torch loads.
 DEFAULT_CARS = 256
 DEFAULT_SIZE = 64
-DEFAULT_STEPS = 12_000
+DEFAULT_STEPS = 4_000
 DEFAULT_BATCH = 64
 DEFAULT_LR = 2e-3
 SHEET_CROPS = 36
@@ -36,7 +36,7 @@ class Split(str, enum.Enum):
 def generate_command(
     out: Path = typer.Option(..., "--out", help="Folder for the crop shards and dataset.json "
                              "(created if missing; a run with the same options resumes)."),
-    count: int = typer.Option(50_000, "--count", min=1, help="How many crops to make."),
+    count: int = typer.Option(40_000, "--count", min=1, help="How many crops to make."),
     split: Split = typer.Option(Split.train, "--split", help="Seed range of the cars: train "
                                 "for training data, heldout for validation crops only."),
     cars: int = typer.Option(DEFAULT_CARS, "--cars", min=1, help="Cars in the pool: the "

@@ -51,10 +51,10 @@ class ImageTrainConfig:
         seed: seed of the initial weights and of every batch.
     """
 
-    steps: int = 12_000
+    steps: int = 4_000
     batch: int = 64
     lr: float = 2e-3
-    warmup: int = 300
+    warmup: int = 200
     weight_decay: float = 1e-4
     mask_weight: float = 1.0
     nocs_weight: float = 3.0
