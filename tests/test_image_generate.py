@@ -120,3 +120,10 @@ def test_same_generator_state_gives_the_same_crop_with_the_priors_code(pool):
     second = generate_crop(np.random.default_rng(7), pool)
     assert np.array_equal(first.image, second.image) and np.array_equal(first.mask, second.mask)
     np.testing.assert_array_equal(first.latent, {0: [np.nan], 1: [2.0]}[first.seed])
+
+
+def test_road_aligned_cars_head_along_the_road(pool):
+    rng = np.random.default_rng(4)
+    config = CropConfig(road_aligned=1.0, road_spread=0.0, tilt=0.0)
+    yaws = [generate_crop(rng, pool, config).yaw for _ in range(4)]
+    np.testing.assert_allclose(np.abs(yaws), math.pi / 2, atol=1e-9)

@@ -16,6 +16,7 @@ from autolabel.image.train import (
     ImageTrainConfig,
     batch_tensors,
     export_image_model,
+    jitter_colours,
     load_image_model,
     losses,
     mirror,
@@ -67,6 +68,15 @@ def test_mirroring_twice_is_the_identity_and_flips_nocs_y_on_the_mask(crops):
     torch.testing.assert_close(once["nocs"][0][..., 1][mask],
                                1.0 - batch["nocs"][0].flip(1)[..., 1][mask])
     assert torch.equal(once["image"][1], batch["image"][1])
+
+
+def test_colour_jitter_stays_in_range_keeps_black_black_and_follows_the_generator():
+    images = torch.rand(6, 3, 16, 16)
+    images[:, :, :4] = 0.0  # outside the image
+    first = jitter_colours(images, torch.Generator().manual_seed(5))
+    again = jitter_colours(images, torch.Generator().manual_seed(5))
+    assert torch.equal(first, again) and first.min() >= 0 and first.max() <= 1
+    assert (first[:, :, :4] == 0).all() and not torch.equal(first, images)
 
 
 def test_an_interrupted_and_resumed_run_ends_where_an_uninterrupted_one_does(

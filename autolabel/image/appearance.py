@@ -2,10 +2,11 @@
 
 Shading is a cheap physically-minded mix evaluated per hit in the camera frame (y down):
 albedo times (ambient + light colour x Lambert), a Blinn-Phong highlight, and a mirror
-reflection of a two-colour environment (sky above the horizon, ground below) weighted by
-Schlick's Fresnel term, so that glass reads dark with bright reflections and paint shows the
-sky on its upper faces. Everything that is not geometry is drawn per crop: light direction and
-colour, paint colour and gloss, glass tint, how dark the tyres and trim are.
+reflection of a random environment map (sky above a band of trees or buildings, the ground
+below) weighted by Schlick's Fresnel term, so that glass reads dark with bright reflections
+and paint mirrors the street at grazing angles. Everything that is not geometry is drawn per
+crop: light direction and colour, the environment, paint colour and gloss, glass tint, how
+dark the tyres and trim are.
 """
 
 from __future__ import annotations
@@ -42,7 +43,9 @@ class Look:
     Attributes:
         light: (3,) unit direction towards the sun, camera frame.
         light_colour, ambient: (3,) the sun's and the sky's illumination.
-        sky, ground: (3,) the environment seen in reflections above and below the horizon.
+        sky: (3,) the sky's colour.
+        environment: (E, 2E, 3) what reflections show: rows from straight up to straight down,
+            columns the azimuth around the camera's y axis.
         albedo: (M, 3) base colour of each material (``cars.MATERIALS``).
         reflectance: (M,) Fresnel reflectance at normal incidence of each material.
         gloss: strength of the highlight; shininess: its Blinn-Phong exponent.
@@ -52,7 +55,7 @@ class Look:
     light_colour: np.ndarray
     ambient: np.ndarray
     sky: np.ndarray
-    ground: np.ndarray
+    environment: np.ndarray
     albedo: np.ndarray
     reflectance: np.ndarray
     gloss: float
@@ -67,7 +70,6 @@ def draw_look(rng: np.random.Generator) -> Look:
     warmth = rng.uniform(-0.15, 0.15)
     light_colour = rng.uniform(0.6, 1.3) * np.array([1 + warmth, 1.0, 1 - warmth])
     sky = np.clip(rng.normal([0.6, 0.7, 0.85], 0.12), 0.05, 1.0)
-    ground = np.clip(rng.uniform(0.15, 0.45) + rng.normal(0, 0.04, 3), 0.0, 1.0)
     paint = np.array(_PAINTS[int(rng.integers(len(_PAINTS)))])
     if rng.uniform() < 0.2:
         paint = rng.uniform(0.0, 1.0, 3)
@@ -80,10 +82,10 @@ def draw_look(rng: np.random.Generator) -> Look:
     albedo[PLATE] = rng.uniform(0.7, 0.95) * np.array([1.0, 1.0, rng.uniform(0.8, 1.0)])
     albedo[TRIM] = rng.uniform(0.03, 0.2) if rng.uniform() < 0.8 else albedo[PAINT]
     albedo[RIM] = rng.uniform(0.35, 0.8) if rng.uniform() < 0.7 else rng.uniform(0.05, 0.2)
-    reflectance = np.array([rng.uniform(0.02, 0.12), rng.uniform(0.15, 0.5), 0.01,
+    reflectance = np.array([rng.uniform(0.02, 0.2), rng.uniform(0.15, 0.5), 0.01,
                             0.1, 0.3, 0.02, 0.03, 0.1])
-    return Look(light, light_colour, rng.uniform(0.25, 0.55) * sky / sky.mean(), sky, ground,
-                albedo, reflectance, float(rng.uniform(0.0, 0.8)),
+    return Look(light, light_colour, rng.uniform(0.25, 0.55) * sky / sky.mean(), sky,
+                _environment(rng, sky), albedo, reflectance, float(rng.uniform(0.0, 0.8)),
                 float(rng.uniform(8.0, 60.0)))
 
 
@@ -110,10 +112,54 @@ def shade(material: np.ndarray, normal: np.ndarray, direction: np.ndarray, look:
     base = look.reflectance[material]
     fresnel = base + (1.0 - base) * (1.0 - cosine) ** 5
     mirrored = direction - 2.0 * np.sum(direction * normal, axis=1, keepdims=True) * normal
-    upward = np.clip(0.5 - 3.0 * mirrored[:, 1], 0.0, 1.0)[:, None]  # y points down
-    environment = upward * look.sky + (1.0 - upward) * look.ground
+    rows, columns = look.environment.shape[:2]
+    row = np.arccos(np.clip(-mirrored[:, 1], -1.0, 1.0)) / math.pi * (rows - 1)  # y is down
+    column = (np.arctan2(mirrored[:, 0], mirrored[:, 2]) + math.pi) / (2 * math.pi) * columns
+    environment = look.environment[row.round().astype(int),
+                                   column.astype(int) % columns]
     colour = (1.0 - fresnel[:, None]) * colour + fresnel[:, None] * environment
     return 255.0 * colour
+
+
+def _environment(rng: np.random.Generator, sky: np.ndarray, rows: int = 16) -> np.ndarray:
+    """(rows, 2 rows, 3) environment map in [0, 1]: the sky down to a horizon band of random
+    texture (trees, buildings) of random height, grey ground below the horizon."""
+    elevation = np.linspace(0.0, 1.0, rows)[:, None, None]  # 0 straight up, 1 straight down
+    band = texture(rng, 2 * rows)[:rows] / 255.0
+    skyline = 0.5 - rng.uniform(0.05, 0.3) * fractal_noise(rng, 2 * rows, octaves=3)[:1]
+    ground = np.clip(rng.uniform(0.15, 0.45) + rng.normal(0, 0.04, 3), 0.0, 1.0)
+    above = (elevation[..., 0] < skyline)[..., None]
+    return np.where(above, sky, np.where(elevation < 0.5, band, ground))
+
+
+def fractal_noise(rng: np.random.Generator, size: int, octaves: int = 5) -> np.ndarray:
+    """(size, size) values in [0, 1]: random grids of 2, 4, 8 ... cells, upsampled and summed
+    with halving weights, then stretched to the full range."""
+    total = np.zeros((size, size))
+    for octave in range(octaves):
+        cells = 2 ** (octave + 1)
+        grid = rng.uniform(0.0, 1.0, (cells, cells)).astype(np.float32)
+        total += 0.5 ** octave * np.asarray(
+            Image.fromarray(grid).resize((size, size), Image.Resampling.BICUBIC))
+    low, high = total.min(), total.max()
+    return (total - low) / max(high - low, 1e-9)
+
+
+def texture(rng: np.random.Generator, size: int) -> np.ndarray:
+    """(size, size, 3) float RGB in [0, 255]: fractal noise through a palette of three random
+    colours (muted most of the time), with stripes in a random direction a third of the time."""
+    value = fractal_noise(rng, size, octaves=int(rng.integers(2, 7)))
+    if rng.uniform() < 1 / 3:
+        rows, cols = np.mgrid[0:size, 0:size]
+        angle, period = rng.uniform(0, math.pi), rng.uniform(3.0, size / 2)
+        phase = (cols * math.cos(angle) + rows * math.sin(angle)) / period
+        value = 0.5 * value + 0.5 * (np.sin(2 * math.pi * phase) > 0)
+    palette = rng.uniform(0.0, 255.0, (3, 3))
+    if rng.uniform() < 0.6:  # muted: foliage, walls, asphalt, sky rather than any colour
+        grey = palette.mean(axis=1, keepdims=True)
+        palette = grey + 0.3 * (palette - grey)
+    weights = np.stack([(1 - value) ** 2, 2 * value * (1 - value), value ** 2], axis=-1)
+    return weights @ palette
 
 
 @dataclasses.dataclass(frozen=True)

@@ -3,7 +3,7 @@
 * **Road**: per camera ray, the asphalt ground of the synthetic scenes (lane markings, kerb,
   pavement; ``synth.camera.ground_colour``), a backdrop of trees or buildings (a vertical
   plane beyond the car with a random skyline and texture) and a sky gradient.
-* **Texture**: fractal noise through a random colour palette, sometimes striped.
+* **Texture**: a random texture (:func:`autolabel.image.appearance.texture`).
 * **Images**: random patches of a folder of the user's own unlabelled pictures
   (``autolabel image-model generate --backgrounds DIR``); never an evaluation set.
 """
@@ -18,42 +18,12 @@ from PIL import Image
 from scipy.ndimage import map_coordinates
 
 from autolabel.errors import InputError
-from autolabel.image.appearance import Look
+from autolabel.image.appearance import Look, texture
 from autolabel.io.files import IMAGE_SUFFIXES
 from autolabel.synth.camera import ground_colour
 
 _BACKDROP_TEXELS = 96  # side of the backdrop's texture, tiled; one texel per 0.25 m
 _MAX_SIDE = 640  # user images are shrunk to this longer side when loaded
-
-
-def fractal_noise(rng: np.random.Generator, size: int, octaves: int = 5) -> np.ndarray:
-    """(size, size) values in [0, 1]: random grids of 2, 4, 8 ... cells, upsampled and summed
-    with halving weights, then stretched to the full range."""
-    total = np.zeros((size, size))
-    for octave in range(octaves):
-        cells = 2 ** (octave + 1)
-        grid = rng.uniform(0.0, 1.0, (cells, cells)).astype(np.float32)
-        total += 0.5 ** octave * np.asarray(
-            Image.fromarray(grid).resize((size, size), Image.Resampling.BICUBIC))
-    low, high = total.min(), total.max()
-    return (total - low) / max(high - low, 1e-9)
-
-
-def texture(rng: np.random.Generator, size: int) -> np.ndarray:
-    """(size, size, 3) float RGB in [0, 255]: fractal noise through a palette of three random
-    colours (muted most of the time), with stripes in a random direction a third of the time."""
-    value = fractal_noise(rng, size, octaves=int(rng.integers(2, 7)))
-    if rng.uniform() < 1 / 3:
-        rows, cols = np.mgrid[0:size, 0:size]
-        angle, period = rng.uniform(0, math.pi), rng.uniform(3.0, size / 2)
-        phase = (cols * math.cos(angle) + rows * math.sin(angle)) / period
-        value = 0.5 * value + 0.5 * (np.sin(2 * math.pi * phase) > 0)
-    palette = rng.uniform(0.0, 255.0, (3, 3))
-    if rng.uniform() < 0.6:  # muted: foliage, walls, asphalt, sky rather than any colour
-        grey = palette.mean(axis=1, keepdims=True)
-        palette = grey + 0.3 * (palette - grey)
-    weights = np.stack([(1 - value) ** 2, 2 * value * (1 - value), value ** 2], axis=-1)
-    return weights @ palette
 
 
 def road(origin: np.ndarray, directions: np.ndarray, ground_y: float, backdrop_z: float,

@@ -3,9 +3,11 @@
 The car stands on the ground of KITTI's camera rig (:mod:`autolabel.synth.rig`): its centre
 depth is log-uniform over ``distance`` (so image heights spread evenly in scale, from about
 270 px down to about 15 px), its lateral position anywhere in the field of view or a little
-beyond (cars cut by the image border), and its observation angle uniform over the circle; with
-the camera's height the distance then decides how much of the car's top is seen, as on a road.
-A small random tilt stands for slopes and camera pitch.
+beyond (cars cut by the image border). Its observation angle is uniform over the circle, or,
+for a share ``road_aligned`` of the cars, it heads along the road (towards or away from the
+camera, as most cars on a road do), so that the front and rear views a road shows most are
+seen more often; with the camera's height the distance then decides how much of the car's top
+is seen, as on a road. A small random tilt stands for slopes and camera pitch.
 
 Layers, back to front: a background (a road scene, a random texture or a patch of the user's
 images), other cars behind, the car, maybe a car in front, maybe flat occluders (poles, walls,
@@ -40,6 +42,10 @@ from autolabel.synth.annotate import truncation
 from autolabel.synth.rig import IMAGE_HEIGHT, IMAGE_WIDTH, ground_y, kitti_calib
 
 BACKGROUNDS = ("road", "texture", "images")
+# Bumped whenever the same seed and settings draw different crops (a crop folder records it,
+# so that a resumed generation never mixes crops of two versions). 2: environment
+# reflections, road-aligned headings.
+GENERATOR_VERSION = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +60,8 @@ class CropConfig:
         max_truncation: largest share of the car's image box outside the image.
         min_height: pixels; smallest height of the car's image box inside the image.
         min_visible: smallest share of the car's in-image pixels left visible by occluders.
+        road_aligned: share of cars heading along the road (yaw +-pi/2 with a normal spread
+            of ``road_spread`` radians) rather than at a uniform observation angle.
         tilt: standard deviation of the car's pitch and roll, radians.
         box_jitter: (pixels, fraction of the box's longer side): standard deviation of each
             box edge's error is ``pixels + fraction * side``.
@@ -76,6 +84,8 @@ class CropConfig:
     max_truncation: float = 0.6
     min_height: float = 12.0
     min_visible: float = 0.2
+    road_aligned: float = 0.5
+    road_spread: float = 0.15
     tilt: float = 0.02
     box_jitter: tuple[float, float] = (1.0, 0.03)
     visible_box: float = 0.25
@@ -256,8 +266,10 @@ def _place_target(rng: np.random.Generator, pool: list[PoolCar], config: CropCon
     left = -cx / fx * depth - config.beyond_view
     right = (camera.width - cx) / fx * depth + config.beyond_view
     x = rng.uniform(left, right)
-    alpha = rng.uniform(-math.pi, math.pi)
-    yaw = alpha + math.atan2(x, depth)
+    if rng.uniform() < config.road_aligned:
+        yaw = rng.choice([-math.pi / 2, math.pi / 2]) + rng.normal(0.0, config.road_spread)
+    else:
+        yaw = rng.uniform(-math.pi, math.pi) + math.atan2(x, depth)
     tilt = _tilt(rng.normal(0.0, config.tilt, 2))
     rotation = tilt @ yaw_to_rotation(torch.tensor(yaw, dtype=torch.float64)).numpy()
     placed = Placed(car, rotation, np.array([x, camera.ground_y - car.size[2] / 2, depth]))

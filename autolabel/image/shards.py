@@ -2,7 +2,8 @@
 
 Crop ``i`` of a data set with seed ``S`` draws every random choice from
 ``numpy.random.SeedSequence([S, i])``, so a crop depends only on ``(S, i)``, the split's car
-pool and the settings, and an interrupted generation resumes with the first missing shard.
+pool, the settings and the generator's version (all recorded in ``dataset.json``), and an
+interrupted generation resumes with the first missing shard.
 The ``train`` split draws its cars from the first ``cars`` training seeds (the shipped prior's
 training shapes are train seeds 0..255, so their crops carry shape codes), the ``heldout`` split
 from the held-out seeds; held-out crops serve validation only.
@@ -22,7 +23,13 @@ from pathlib import Path
 import numpy as np
 
 from autolabel.errors import InputError
-from autolabel.image.generate import Crop, CropConfig, generate_crop, kitti_camera
+from autolabel.image.generate import (
+    GENERATOR_VERSION,
+    Crop,
+    CropConfig,
+    generate_crop,
+    kitti_camera,
+)
 from autolabel.io.atomic import atomic_path, write_text_atomic
 
 DATASET_FORMAT = "autolabel-image-crops"
@@ -73,11 +80,12 @@ def write_dataset(folder: Path, spec: DatasetSpec, pool: list, images: list[np.n
     """
     folder.mkdir(parents=True, exist_ok=True)
     description = folder / "dataset.json"
-    record = {"format": DATASET_FORMAT, "version": DATASET_VERSION, "spec": spec.to_json()}
+    record = {"format": DATASET_FORMAT, "version": DATASET_VERSION,
+              "generator": GENERATOR_VERSION, "spec": spec.to_json()}
     if description.exists():
         if json.loads(description.read_text()) != record:
-            raise InputError(description, "the folder holds crops of other settings; choose "
-                             "another --out or delete it")
+            raise InputError(description, "the folder holds crops of other settings or of "
+                             "another generator version; choose another --out or delete it")
     else:
         write_text_atomic(description, json.dumps(record, indent=1) + "\n")
     camera = kitti_camera()

@@ -4,7 +4,9 @@ Loss per batch: binary cross-entropy of the mask logits against the visible mask
 NOCS map on the true mask's pixels, cross-entropy of the viewpoint bins and smooth L1 of the
 true bin's residual, weighted by :class:`ImageTrainConfig`. Half of each batch's crops are
 mirrored left to right (the mask and NOCS map flip, NOCS y becomes ``1 - y`` and alpha
-``pi - alpha``), which doubles the views seen. Adam with decoupled weight decay; the learning
+``pi - alpha``), which doubles the views seen, and every crop's colours are jittered afresh
+at each visit (brightness, contrast, saturation, noise), so that the network cannot learn the
+fixed colours of a cached crop. Adam with decoupled weight decay; the learning
 rate warms up linearly, then follows a cosine to a twentieth of its peak.
 
 Every random choice of step ``k`` (which crops, which are mirrored) comes from a generator
@@ -46,6 +48,7 @@ class ImageTrainConfig:
         weight_decay: AdamW's decoupled weight decay.
         mask_weight, nocs_weight, bin_weight, residual_weight: loss weights.
         mirror: mirror half of each batch left to right.
+        colour_jitter: jitter the colours of every crop of a batch (:func:`jitter_colours`).
         checkpoint_every, validate_every: steps between checkpoints and between validations
             (and loss records).
         seed: seed of the initial weights and of every batch.
@@ -61,6 +64,7 @@ class ImageTrainConfig:
     bin_weight: float = 1.0
     residual_weight: float = 1.0
     mirror: bool = True
+    colour_jitter: bool = True
     checkpoint_every: int = 500
     validate_every: int = 250
     seed: int = 0
@@ -117,6 +121,31 @@ def mirror(batch: dict[str, Tensor], which: Tensor) -> dict[str, Tensor]:
     flipped["alpha"] = mirrored_angle(batch["alpha"])
     return {name: torch.where(which.view(-1, *[1] * (value.dim() - 1)), flipped[name], value)
             for name, value in batch.items()}
+
+
+def jitter_colours(images: Tensor, generator: torch.Generator) -> Tensor:
+    """Per crop: brightness and contrast times U(0.7, 1.3), saturation times U(0.4, 1.4) (one
+    crop in ten grey), then Gaussian noise of standard deviation U(0, 0.03). Black pixels
+    (outside the image, in a crop at its border) stay black, as in real crops.
+
+    Args:
+        images: (B, 3, S, S) in [0, 1].
+    Returns:
+        (B, 3, S, S) in [0, 1].
+    """
+    count = images.shape[0]
+    outside = (images == 0).all(dim=1, keepdim=True)
+
+    def uniform(low: float, high: float) -> Tensor:
+        return low + (high - low) * torch.rand(count, 1, 1, 1, generator=generator)
+
+    grey = images.mean(dim=1, keepdim=True)
+    saturation = uniform(0.4, 1.4) * (torch.rand(count, 1, 1, 1, generator=generator) > 0.1)
+    images = grey + saturation * (images - grey)
+    mean = images.mean(dim=(1, 2, 3), keepdim=True)
+    images = (mean + uniform(0.7, 1.3) * (images - mean)) * uniform(0.7, 1.3)
+    noise = torch.randn(images.shape, generator=generator) * uniform(0.0, 0.03)
+    return torch.where(outside, 0.0, (images + noise).clamp(0.0, 1.0))
 
 
 def losses(prediction: ImagePrediction, batch: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -197,7 +226,10 @@ def train_image_model(data: dict[str, np.ndarray], config: ImageTrainConfig = Im
                 batch = mirror(batch, torch.rand(config.batch, generator=generator) < 0.5)
             for group in optimiser.param_groups:
                 group["lr"] = learning_rate(step, config)
-            terms = losses(model(to_input(batch["image"])), batch)
+            images = to_input(batch["image"])
+            if config.colour_jitter:
+                images = jitter_colours(images, generator)
+            terms = losses(model(images), batch)
             loss = total_loss(terms, config)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
