@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import demo, fit, prior, synth
+from cli import demo, fit, image_model, prior, synth
 from cli import eval as eval_cli
 from cli.common import set_threads
 
@@ -31,6 +31,7 @@ app.command("fit")(fit.fit_command)
 app.command("synth")(synth.synth_command)
 app.command("eval")(eval_cli.eval_command)
 app.add_typer(prior.app, name="prior")
+app.add_typer(image_model.app, name="image-model")
 app.command("demo")(demo.demo_command)
 
 if __name__ == "__main__":

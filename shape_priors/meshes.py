@@ -545,7 +545,9 @@ def _cylinder_y(radius: float, width: float, x: float, y: float, z: float,
     return cylinder.transform(np.hstack([_SIDE_AXES, np.array([[x], [y], [z]])]))
 
 
-def _axles_x(p: CarParams) -> tuple[float, float]:
+def axles_x(p: CarParams) -> tuple[float, float]:
+    """Object-frame x of the front and the rear axle, metres (wheel centres sit
+    ``wheel_radius`` above the ground)."""
     front_axle = p.length / 2.0 - p.front_overhang
     return front_axle, front_axle - p.wheelbase
 
@@ -557,13 +559,13 @@ def _wheel_arches(p: CarParams) -> manifold3d.Manifold:
     recesses = [
         _cylinder_y(p.wheel_radius + p.arch_gap, depth + 0.2, x, side * (outer - depth / 2.0
                     + 0.1), p.wheel_radius, 2 * _WHEEL_SEGMENTS)
-        for x in _axles_x(p) for side in (-1.0, 1.0)]
+        for x in axles_x(p) for side in (-1.0, 1.0)]
     return manifold3d.Manifold.batch_boolean(recesses, manifold3d.OpType.Add)
 
 
 def _wheels(p: CarParams) -> manifold3d.Manifold:
     wheels = [_cylinder_y(p.wheel_radius, p.wheel_width, x, side * p.track / 2.0, p.wheel_radius)
-              for x in _axles_x(p) for side in (-1.0, 1.0)]
+              for x in axles_x(p) for side in (-1.0, 1.0)]
     return manifold3d.Manifold.batch_boolean(wheels, manifold3d.OpType.Add)
 
 

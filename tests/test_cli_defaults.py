@@ -39,3 +39,20 @@ def test_default_batch_is_small_on_a_cpu_large_on_a_gpu_and_a_given_one_is_kept(
     assert with_batch_default(job, gpu=True).batch_objects == GPU_BATCH_OBJECTS
     given = dataclasses.replace(job, batch_objects=5)
     assert with_batch_default(given, gpu=True).batch_objects == 5
+
+
+def test_image_model_defaults_are_the_librarys():
+    from autolabel.image.generate import CropConfig
+    from autolabel.image.network import ImageModelConfig
+    from autolabel.image.shards import DatasetSpec
+    from autolabel.image.train import ImageTrainConfig
+    from autolabel.render import RenderSettings
+    from cli import image_model as image_cli
+
+    train = ImageTrainConfig()
+    assert image_cli.DEFAULT_CARS == DatasetSpec(count=1).cars
+    assert image_cli.DEFAULT_SIZE == CropConfig().size == ImageModelConfig().size
+    assert (image_cli.DEFAULT_STEPS, image_cli.DEFAULT_BATCH, image_cli.DEFAULT_LR) == (
+        train.steps, train.batch, train.lr)
+    # The crop is the fitter's render window, so predictions line up with its renders.
+    assert CropConfig().margin == RenderSettings().window_margin

@@ -146,7 +146,7 @@ def _albedo(scene: Scene, hits: dict[str, np.ndarray], points: np.ndarray,
     """(N, 3) surface colour of each ray's hit (anything for misses)."""
     albedo = np.zeros((len(points), 3))
     ground = hits["car"] == GROUND
-    albedo[ground] = _ground_colour(points[ground], rng)
+    albedo[ground] = ground_colour(points[ground], rng)
     for index, car in enumerate(scene.cars):
         on_car = hits["car"] == index
         albedo[on_car] = _face_colours(car)[hits["face"][on_car]]
@@ -166,8 +166,9 @@ def _face_colours(car: PlacedCar) -> np.ndarray:
     return colours
 
 
-def _ground_colour(points: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """(N, 3) asphalt with lane markings, pavement beyond the kerb, world-fixed texture."""
+def ground_colour(points: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """(N, 3) RGB in [0, 255] of camera-frame ground points (N, 3): asphalt with lane markings,
+    pavement beyond the kerb, a world-fixed texture (also the image model's road backgrounds)."""
     x, z = points[:, 0], points[:, 2]
     texture = rng.normal(0.0, 1.0, (64, 64))  # one value per 0.75 m cell, tiled
     grain = map_coordinates(texture, [x / 0.75, z / 0.75], order=1, mode="grid-wrap")
