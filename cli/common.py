@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import enum
 import sys
 from collections.abc import Iterator
 
@@ -14,6 +15,12 @@ from autolabel.extras import MissingExtra
 EXIT_BAD_INPUT = 2
 _THREADS = {"count": 1}
 
+
+class Split(str, enum.Enum):
+    """The two disjoint seed ranges of the procedural cars."""
+
+    train = "train"
+    heldout = "heldout"
 
 def set_threads(count: int) -> None:
     """The torch CPU threads to use once torch loads (0: torch's default); applied now if

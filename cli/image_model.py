@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 import json
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import typer
 from rich.progress import Progress, track
 
 from autolabel.errors import InputError
-from cli.common import load_torch, user_errors
+from cli.common import Split, load_torch, user_errors
 
 # Defaults of autolabel.image's DatasetSpec, CropConfig and ImageTrainConfig (a test keeps
 # them equal), spelled out so that arguments are checked before torch loads.
@@ -23,13 +22,6 @@ SHEET_CROPS = 36
 
 app = typer.Typer(help="Make training crops and train the image model (mask, NOCS and "
                   "viewpoint from a detection crop).", no_args_is_help=True)
-
-
-class Split(str, enum.Enum):
-    """The two disjoint seed ranges of the procedural cars."""
-
-    train = "train"
-    heldout = "heldout"
 
 
 @app.command("generate")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import enum
 import json
 from pathlib import Path
 
@@ -12,7 +11,7 @@ from rich.progress import track
 
 from autolabel.errors import InputError
 from autolabel.extras import require_open3d
-from cli.common import load_torch, user_errors
+from cli.common import Split, load_torch, user_errors
 
 # The defaults of shape_priors.train.PriorTrainConfig and shape_priors.sdf_samples.SdfSampling
 # (a test keeps them equal), spelled out so that arguments are checked before torch loads.
@@ -23,13 +22,6 @@ DEFAULT_LAYERS = 4
 DEFAULT_SAMPLES = 60_000
 
 app = typer.Typer(help="Build, train and inspect the shape prior.", no_args_is_help=True)
-
-
-class Split(str, enum.Enum):
-    """The two disjoint seed ranges of the procedural cars."""
-
-    train = "train"
-    heldout = "heldout"
 
 
 @app.command("meshes")
