@@ -142,6 +142,13 @@ def test_velo_to_rect_applies_r0_rect_after_tr_velo_to_cam():
     np.testing.assert_allclose(calib.velo_to_rect(points), expected, rtol=1e-12, atol=1e-12)
 
 
+def test_lidar_origin_is_the_rectified_translation_or_the_camera_without_a_transform():
+    r0 = np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    tr = np.c_[np.eye(3), [0.3, -0.1, -0.27]]
+    np.testing.assert_allclose(Calib(np.eye(3, 4), r0, tr).lidar_origin(), [0.1, 0.3, -0.27])
+    assert Calib(np.eye(3, 4)).lidar_origin().tolist() == [0.0, 0.0, 0.0]
+
+
 @needs_kitti
 def test_rect_to_velo_inverts_velo_to_rect_on_a_real_scan():
     calib = read_calib(KITTI / "calib" / "000008.txt")
