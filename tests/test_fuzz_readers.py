@@ -412,28 +412,20 @@ def test_random_text_is_read_or_refused_with_one_line(folder, name, text):
     read_or_refuse(reader_for(name), folder, text.encode("utf-8", "surrogatepass"))
 
 
-@pytest.mark.parametrize("name", READERS)
+# Each reader's valid file, damaged as bytes; the text and JSON readers' also token by token
+# and value by value.
+MUTATIONS = ([(name, mutated_bytes) for name in READERS]
+             + [(name, mutated_text) for name in TEXT_READERS]
+             + [(name, mutated_json) for name in JSON_READERS])
+
+
+@pytest.mark.parametrize(("name", "mutate"), MUTATIONS,
+                         ids=[f"{name}-{mutate.__name__}" for name, mutate in MUTATIONS])
 @FUZZ
 @given(data=st.data())
-def test_damaged_valid_files_are_read_or_refused_with_one_line(folder, name, data):
+def test_damaged_valid_files_are_read_or_refused_with_one_line(folder, name, mutate, data):
     reader = reader_for(name)
-    read_or_refuse(reader, folder, data.draw(mutated_bytes(reader.valid(folder))))
-
-
-@pytest.mark.parametrize("name", TEXT_READERS)
-@FUZZ
-@given(data=st.data())
-def test_valid_text_files_with_bad_tokens_are_read_or_refused(folder, name, data):
-    reader = reader_for(name)
-    read_or_refuse(reader, folder, data.draw(mutated_text(reader.valid(folder))))
-
-
-@pytest.mark.parametrize("name", JSON_READERS)
-@FUZZ
-@given(data=st.data())
-def test_valid_json_with_wrong_values_anywhere_is_read_or_refused(folder, name, data):
-    reader = reader_for(name)
-    read_or_refuse(reader, folder, data.draw(mutated_json(reader.valid(folder))))
+    read_or_refuse(reader, folder, data.draw(mutate(reader.valid(folder))))
 
 
 # --- what the fuzzing found ----------------------------------------------------------
