@@ -315,13 +315,19 @@ def _free_space_rays(points: np.ndarray, origin: np.ndarray, objects: Sequence[_
     if band is None:
         return None
     keep = np.ones((len(objects), len(points)), dtype=bool)
+    done: dict[tuple[int, float], int] = {}  # a detection's hypotheses share place and ground
     for row, obj in enumerate(objects):
         plane = obj.initial.ground or obj.plane
         if plane is None:
             continue
         reach = float(np.hypot(*(obj.initial.center - origin)[[0, 2]]))
+        key = (id(plane), reach)
+        if key in done:
+            keep[row] = keep[done[key]]
+            continue
         height = ray_heights(points, origin, plane, reach)
         keep[row] = (height > band[0]) & (height < band[1])
+        done[key] = row
     return keep
 
 
