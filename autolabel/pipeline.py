@@ -78,7 +78,7 @@ class PipelineConfig:
             object's initial position between these heights (metres) above its ground enter
             the free-space loss (:func:`autolabel.lidar.ground.ray_heights`): rays through
             car windows or over the bonnet, or grazing the road near the wheels, pulled roofs
-            down (by a median 2 cm on kitti_dev, and cars 0.3 m too low where far returns
+            down (by a median 2 cm on kitti_dev, and a car 0.37 m too short where far returns
             through the windows fell inside the band by their own height). None: every return.
         max_fit_objects: hypotheses optimised at once; a chunk of frames with more is fitted
             in several pieces (each detection's hypotheses together), which bounds memory:
