@@ -25,9 +25,11 @@ from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from autolabel.fit import FitConfig, FitOutput, ObjectBatch, fit
 from autolabel.geometry import project_points, rotation_to_yaw
+from autolabel.image.evidence import ImageEvidenceConfig, read_frame, viewpoint_cost
 from autolabel.init import (
     GroundPlane,
     Hypothesis,
@@ -84,6 +86,7 @@ class PipelineConfig:
             in several pieces (each detection's hypotheses together), which bounds memory:
             about 1.9 GB peak for the whole process at 128 on CPU, 1 GB at 32
             (benchmarks/results/memory.json).
+        image: which predictions of the image model the fit uses (needs the frame's image).
         device: 'auto' (CUDA when present), 'cpu' or 'cuda'.
         seed: seeds subsampling and surfel extraction.
     """
@@ -96,6 +99,7 @@ class PipelineConfig:
     max_points: int = 400
     free_space_band: tuple[float, float] | None = (0.3, 0.9)
     max_fit_objects: int = 128
+    image: ImageEvidenceConfig = ImageEvidenceConfig()
     device: str = "auto"
     seed: int = 0
 
@@ -110,6 +114,8 @@ class FrameInput:
         detections: the 2D detections to label.
         points: (N, 3) LiDAR points in the rectified camera frame, or None.
         depth: (H, W) depth map in metres (0 = unknown), or None.
+        image: (H, W, 3) uint8 pixels, or None; read only by the image model
+            (``PipelineConfig.image``).
     """
 
     frame_id: str
@@ -118,6 +124,7 @@ class FrameInput:
     detections: Sequence[Detection]
     points: np.ndarray | None = None
     depth: np.ndarray | None = None
+    image: np.ndarray | None = None
 
 
 @dataclasses.dataclass
@@ -242,7 +249,8 @@ def sparse_depth_windows(points: np.ndarray, projection: np.ndarray, window: np.
 
 @dataclasses.dataclass
 class _Object:
-    """One hypothesis of one detection, before batching (``plane``: the frame's ground)."""
+    """One hypothesis of one detection, before batching (``plane``: the frame's ground;
+    ``viewpoint``: the image model's (K,) observation-angle bin probabilities, or None)."""
 
     frame: int
     detection: int
@@ -250,12 +258,14 @@ class _Object:
     initial: Hypothesis
     plane: GroundPlane | None
     occluder: np.ndarray | None = None
+    viewpoint: np.ndarray | None = None
 
 
-def _hypotheses(frames: Sequence[FrameInput], config: PipelineConfig
+def _hypotheses(frames: Sequence[FrameInput], config: PipelineConfig,
+                viewpoints: Sequence[np.ndarray | None]
                 ) -> tuple[list[_Object], list[GroundPlane | None]]:
     objects, planes = [], []
-    for f, frame in enumerate(frames):
+    for f, (frame, viewpoint) in enumerate(zip(frames, viewpoints, strict=True)):
         if not frame.detections:
             planes.append(None)
             continue
@@ -267,7 +277,8 @@ def _hypotheses(frames: Sequence[FrameInput], config: PipelineConfig
         for d, hypothesis in enumerate(initial):
             variants = yaw_hypotheses(hypothesis)
             keep = {1: [0], 2: [0, 2], 4: [0, 1, 2, 3]}[config.yaw_hypotheses]
-            objects.extend(_Object(f, d, k, variants[k], plane, occluders[d]) for k in keep)
+            objects.extend(_Object(f, d, k, variants[k], plane, occluders[d],
+                                   None if viewpoint is None else viewpoint[d]) for k in keep)
     return objects, planes
 
 
@@ -289,10 +300,21 @@ class PreparedFrame:
 
 def prepare_frame(frame: FrameInput, config: PipelineConfig = PipelineConfig()
                   ) -> PreparedFrame:
-    """The frame's initial hypotheses (ground plane, clusters, yaw hypotheses, occluders):
-    the CPU side of labelling it, which needs no prior or device."""
+    """The frame's initial hypotheses (ground plane, clusters, yaw hypotheses, occluders)
+    and, when enabled and the frame has its image, the image model's evidence: the CPU side
+    of labelling it, which needs no prior or device. Detections without a mask get the
+    predicted one when ``config.image.masks``."""
     start = time.perf_counter()
-    objects, (plane,) = _hypotheses([frame], config)
+    viewpoint = None
+    if frame.image is not None and config.image.enabled and frame.detections:
+        evidence = read_frame(frame.image, frame.detections,
+                              config.fit.render.window_margin, config.image)
+        viewpoint = evidence.viewpoints
+        if config.image.masks:
+            frame = dataclasses.replace(frame, detections=[
+                d if d.mask is not None else dataclasses.replace(d, mask=mask)
+                for d, mask in zip(frame.detections, evidence.masks, strict=True)])
+    objects, (plane,) = _hypotheses([frame], config, [viewpoint])
     return PreparedFrame(frame, objects, plane, time.perf_counter() - start)
 
 
@@ -425,10 +447,28 @@ def build_batch(frames: Sequence[FrameInput], objects: Sequence[_Object],
     )
 
 
-def _best_hypotheses(objects: Sequence[_Object], output: FitOutput, keep: int) -> list[int]:
-    """Indices of the ``keep`` lowest-loss hypotheses of every detection (those whose fit
-    broke down last), in order."""
-    total = torch.where(output.finite, output.total, math.inf).cpu().tolist()
+def _choice_costs(objects: Sequence[_Object], output: FitOutput,
+                  config: ImageEvidenceConfig) -> Tensor:
+    """(B,) what decides between a detection's hypotheses: the fit's total loss, plus the
+    weighted viewpoint cost of the fitted heading where the image model read the crop;
+    infinite where the fit broke down."""
+    total = output.total
+    rows = [i for i, o in enumerate(objects) if o.viewpoint is not None]
+    if config.viewpoint_weight > 0 and rows:
+        index = torch.as_tensor(rows, device=total.device)
+        viewpoints = torch.as_tensor(np.stack([objects[i].viewpoint for i in rows]),
+                                     device=total.device)
+        cost = viewpoint_cost(viewpoints, rotation_to_yaw(output.rotation[index]),
+                              output.center[index], config.probability_floor)
+        total = total.index_add(0, index, config.viewpoint_weight * cost.to(total.dtype))
+    return torch.where(output.finite, total, math.inf)
+
+
+def _best_hypotheses(objects: Sequence[_Object], output: FitOutput, keep: int,
+                     config: ImageEvidenceConfig) -> list[int]:
+    """Indices of the ``keep`` hypotheses of every detection with the lowest
+    :func:`_choice_costs` (those whose fit broke down last), in order."""
+    total = _choice_costs(objects, output, config).cpu().tolist()
     chosen: list[int] = []
     for _, group in itertools.groupby(range(len(objects)),
                                       key=lambda i: (objects[i].frame, objects[i].detection)):
@@ -446,7 +486,7 @@ def _fit_in_stages(prior, batch: ObjectBatch, objects: list[_Object], config: Pi
         return fit(prior, batch, settings, config.seed), objects, batch
     posed = fit(prior, batch, dataclasses.replace(
         settings, iterations=settings.pose_iterations, fit_shape=False), config.seed)
-    chosen = _best_hypotheses(objects, posed, config.shape_hypotheses)
+    chosen = _best_hypotheses(objects, posed, config.shape_hypotheses, config.image)
     index = torch.as_tensor(chosen, device=batch.center.device)
     start = dataclasses.replace(batch.rows(index), center=posed.center[index],
                                 yaw=rotation_to_yaw(posed.rotation[index]),
@@ -560,7 +600,7 @@ def fit_frames(prepared: Sequence[PreparedFrame], prior=None,
         output, objects, batch = _fit_in_stages(prior, batch, objects, config)
         share = (time.perf_counter() - fit_start) / len({(o.frame, o.detection)
                                                           for o in objects})
-        for i in _best_hypotheses(objects, output, 1):
+        for i in _best_hypotheses(objects, output, 1, config.image):
             results[objects[i].frame].append(_result(frames[objects[i].frame], objects[i], i,
                                                       output, batch, prior, config, share))
     spent = sum(item.seconds for item in prepared) + time.perf_counter() - start
@@ -600,7 +640,8 @@ def label_frame(image: np.ndarray | tuple[int, int], calib: Calib,
     """
     size = tuple(image) if isinstance(image, tuple) else tuple(np.shape(image)[:2])
     config = dataclasses.replace(config, **options)
-    frame = FrameInput("frame", size, calib, list(detections), points, depth)
+    pixels = None if isinstance(image, tuple) else np.asarray(image)
+    frame = FrameInput("frame", size, calib, list(detections), points, depth, pixels)
     return label_frames([frame], prior, config)[0].labels
 
 

@@ -64,6 +64,7 @@ class Frame:
         points: (N, 3) LiDAR points in the rectified camera frame, or None without a scan.
         labels: ground truth, every class and DontCare.
         depth: (H, W) dense depth map (camera-frame z, metres, 0 = no value), or None.
+        image: (H, W, 3) uint8 pixels.
     """
 
     frame_id: str
@@ -73,6 +74,7 @@ class Frame:
     points: np.ndarray | None
     labels: list[ObjectLabel]
     depth: np.ndarray | None = None
+    image: np.ndarray | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,7 +119,8 @@ def fit_frame(frame: Frame, detections: Sequence[Detection],
     LiDAR, else the frame's depth map, else the 2D boxes alone: one result per detection, in
     detection order."""
     inputs = FrameInput(frame.frame_id, frame.image_size, frame.calib, list(detections),
-                        frame.points, frame.depth if frame.points is None else None)
+                        frame.points, frame.depth if frame.points is None else None,
+                        frame.image)
     return label_frames([inputs], _shipped_prior(), config)[0].labels
 
 
@@ -158,8 +161,9 @@ def load_kitti(root: str | Path, frame_ids: Sequence[str] | None = None) -> list
         calib = read_calib(root / "calib" / f"{frame_id}.txt")
         scan = root / "velodyne" / f"{frame_id}.bin"
         points = calib.velo_to_rect(read_velodyne(scan)[:, :3]) if scan.is_file() else None
-        frames.append(Frame(frame_id, image.name, read_image(image).shape[:2], calib,
-                            points, read_labels(root / "label_2" / f"{frame_id}.txt")))
+        pixels = read_image(image)
+        frames.append(Frame(frame_id, image.name, pixels.shape[:2], calib, points,
+                            read_labels(root / "label_2" / f"{frame_id}.txt"), image=pixels))
     return frames
 
 

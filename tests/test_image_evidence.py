@@ -1,0 +1,124 @@
+"""The image model's evidence in the fitter: pasted masks, the viewpoint cost, and both wired
+into the pipeline on a generated frame."""
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from autolabel.evaluate import labels_to_boxes
+from autolabel.geometry import wrap_angle
+from autolabel.image.crops import crop_window
+from autolabel.image.evidence import (
+    FrameEvidence,
+    ImageEvidenceConfig,
+    paste_mask,
+    viewpoint_cost,
+)
+from autolabel.image.viewpoint import bin_centres, observation_angle
+from autolabel.pipeline import FrameInput, PipelineConfig, label_frames, prepare_frame, \
+    window_samples
+from autolabel.prior import load_prior
+from autolabel.synth import generate_frame
+from autolabel.synth.rig import kitti_calib
+from tests.test_fit import SCENE
+
+
+def test_a_pasted_mask_sampled_through_its_window_is_the_crop_inside_the_box():
+    rng = np.random.default_rng(0)
+    probability = rng.uniform(size=(64, 64))
+    box = np.array([300.2, 100.7, 420.9, 170.1])  # 120 px wide: a window pixel < an image one
+    window = crop_window(box, 0.15)
+    mask = paste_mask(probability, window, box, (375, 1242), 0.5)
+    assert not mask[:, :300].any() and not mask[:, 421:].any()
+    assert not mask[:100].any() and not mask[171:].any()
+    back = window_samples(mask.astype(np.float32), window[None], 64)[0]
+    centres = window[0] + (np.arange(64) + 0.5) * (window[2] - window[0]) / 64
+    rows = window[1] + (np.arange(64) + 0.5) * (window[3] - window[1]) / 64
+    inside = (((rows > box[1] + 1) & (rows < box[3] - 1))[:, None]
+              & ((centres > box[0] + 1) & (centres < box[2] - 1))[None, :])
+    assert inside.sum() > 1200
+    np.testing.assert_array_equal(back[inside] > 0.5, probability[inside] > 0.5)
+    assert paste_mask(probability, window, np.array([-9.0, -9, -2, -2]), (375, 1242),
+                      0.5).sum() == 0
+
+
+def test_the_viewpoint_cost_interpolates_the_bins_and_prefers_the_models_heading():
+    bins = 8
+    probabilities = torch.full((1, bins), 0.02)
+    probabilities[0, 5] = 0.86
+    centres = bin_centres(bins, torch.float64)
+    center = torch.tensor([[3.0, 1.5, 20.0]], dtype=torch.float64)
+    ray = math.atan2(3.0, 20.0)
+
+    def cost(alpha: float) -> float:
+        yaw = torch.tensor([alpha + ray], dtype=torch.float64)
+        return float(viewpoint_cost(probabilities, yaw, center, 0.05)[0])
+
+    assert cost(float(centres[5])) == pytest.approx(-math.log(0.86))
+    halfway = float(centres[5] + math.pi / bins)
+    assert cost(halfway) == pytest.approx(-math.log((0.86 + 0.02) / 2))
+    assert cost(float(centres[1])) == pytest.approx(-math.log(0.05))  # the floor
+    assert cost(float(centres[0])) == pytest.approx(-math.log(0.05))  # and it wraps around
+    assert cost(float(centres[5]) + math.pi) > cost(float(centres[5])) + 2
+
+
+@pytest.fixture(scope="module")
+def scene():
+    """A generated frame with its image, its detections without masks, and the truth."""
+    generated = generate_frame(3, 0, SCENE)
+    calib = kitti_calib()
+    points = calib.velo_to_rect(generated.scan.points[:, :3].astype(np.float64))
+    truth = [a.label for a in generated.annotations if a.label.category == "Car"]
+    image = generated.render.image
+    detections = [dataclasses.replace(d, mask=None) for d in generated.detections]
+    frame = FrameInput("000000", image.shape[:2], calib, detections, points, image=image)
+    return frame, generated.detections, truth
+
+
+def test_predicted_masks_fill_only_maskless_detections_and_match_the_rendered_masks(scene):
+    frame, given, _ = scene
+    config = PipelineConfig(image=ImageEvidenceConfig(masks=True))
+    prepared = prepare_frame(frame, config)
+    ious = []
+    for predicted, true in zip(prepared.frame.detections, given, strict=True):
+        x1, y1, x2, y2 = predicted.box2d
+        rows, columns = np.nonzero(predicted.mask)
+        assert columns.min() >= x1 - 1 and columns.max() <= x2 + 1
+        assert rows.min() >= y1 - 1 and rows.max() <= y2 + 1
+        ious.append((predicted.mask & true.mask).sum() / (predicted.mask | true.mask).sum())
+    print("IoU of predicted and rendered masks:", np.round(ious, 3).tolist())
+    assert min(ious) > 0.6
+    kept = prepare_frame(dataclasses.replace(frame, detections=given), config)
+    assert all(a.mask is b.mask for a, b in zip(kept.frame.detections, given, strict=True))
+    unused = prepare_frame(frame, PipelineConfig())
+    assert all(d.mask is None for d in unused.frame.detections)
+
+
+def test_a_heavy_viewpoint_weight_turns_every_label_to_the_models_heading(scene, monkeypatch):
+    from autolabel import pipeline
+
+    frame, _, truth = scene
+    boxes = labels_to_boxes(truth)
+    flipped = wrap_angle(observation_angle(boxes[:, 6], boxes[:, :3]) + math.pi)
+    bins = 24
+    index = ((flipped + math.pi) / (2 * math.pi / bins)).floor().long() % bins
+    believed = torch.nn.functional.one_hot(index, bins).double() * 0.9 + 0.1 / bins
+
+    def reading(image, detections, margin, config):
+        # detections are in the order of the cars in this generated frame
+        return FrameEvidence([None] * len(detections), believed.numpy())
+
+    monkeypatch.setattr(pipeline, "read_frame", reading)
+    prior = load_prior()
+    headings = {}
+    for weight in (0.0, 100.0):
+        config = PipelineConfig(yaw_hypotheses=2, image=ImageEvidenceConfig(
+            viewpoint_weight=weight))
+        labels = [r.label for r in label_frames([frame], prior, config)[0].labels]
+        error = wrap_angle(labels_to_boxes(labels)[:, 6] - boxes[:, 6]).abs()
+        headings[weight] = torch.rad2deg(error)
+    print("heading errors (deg) without and with the viewpoint:", headings)
+    assert (headings[0.0] < 20).all() and (headings[100.0] > 160).all()
