@@ -18,8 +18,13 @@ from autolabel.image.evidence import (
     viewpoint_cost,
 )
 from autolabel.image.viewpoint import bin_centres, observation_angle
-from autolabel.pipeline import FrameInput, PipelineConfig, label_frames, prepare_frame, \
-    window_samples
+from autolabel.pipeline import (
+    FrameInput,
+    PipelineConfig,
+    label_frames,
+    prepare_frame,
+    window_samples,
+)
 from autolabel.prior import load_prior
 from autolabel.synth import generate_frame
 from autolabel.synth.rig import kitti_calib
