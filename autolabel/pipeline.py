@@ -261,25 +261,23 @@ class _Object:
     viewpoint: np.ndarray | None = None
 
 
-def _hypotheses(frames: Sequence[FrameInput], config: PipelineConfig,
-                viewpoints: Sequence[np.ndarray | None]
-                ) -> tuple[list[_Object], list[GroundPlane | None]]:
-    objects, planes = [], []
-    for f, (frame, viewpoint) in enumerate(zip(frames, viewpoints, strict=True)):
-        if not frame.detections:
-            planes.append(None)
-            continue
-        initial, plane = frame_hypotheses(frame.points, frame.calib, frame.detections,
-                                          frame.image_size, config.init, depth=frame.depth)
-        planes.append(plane)
-        occluders = occluder_masks(frame.detections,
-                                   [float(np.linalg.norm(h.center)) for h in initial])
-        for d, hypothesis in enumerate(initial):
-            variants = yaw_hypotheses(hypothesis)
-            keep = {1: [0], 2: [0, 2], 4: [0, 1, 2, 3]}[config.yaw_hypotheses]
-            objects.extend(_Object(f, d, k, variants[k], plane, occluders[d],
-                                   None if viewpoint is None else viewpoint[d]) for k in keep)
-    return objects, planes
+def _hypotheses(frame: FrameInput, config: PipelineConfig, viewpoint: np.ndarray | None,
+                occluding: Sequence[Detection]) -> tuple[list[_Object], GroundPlane | None]:
+    """The frame's hypotheses and ground plane; ``viewpoint``: the image model's (D, K) bin
+    probabilities or None; ``occluding``: the frame's detections with the masks that decide
+    what hides what."""
+    if not frame.detections:
+        return [], None
+    initial, plane = frame_hypotheses(frame.points, frame.calib, frame.detections,
+                                      frame.image_size, config.init, depth=frame.depth)
+    occluders = occluder_masks(occluding, [float(np.linalg.norm(h.center)) for h in initial])
+    keep = {1: [0], 2: [0, 2], 4: [0, 1, 2, 3]}[config.yaw_hypotheses]
+    objects = []
+    for d, hypothesis in enumerate(initial):
+        variants = yaw_hypotheses(hypothesis)
+        objects.extend(_Object(0, d, k, variants[k], plane, occluders[d],
+                               None if viewpoint is None else viewpoint[d]) for k in keep)
+    return objects, plane
 
 
 @dataclasses.dataclass
@@ -303,18 +301,20 @@ def prepare_frame(frame: FrameInput, config: PipelineConfig = PipelineConfig()
     """The frame's initial hypotheses (ground plane, clusters, yaw hypotheses, occluders)
     and, when enabled and the frame has its image, the image model's evidence: the CPU side
     of labelling it, which needs no prior or device. Detections without a mask get the
-    predicted one when ``config.image.masks``."""
+    predicted one when ``config.image.masks``; the prepared frame keeps no pixels."""
     start = time.perf_counter()
-    viewpoint = None
+    viewpoint, occluding = None, frame.detections
     if frame.image is not None and config.image.enabled and frame.detections:
         evidence = read_frame(frame.image, frame.detections,
                               config.fit.render.window_margin, config.image)
         viewpoint = evidence.viewpoints
+        masked = [d if d.mask is not None else dataclasses.replace(d, mask=mask)
+                  for d, mask in zip(frame.detections, evidence.masks, strict=True)]
         if config.image.masks:
-            frame = dataclasses.replace(frame, detections=[
-                d if d.mask is not None else dataclasses.replace(d, mask=mask)
-                for d, mask in zip(frame.detections, evidence.masks, strict=True)])
-    objects, (plane,) = _hypotheses([frame], config, [viewpoint])
+            frame = dataclasses.replace(frame, detections=masked)
+        occluding = masked if config.image.masks or config.image.occluders else occluding
+    frame = dataclasses.replace(frame, image=None)
+    objects, plane = _hypotheses(frame, config, viewpoint, occluding)
     return PreparedFrame(frame, objects, plane, time.perf_counter() - start)
 
 

@@ -17,7 +17,8 @@ of the detection whose 2D box overlaps the car's 2D box most (IoU at least 0.5):
     {"frame", "index", "level", "occlusion", "points", "distance_m", "box_overlap",
      "bev_iou", "detection", "iou_3d", "longitudinal_m", "lateral_m", "vertical_m",
      "along_ray_m", "across_ray_m", "ray_xz", "length_m", "width_m", "height_m", "yaw_deg",
-     "score", "accepted", "hypothesis", "losses", "truth", "predicted", "slid_onto"}
+     "score", "accepted", "hypothesis", "losses", "evidence", "truth", "predicted",
+     "slid_onto"}
 
 ``index`` counts the frame's cars in file order; ``points`` are the LiDAR points in the true
 box; ``distance_m`` is the camera z of its centre; ``box_overlap`` is the largest fraction of
@@ -191,6 +192,7 @@ def _paired_fields(car: ObjectLabel, result: LabelResult, ray_xz: np.ndarray) ->
             "score": round(float(result.label.score), 4), "accepted": result.accepted,
             "hypothesis": result.hypothesis,
             "losses": {k: round(v, 5) for k, v in result.losses.items()},
+            "evidence": {k: round(v, 5) for k, v in result.evidence.items()},
             "truth": pair[0].tolist(), "predicted": pair[1].tolist()}
 
 

@@ -113,7 +113,8 @@ class Sources:
         the evidence folder has no usable file for it and that is not allowed)."""
         job = self.job
         image = job.images[frame_id]
-        image_size = read_image(image).shape[:2]
+        pixels = read_image(image)
+        image_size = pixels.shape[:2]
         calib = read_calib(job.calib / f"{frame_id}.txt")
         points, depth_map, warning = None, None, None
         if job.lidar is not None:
@@ -140,7 +141,7 @@ class Sources:
         detections, left_out = self.select(image.name, image_size)
         evidence = "lidar" if points is not None else "depth" if depth_map is not None else "box"
         return LoadedFrame(FrameInput(frame_id, image_size, calib, detections, points,
-                                      depth_map), evidence, warning, left_out)
+                                      depth_map, pixels), evidence, warning, left_out)
 
     def _missing(self, path: Path, message: str) -> str:
         """The warning for missing evidence, or InputError when that is not allowed."""

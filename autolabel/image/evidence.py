@@ -35,7 +35,11 @@ class ImageEvidenceConfig:
     are never read).
 
     Attributes:
-        masks: detections without a mask get the model's predicted one.
+        masks: detections without a mask get the model's predicted one (as their
+            silhouette target, and as occluders of farther detections).
+        occluders: predicted masks of detections without a mask serve only as occluders:
+            the edges of a farther detection that border them go free and their pixels do
+            not count in its silhouette (:mod:`autolabel.occlusion`).
         viewpoint_weight: weight of :func:`viewpoint_cost` added to each hypothesis's loss
             when the fitter chooses between a detection's hypotheses (0: not used).
         model: the weights file; None for the shipped model.
@@ -45,6 +49,7 @@ class ImageEvidenceConfig:
     """
 
     masks: bool = False
+    occluders: bool = False
     viewpoint_weight: float = 0.0
     model: str | None = None
     mask_threshold: float = 0.5
@@ -52,7 +57,7 @@ class ImageEvidenceConfig:
 
     @property
     def enabled(self) -> bool:
-        return self.masks or self.viewpoint_weight > 0
+        return self.masks or self.occluders or self.viewpoint_weight > 0
 
 
 @dataclasses.dataclass(frozen=True)
