@@ -68,6 +68,9 @@ class FitJob:
         ray: where and how wide to run on Ray, or None for this process alone.
         workers: processes that read and prepare frames ahead of the fit in one process
             (0: none), None for the default of the device.
+        image_model: the image model's weights, None for the shipped model.
+        viewpoint_weight: weight of its viewpoint in the choice of a heading, None for the
+            fitter's default (0: the image model is not run).
     """
 
     images: dict[str, Path]
@@ -93,6 +96,8 @@ class FitJob:
     skip_failed: bool
     ray: RaySettings | None = None
     workers: int | None = None
+    image_model: Path | None = None
+    viewpoint_weight: float | None = None
 
 
 def _folder(path: Path, option: str) -> Path:
@@ -250,6 +255,15 @@ def fit_command(
                                                "\"Car\"}; applied before anything else. "
                                                "KITTI classes are written in KITTI's spelling "
                                                "whatever their case."),
+    image_model: Path | None = typer.Option(None, "--image-model", help="Image model weights "
+                                            "(default: the shipped model, see `autolabel "
+                                            "image-model`); it reads each detection's crop."),
+    viewpoint_weight: float | None = typer.Option(None, "--viewpoint-weight", min=0.0,
+                                                  show_default=False, help="Weight of the "
+                                                  "image model's viewpoint when the fitter "
+                                                  "chooses between a detection's headings "
+                                                  "(default 0.01: it breaks near-ties; 0: the "
+                                                  "image model is not run)."),
 ) -> None:
     """Label every frame: one 3D box per 2D detection, written as KITTI label_2 and JSON."""
     with user_errors():
@@ -278,11 +292,13 @@ def fit_command(
                                  f"calibration of image {frames[frame_id].name})")
         if prior_path is not None and not prior_path.is_file():
             raise InputError(prior_path, "no such file (given as --prior)")
+        if image_model is not None and not image_model.is_file():
+            raise InputError(image_model, "no such file (given as --image-model)")
         job = FitJob(frames, calib_folder, lidar_folder, lidar_origin, depth,
                      allow_missing_evidence, detections, sizes, _writable_folder(out), method,
                      prior_path, device, batch, batch_objects,
                      iterations, viz, save_meshes, min_score, max_detections, min_box_side,
-                     skip_failed, ray_settings, workers)
+                     skip_failed, ray_settings, workers, image_model, viewpoint_weight)
     from cli.fit_run import run  # loads torch
 
     failed = run(job)

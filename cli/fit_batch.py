@@ -18,6 +18,7 @@ import numpy as np
 
 from autolabel.errors import InputError
 from autolabel.fit import FitConfig
+from autolabel.image.evidence import ImageEvidenceConfig
 from autolabel.init import InitConfig, frame_hypotheses, hypothesis_labels
 from autolabel.io.atomic import write_bytes_atomic
 from autolabel.io.depth import DEPTH_SUFFIXES, read_depth
@@ -280,10 +281,13 @@ def prepare(sources: Sources, config: PipelineConfig, frame_id: str
 
 def pipeline_config(job: FitJob, device: str) -> PipelineConfig:
     """The fitter's settings for the job on ``device``."""
+    image = ImageEvidenceConfig(model=None if job.image_model is None else str(job.image_model))
+    if job.viewpoint_weight is not None:
+        image = dataclasses.replace(image, viewpoint_weight=job.viewpoint_weight)
     return PipelineConfig(
         fit=dataclasses.replace(FitConfig(), iterations=job.iterations),
         init=InitConfig(class_sizes=tuple(job.class_sizes.items())), device=device,
-        max_fit_objects=job.batch_objects * PipelineConfig().yaw_hypotheses)
+        max_fit_objects=job.batch_objects * PipelineConfig().yaw_hypotheses, image=image)
 
 
 class BatchLabeler:

@@ -115,6 +115,12 @@ WHOLE_RUN: dict[str, tuple[Callable[[Path, Path], list[str]], tuple[str, ...]]] 
         ("map.json", "'car'", "without spaces")),
     "prior file missing": (lambda s, t: ["--prior", str(t / "prior.pt")],
                            ("prior.pt", "--prior")),
+    "image model file missing": (lambda s, t: ["--image-model", str(t / "model.pt")],
+                                 ("model.pt", "--image-model")),
+    "image model file foreign": (
+        lambda s, t: ["--image-model", str(_write(t / "model.pt", "not torch")), "--method",
+                      "render"],
+        ("model.pt", "not a readable image model")),
     "ray address malformed": (lambda s, t: ["--ray", "headnode"], ("--ray 'headnode'",)),
     "ray workers without ray": (lambda s, t: ["--ray-workers", "2"],
                                 ("--ray-workers needs --ray",)),
