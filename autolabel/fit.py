@@ -98,9 +98,9 @@ class FitConfig:
         weights, render, surfels: loss weights, renderer and surfel settings.
         compile: run each iteration's loss and its backward pass as code compiled with
             ``torch.compile`` (:func:`_compiled_loss`): a few operator calls per iteration
-            instead of hundreds, the same results to float rounding. Compiling costs tens
-            of seconds once per process (seconds with inductor's on-disk cache), and on CPU
-            the compiled iteration is no faster, so it is off (docs/decisions.md).
+            instead of hundreds, the same results to float rounding. Compiling costs 5 to
+            40 s per stage (less with inductor's on-disk cache), in the shape stage per batch
+            size, and on CPU the compiled iteration is hardly faster, so it is off.
     """
 
     iterations: int = 60
@@ -526,11 +526,13 @@ def _compiled_loss(run: _Fit, shape_stage: bool) -> tuple[Tensor, Tensor]:
     handful of operator calls (inductor's fused kernels and a few library calls), whatever
     the batch size.
 
-    Each stage is its own function, so that each compiles for its own inputs. The first
-    batch compiles with its sizes fixed; the first batch of another size compiles once more
-    with the batch size left symbolic, which then serves every size but 1 (which, like any
-    size-1 dimension, compiles apart). Compiled code lives for the process: later fits with
-    the same prior and settings reuse it.
+    Each stage is its own function, so that each compiles for its own inputs. In the pose
+    stage the first batch compiles with its sizes fixed and the first batch of another size
+    once more with the batch size symbolic, which then serves every size but 1 (which, like
+    any size-1 dimension, compiles apart). The shape stage still compiles once per batch
+    size: tracing the decoder under ``torch.func.vjp`` fixes the batch size (torch 2.13).
+    Compiled code lives for the process: later fits with the same prior and settings reuse
+    it.
     """
     # The parameters' batch dimension varies like every other (torch.compile holds the
     # sizes of nn.Parameters fixed by default).
