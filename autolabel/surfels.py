@@ -102,14 +102,12 @@ def _sdf_and_gradient(
 def _value_and_gradients(sdf: ShapeSource, latent: Tensor, points: Tensor
                          ) -> tuple[Tensor, Tensor, Tensor]:
     """SDF values (B, N) and their derivatives with respect to the points (B, N, 3) and to the
-    latent at every point (B, N, D), from one pass through the shape source, all detached."""
-    with torch.enable_grad():
-        points = points.detach().requires_grad_(True)
-        codes = latent.detach().unsqueeze(1).expand(-1, points.shape[1], -1)
-        codes = codes.contiguous().requires_grad_(True)
-        values = sdf(codes, points)
-        point_gradient, code_gradient = torch.autograd.grad(values.sum(), (points, codes))
-    return values.detach(), point_gradient, code_gradient
+    latent at every point (B, N, D), from one pass through the shape source, all detached.
+    (``torch.func.vjp`` rather than ``torch.autograd.grad``: torch.compile traces it.)"""
+    codes = latent.detach().unsqueeze(1).expand(-1, points.shape[1], -1)
+    values, pull_back = torch.func.vjp(sdf, codes, points.detach())
+    code_gradient, point_gradient = pull_back(torch.ones_like(values))
+    return values, point_gradient, code_gradient
 
 
 def project_to_surface(

@@ -12,8 +12,10 @@ targets as mask and depth and the target surfels as LiDAR points, also go throug
 iterations of the fitter (``autolabel.fit._Fit.step``, every loss term, backward and the Adam
 step): their median time per stage of the fit, and the number of operator calls one iteration
 makes, counted with the torch profiler (``aten::`` events not inside another ``aten::``
-event; the calls they make internally are counted separately as ``nested``). Prints a table
-and writes ``benchmarks/results/speed.json``.
+event; the calls they make internally are counted separately as ``nested``), eager and with
+``FitConfig.compile`` (the loss and its backward pass compiled with ``torch.compile``; the
+seconds of its first steps, which compile, are reported apart). Prints a table and writes
+``benchmarks/results/speed.json``.
 Peak memory is the process's resident high-water mark on CPU (batches run in increasing
 order, so each figure includes the smaller ones) and allocated memory on CUDA.
 """
@@ -120,12 +122,16 @@ def _operator_calls(function) -> dict[str, int]:
     return {"operators": len(events) - nested, "nested": nested}
 
 
-def measure_fit(prior, batch: ObjectBatch, repeats: int, device: torch.device) -> dict:
-    """Median seconds and operator calls of fitter iterations in its pose and shape stages."""
-    run = _Fit(prior, batch, FitConfig())
-    seconds, operators = {}, {}
+def measure_fit(prior, batch: ObjectBatch, repeats: int, device: torch.device,
+                compiled: bool = False) -> dict:
+    """Median seconds and operator calls of fitter iterations in its pose and shape stages;
+    with ``compiled``, also the seconds of each stage's first step (which compiles)."""
+    run = _Fit(prior, batch, dataclasses.replace(FitConfig(), compile=compiled))
+    seconds, operators, first = {}, {}, {}
     for stage, shape_stage in (("pose", False), ("shape", True)):
+        start = _synchronise(device)
         run.step(shape_stage)  # the first step of a stage sets up Adam's state for it
+        first[stage] = _synchronise(device) - start
         times = []
         for _ in range(repeats):
             start = _synchronise(device)
@@ -134,6 +140,10 @@ def measure_fit(prior, batch: ObjectBatch, repeats: int, device: torch.device) -
         seconds[stage] = statistics.median(times)
         operators[stage] = _operator_calls(lambda shape_stage=shape_stage:
                                            run.step(shape_stage))
+    if compiled:
+        return {"compiled_fit_seconds_per_iteration": seconds,
+                "compiled_fit_operators_per_iteration": operators,
+                "compiled_fit_first_step_seconds": first}
     return {"fit_seconds_per_iteration": seconds, "fit_operators_per_iteration": operators}
 
 
@@ -170,11 +180,22 @@ def measure(prior, batch: int, repeats: int, device: torch.device,
         peak_mb = torch.cuda.max_memory_allocated(device) / 2**20
     else:
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    objects = _object_batch(fixed, centre, yaw, size, box2d)
     return {"batch": batch, "seconds_per_iteration": total,
             "milliseconds_per_object": 1000 * total / batch, "stages_seconds": stages,
-            "peak_memory_mb": peak_mb,
-            **measure_fit(prior, _object_batch(fixed, centre, yaw, size, box2d), repeats,
-                          device)}
+            "peak_memory_mb": peak_mb, **measure_fit(prior, objects, repeats, device),
+            **measure_fit(prior, objects, repeats, device, compiled=True)}
+
+
+def _compiled_columns(row: dict) -> str:
+    """The table's columns of the compiled fit: seconds and operators per iteration and the
+    seconds of the first steps (pose, shape)."""
+    seconds = row["compiled_fit_seconds_per_iteration"]
+    operators = row["compiled_fit_operators_per_iteration"]
+    first = row["compiled_fit_first_step_seconds"]
+    return (f" {seconds['pose']:>8.3f} {seconds['shape']:>8.3f}"
+            f" {operators['pose']['operators']:>4} {operators['shape']['operators']:>5}"
+            f" {first['pose']:>6.1f} {first['shape']:>7.1f}")
 
 
 def main() -> None:
@@ -204,7 +225,8 @@ def main() -> None:
           f"{RenderSettings().footprint}x{RenderSettings().footprint} splats, "
           f"differentiable normals: {surfel_settings.differentiable_normals}")
     print(f"{'batch':>6} {'s/iter':>8} {'ms/obj':>8} " + " ".join(f"{s:>10}" for s in STAGES)
-          + f" {'peak MB':>8} {'fit s/iter pose, shape':>23} {'operators pose, shape':>22}")
+          + f" {'peak MB':>8} {'fit s/iter pose, shape':>23} {'operators pose, shape':>22}"
+          + f" {'compiled: s/iter':>17} {'operators':>10} {'first steps s':>14}")
     for row in rows:
         fit_seconds = row["fit_seconds_per_iteration"]
         operators = row["fit_operators_per_iteration"]
@@ -213,7 +235,8 @@ def main() -> None:
               + " ".join(f"{row['stages_seconds'][s]:>10.3f}" for s in STAGES)
               + f" {row['peak_memory_mb']:>8.0f}"
               + f" {fit_seconds['pose']:>11.3f} {fit_seconds['shape']:>11.3f}"
-              + f" {operators['pose']['operators']:>11} {operators['shape']['operators']:>10}")
+              + f" {operators['pose']['operators']:>11} {operators['shape']['operators']:>10}"
+              + _compiled_columns(row))
     result = {"device": device.type, "device_name": name, "threads": torch.get_num_threads(),
               "surfels_per_object": surfel_settings.count,
               "newton_steps": surfel_settings.newton_steps,
