@@ -29,7 +29,13 @@ from torch import Tensor
 
 from autolabel.fit import FitConfig, FitOutput, ObjectBatch, fit
 from autolabel.geometry import project_points, rotation_to_yaw
-from autolabel.image.evidence import ImageEvidenceConfig, read_frame, viewpoint_cost
+from autolabel.camera_only import calibration_ground, camera_hypothesis
+from autolabel.image.evidence import (
+    FrameEvidence,
+    ImageEvidenceConfig,
+    read_frame,
+    viewpoint_cost,
+)
 from autolabel.init import (
     GroundPlane,
     Hypothesis,
@@ -261,11 +267,27 @@ class _Object:
     viewpoint: np.ndarray | None = None
 
 
+def _camera_hypotheses(frame: FrameInput, initial: Sequence[Hypothesis],
+                       plane: GroundPlane | None, occluders: Sequence[np.ndarray | None],
+                       alphas: np.ndarray, config: InitConfig) -> list[Hypothesis]:
+    """``initial`` with every weak (box-only) hypothesis replaced by the camera-only one at
+    the predicted observation angle (``alphas``: (D,) radians), on its ground, else the
+    frame's plane, else the road below the camera (``config.camera_height``)."""
+    road = plane or calibration_ground(config.camera_height)
+    return [camera_hypothesis(d.box2d, d.category, frame.calib.P2, float(alpha),
+                              h.ground or road,
+                              border_edges(d.box2d, frame.image_size)
+                              | occluded_edges(d.box2d, occluder), config)
+            if h.weak else h
+            for h, d, occluder, alpha in zip(initial, frame.detections, occluders, alphas,
+                                             strict=True)]
+
+
 def _hypotheses(frames: Sequence[FrameInput], config: PipelineConfig,
-                viewpoints: Sequence[np.ndarray | None]
+                evidence: Sequence[FrameEvidence | None]
                 ) -> tuple[list[_Object], list[GroundPlane | None]]:
     objects, planes = [], []
-    for f, (frame, viewpoint) in enumerate(zip(frames, viewpoints, strict=True)):
+    for f, (frame, reading) in enumerate(zip(frames, evidence, strict=True)):
         if not frame.detections:
             planes.append(None)
             continue
@@ -274,11 +296,15 @@ def _hypotheses(frames: Sequence[FrameInput], config: PipelineConfig,
         planes.append(plane)
         occluders = occluder_masks(frame.detections,
                                    [float(np.linalg.norm(h.center)) for h in initial])
+        if reading is not None and config.image.camera_only:
+            initial = _camera_hypotheses(frame, initial, plane, occluders, reading.alphas,
+                                         config.init)
         for d, hypothesis in enumerate(initial):
             variants = yaw_hypotheses(hypothesis)
             keep = {1: [0], 2: [0, 2], 4: [0, 1, 2, 3]}[config.yaw_hypotheses]
             objects.extend(_Object(f, d, k, variants[k], plane, occluders[d],
-                                   None if viewpoint is None else viewpoint[d]) for k in keep)
+                                   None if reading is None else reading.viewpoints[d])
+                           for k in keep)
     return objects, planes
 
 
@@ -305,16 +331,15 @@ def prepare_frame(frame: FrameInput, config: PipelineConfig = PipelineConfig()
     of labelling it, which needs no prior or device. Detections without a mask get the
     predicted one when ``config.image.masks``."""
     start = time.perf_counter()
-    viewpoint = None
+    evidence = None
     if frame.image is not None and config.image.enabled and frame.detections:
         evidence = read_frame(frame.image, frame.detections,
                               config.fit.render.window_margin, config.image)
-        viewpoint = evidence.viewpoints
         if config.image.masks:
             frame = dataclasses.replace(frame, detections=[
                 d if d.mask is not None else dataclasses.replace(d, mask=mask)
                 for d, mask in zip(frame.detections, evidence.masks, strict=True)])
-    objects, (plane,) = _hypotheses([frame], config, [viewpoint])
+    objects, (plane,) = _hypotheses([frame], config, [evidence])
     return PreparedFrame(frame, objects, plane, time.perf_counter() - start)
 
 

@@ -25,7 +25,7 @@ from torch import Tensor
 from autolabel.image.crops import crop_image, crop_window
 from autolabel.image.network import predict
 from autolabel.image.train import load_image_model
-from autolabel.image.viewpoint import bin_centres, observation_angle
+from autolabel.image.viewpoint import bin_centres, decode_angle, observation_angle
 from autolabel.io.detections import Detection
 
 
@@ -36,6 +36,9 @@ class ImageEvidenceConfig:
 
     Attributes:
         masks: detections without a mask get the model's predicted one.
+        camera_only: detections without LiDAR or depth points start from the predicted
+            observation angle, placed on the ground (:mod:`autolabel.camera_only`) instead
+            of heading along the viewing ray.
         viewpoint_weight: weight of :func:`viewpoint_cost` added to each hypothesis's loss
             when the fitter chooses between a detection's hypotheses (0: not used).
         model: the weights file; None for the shipped model.
@@ -45,6 +48,7 @@ class ImageEvidenceConfig:
     """
 
     masks: bool = False
+    camera_only: bool = False
     viewpoint_weight: float = 0.0
     model: str | None = None
     mask_threshold: float = 0.5
@@ -52,7 +56,7 @@ class ImageEvidenceConfig:
 
     @property
     def enabled(self) -> bool:
-        return self.masks or self.viewpoint_weight > 0
+        return self.masks or self.camera_only or self.viewpoint_weight > 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,10 +66,13 @@ class FrameEvidence:
     Attributes:
         masks: per detection an (H, W) bool mask, cut to its box.
         viewpoints: (D, K) probabilities of the observation angle's K bins per detection.
+        alphas: (D,) the predicted observation angle per detection (the likeliest bin's
+            centre plus its residual), radians.
     """
 
     masks: list[np.ndarray]
     viewpoints: np.ndarray
+    alphas: np.ndarray
 
 
 @functools.cache
@@ -119,14 +126,16 @@ def read_frame(image: np.ndarray, detections: Sequence[Detection], margin: float
     size = model.config.size
     windows = [crop_window(d.box2d, margin) for d in detections]
     if not detections:
-        return FrameEvidence([], np.zeros((0, model.config.bins), dtype=np.float32))
+        return FrameEvidence([], np.zeros((0, model.config.bins), dtype=np.float32),
+                             np.zeros(0, dtype=np.float32))
     crops = torch.from_numpy(np.stack([crop_image(image, w, size) for w in windows]))
     prediction = predict(model, crops)
     probability = torch.sigmoid(prediction.mask_logits).numpy()
     masks = [paste_mask(p, w, d.box2d, image.shape[:2], config.mask_threshold)
              for p, w, d in zip(probability, windows, detections, strict=True)]
     viewpoints = torch.softmax(prediction.bin_logits, dim=-1).numpy()
-    return FrameEvidence(masks, viewpoints)
+    alphas = decode_angle(prediction.bin_logits, prediction.residuals).numpy()
+    return FrameEvidence(masks, viewpoints, alphas)
 
 
 def viewpoint_cost(viewpoints: Tensor, yaw: Tensor, center: Tensor, floor: float) -> Tensor:
