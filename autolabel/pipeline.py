@@ -27,9 +27,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from autolabel.camera_only import calibration_ground, camera_hypothesis
 from autolabel.fit import FitConfig, FitOutput, ObjectBatch, fit
 from autolabel.geometry import project_points, rotation_to_yaw
-from autolabel.camera_only import calibration_ground, camera_hypothesis
 from autolabel.image.evidence import (
     FrameEvidence,
     ImageEvidenceConfig,
