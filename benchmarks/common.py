@@ -34,6 +34,7 @@ from autolabel.evaluate import (
     to_json,
 )
 from autolabel.geometry import points_in_box
+from autolabel.image.evidence import ImageEvidenceConfig
 from autolabel.init import InitConfig, label_frame_lshape
 from autolabel.io.atomic import write_text_atomic
 from autolabel.io.detections import Detection
@@ -50,6 +51,12 @@ from autolabel.label import ObjectLabel
 from autolabel.pipeline import FrameInput, LabelResult, PipelineConfig, label_frames
 from autolabel.prior import load_prior
 from autolabel.verify import VerifyConfig, box_iou_2d
+
+# The render method without LiDAR or depth: camera-only hypotheses, the image model's
+# viewpoint choosing between the yaw hypotheses, weak labels accepted when their score passes
+# (so that the accepted labels' precision says what the score's threshold accepts).
+CAMERA_ONLY = PipelineConfig(image=ImageEvidenceConfig(camera_only=True, viewpoint_weight=1.0),
+                             verify=VerifyConfig(accept_weak=True))
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

@@ -15,8 +15,8 @@ per method under ``"methods"`` (default ``benchmarks/results/kitti_dev.json``).
 ``--sensors none`` labels from the boxes and the image alone (the LiDAR scans are hidden from
 the labelers; they still select the well-observed cars of the yaw errors): the L-shape
 baseline falls back to its box-only boxes, and the render method runs with
-:data:`CAMERA_ONLY` (camera-only hypotheses from the image model's viewpoint, which also
-chooses between the yaw hypotheses, and weak labels accepted by their score, so that the
+:data:`benchmarks.common.CAMERA_ONLY` (camera-only hypotheses; the image model's viewpoint
+also chooses between the yaw hypotheses; weak labels accepted by their score, so that the
 accepted precision says what the score's threshold accepts). Its results go to
 ``kitti_dev_boxes_only.json`` by default.
 """
@@ -36,11 +36,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from autolabel.image.evidence import ImageEvidenceConfig  # noqa: E402
 from autolabel.io.detections import read_detections  # noqa: E402
-from autolabel.pipeline import PipelineConfig  # noqa: E402
-from autolabel.verify import VerifyConfig  # noqa: E402
 from benchmarks.common import (  # noqa: E402
+    CAMERA_ONLY,
     Labeler,
     detections_from_labels,
     evaluate_methods,
@@ -54,10 +52,6 @@ from benchmarks.common import (  # noqa: E402
 )
 
 METHODS: dict[str, Labeler] = {"lshape": lshape, "render": render_and_compare}
-# Boxes and image only: camera-only hypotheses, the viewpoint choosing between the yaw
-# hypotheses, weak labels accepted when their score passes.
-CAMERA_ONLY = PipelineConfig(image=ImageEvidenceConfig(camera_only=True, viewpoint_weight=1.0),
-                             verify=VerifyConfig(accept_weak=True))
 SENSORS = {"lidar": METHODS,
            "none": {"lshape": lshape,
                     "render": functools.partial(render_and_compare, config=CAMERA_ONLY)}}

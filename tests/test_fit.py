@@ -59,7 +59,7 @@ def test_fitted_labels_of_a_generated_frame_match_the_ground_truth(prior, frame)
 def test_an_object_whose_points_are_nan_is_frozen_and_the_others_are_fitted(prior, frame):
     inputs, _ = frame
     config = PipelineConfig(yaw_hypotheses=1)
-    objects, _ = hypotheses([inputs], config)
+    objects, _ = hypotheses([inputs], config, [None])
     batch = build_batch([inputs], objects, config, torch.device("cpu"))
     batch.points[0, 0] = float("nan")
     short = dataclasses.replace(FitConfig(), iterations=6, pose_iterations=3)
@@ -149,7 +149,7 @@ def test_the_guard_rejects_what_waits_for_the_device():
 def test_an_iteration_runs_the_same_operators_at_any_batch_size_and_never_waits(prior, frame):
     inputs, _ = frame
     config = PipelineConfig(yaw_hypotheses=1)
-    objects, _ = hypotheses([inputs], config)
+    objects, _ = hypotheses([inputs], config, [None])
     batch = build_batch([inputs], objects, config, torch.device("cpu"))
     calls = {}
     for count in (2, 16):
