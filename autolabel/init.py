@@ -101,6 +101,9 @@ class InitConfig:
         depth_ground_pixels: at most about this many pixels of the whole depth map are
             back-projected to fit the ground plane.
         seed: seeds the ground plane's RANSAC.
+        camera_height: metres from the camera down to the road, the ground of detections
+            in frames without LiDAR or depth (:func:`autolabel.camera_only.calibration_ground`;
+            KITTI's camera is mounted 1.65 m above the road).
         class_sizes: mean (length, width, height) per class as ``((name, (l, w, h)), ...)``;
             None for KITTI's (:data:`CLASS_MEAN_SIZE`).
     """
@@ -122,6 +125,7 @@ class InitConfig:
     depth_pixels: int = 4000
     depth_ground_pixels: int = 30000
     seed: int = 0
+    camera_height: float = 1.65
     class_sizes: tuple[tuple[str, tuple[float, float, float]], ...] | None = None
 
     def mean_size(self, category: str) -> np.ndarray:

@@ -27,9 +27,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from autolabel.camera_only import calibration_ground, camera_hypothesis
 from autolabel.fit import FitConfig, FitOutput, ObjectBatch, fit
 from autolabel.geometry import project_points, rotation_to_yaw
-from autolabel.image.evidence import ImageEvidenceConfig, read_frame, viewpoint_cost
+from autolabel.image.evidence import (
+    FrameEvidence,
+    ImageEvidenceConfig,
+    read_frame,
+    viewpoint_cost,
+)
 from autolabel.init import (
     GroundPlane,
     Hypothesis,
@@ -261,22 +267,42 @@ class _Object:
     viewpoint: np.ndarray | None = None
 
 
-def _hypotheses(frame: FrameInput, config: PipelineConfig, viewpoint: np.ndarray | None,
+def _camera_hypotheses(frame: FrameInput, initial: Sequence[Hypothesis],
+                       plane: GroundPlane | None, occluders: Sequence[np.ndarray | None],
+                       alphas: np.ndarray, config: InitConfig) -> list[Hypothesis]:
+    """``initial`` with every weak (box-only) hypothesis replaced by the camera-only one at
+    the predicted observation angle (``alphas``: (D,) radians), on its ground, else the
+    frame's plane, else the road below the camera (``config.camera_height``)."""
+    road = plane or calibration_ground(config.camera_height)
+    return [camera_hypothesis(d.box2d, d.category, frame.calib.P2, float(alpha),
+                              h.ground or road,
+                              border_edges(d.box2d, frame.image_size)
+                              | occluded_edges(d.box2d, occluder), config)
+            if h.weak else h
+            for h, d, occluder, alpha in zip(initial, frame.detections, occluders, alphas,
+                                             strict=True)]
+
+
+def _hypotheses(frame: FrameInput, config: PipelineConfig, evidence: FrameEvidence | None,
                 occluding: Sequence[Detection]) -> tuple[list[_Object], GroundPlane | None]:
-    """The frame's hypotheses and ground plane; ``viewpoint``: the image model's (D, K) bin
-    probabilities or None; ``occluding``: the frame's detections with the masks that decide
-    what hides what."""
+    """The frame's hypotheses and ground plane; ``evidence``: the image model's reading of
+    its detections, or None; ``occluding``: the frame's detections with the masks that
+    decide what hides what."""
     if not frame.detections:
         return [], None
     initial, plane = frame_hypotheses(frame.points, frame.calib, frame.detections,
                                       frame.image_size, config.init, depth=frame.depth)
     occluders = occluder_masks(occluding, [float(np.linalg.norm(h.center)) for h in initial])
+    if evidence is not None and config.image.camera_only:
+        initial = _camera_hypotheses(frame, initial, plane, occluders, evidence.alphas,
+                                     config.init)
     keep = {1: [0], 2: [0, 2], 4: [0, 1, 2, 3]}[config.yaw_hypotheses]
     objects = []
     for d, hypothesis in enumerate(initial):
         variants = yaw_hypotheses(hypothesis)
         objects.extend(_Object(0, d, k, variants[k], plane, occluders[d],
-                               None if viewpoint is None else viewpoint[d]) for k in keep)
+                               None if evidence is None else evidence.viewpoints[d])
+                       for k in keep)
     return objects, plane
 
 
@@ -303,18 +329,17 @@ def prepare_frame(frame: FrameInput, config: PipelineConfig = PipelineConfig()
     of labelling it, which needs no prior or device. Detections without a mask get the
     predicted one when ``config.image.masks``; the prepared frame keeps no pixels."""
     start = time.perf_counter()
-    viewpoint, occluding = None, frame.detections
+    evidence, occluding = None, frame.detections
     if frame.image is not None and config.image.enabled and frame.detections:
         evidence = read_frame(frame.image, frame.detections,
                               config.fit.render.window_margin, config.image)
-        viewpoint = evidence.viewpoints
         masked = [d if d.mask is not None else dataclasses.replace(d, mask=mask)
                   for d, mask in zip(frame.detections, evidence.masks, strict=True)]
         if config.image.masks:
             frame = dataclasses.replace(frame, detections=masked)
         occluding = masked if config.image.masks or config.image.occluders else occluding
     frame = dataclasses.replace(frame, image=None)
-    objects, plane = _hypotheses(frame, config, viewpoint, occluding)
+    objects, plane = _hypotheses(frame, config, evidence, occluding)
     return PreparedFrame(frame, objects, plane, time.perf_counter() - start)
 
 
@@ -450,17 +475,22 @@ def build_batch(frames: Sequence[FrameInput], objects: Sequence[_Object],
 def _choice_costs(objects: Sequence[_Object], output: FitOutput,
                   config: ImageEvidenceConfig) -> Tensor:
     """(B,) what decides between a detection's hypotheses: the fit's total loss, plus the
-    weighted viewpoint cost of the fitted heading where the image model read the crop;
-    infinite where the fit broke down."""
+    weighted viewpoint cost of the fitted heading where the image model read the crop
+    (``weak_viewpoint_weight`` for weak hypotheses, else ``viewpoint_weight``); infinite
+    where the fit broke down."""
     total = output.total
-    rows = [i for i, o in enumerate(objects) if o.viewpoint is not None]
-    if config.viewpoint_weight > 0 and rows:
+    weights = {i: config.weak_viewpoint_weight if o.initial.weak else config.viewpoint_weight
+               for i, o in enumerate(objects) if o.viewpoint is not None}
+    rows = [i for i, weight in weights.items() if weight > 0]
+    if rows:
         index = torch.as_tensor(rows, device=total.device)
         viewpoints = torch.as_tensor(np.stack([objects[i].viewpoint for i in rows]),
                                      device=total.device)
         cost = viewpoint_cost(viewpoints, rotation_to_yaw(output.rotation[index]),
                               output.center[index], config.probability_floor)
-        total = total.index_add(0, index, config.viewpoint_weight * cost.to(total.dtype))
+        scale = torch.tensor([weights[i] for i in rows], dtype=total.dtype,
+                             device=total.device)
+        total = total.index_add(0, index, scale * cost.to(total.dtype))
     return torch.where(output.finite, total, math.inf)
 
 

@@ -11,8 +11,9 @@ size:
 * plausibility: the chi-square survival probability of the latent's squared Mahalanobis
   distance under the prior, i.e. how typical the shape is of the training shapes;
 * support: ``1 - exp(-points / support_points)``: a label fitted to a handful of far returns
-  is placed less surely than one fitted to hundreds (a label from the 2D box alone gets
-  ``weak_support``);
+  is placed less surely than one fitted to hundreds. A label from the 2D box alone (weak)
+  gets ``exp(-distance / weak_distance)``: its depth comes from the box's size and the
+  ground, whose relative errors (about 6 % on kitti_dev) grow into metres with distance;
 * size typicality: ``exp(-z^2 / 4)`` with ``z^2`` the mean squared z-score of the log-size
   under the class statistics: a car fitted far smaller or longer than cars are is usually
   one whose points did not tell its size;
@@ -55,7 +56,9 @@ class VerifyConfig:
         min_plausibility: plausibility below this is given as a reason.
         inlier_distance: metres (for the documentation; the fitter counts at 0.2 m).
         support_points: object points at which the support reaches 1 - 1/e.
-        weak_support: the support of a label without 3D evidence.
+        weak_distance: metres; a label without 3D evidence has support
+            ``exp(-distance / weak_distance)`` (on kitti_dev's camera-only labels, AUC 0.89 for
+            BEV IoU >= 0.5 against 0.86 with a constant support).
         min_size_typicality: size typicality below this is given as a reason.
         min_box_iou: labels whose projected 3D box overlaps the detection less are rejected.
         max_distance: metres; labels farther from the camera are rejected.
@@ -70,7 +73,7 @@ class VerifyConfig:
     min_plausibility: float = 0.01
     inlier_distance: float = 0.2
     support_points: float = 15.0
-    weak_support: float = 0.2
+    weak_distance: float = 20.0
     min_size_typicality: float = 0.1
     min_box_iou: float = 0.3
     max_distance: float = 120.0
@@ -183,7 +186,7 @@ def verify(seen: Observation, config: VerifyConfig = VerifyConfig()) -> Verdict:
     evidence = {"image_iou": seen.image_iou, "plausibility": seen.plausibility}
     if not math.isnan(seen.inlier_fraction):
         evidence["inlier_fraction"] = seen.inlier_fraction
-    support = (config.weak_support if seen.weak
+    support = (math.exp(-seen.distance / config.weak_distance) if seen.weak
                else 1.0 - math.exp(-seen.points / config.support_points))
     agreement = sum(evidence.values()) / len(evidence)
     typical = math.exp(-seen.size_z2 / 4)

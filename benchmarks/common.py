@@ -51,6 +51,12 @@ from autolabel.pipeline import FrameInput, LabelResult, PipelineConfig, label_fr
 from autolabel.prior import load_prior
 from autolabel.verify import VerifyConfig, box_iou_2d
 
+# The render method without LiDAR or depth (camera-only hypotheses and the image model's
+# viewpoint choosing between the yaw hypotheses, as by default), with weak labels accepted
+# when their score passes, so that the accepted labels' precision says what the score's
+# threshold accepts.
+CAMERA_ONLY = PipelineConfig(verify=VerifyConfig(accept_weak=True))
+
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Frame:
@@ -203,6 +209,7 @@ class MethodRun:
         accepted: labels the method accepted. seconds: labeling time.
         accepted_insane: accepted labels that fail verification's sanity gates on range or
             reprojection (:func:`insane`); 0 for a method that checks them.
+        verdicts: frame id -> per label, whether the method accepted it.
     """
 
     predictions: dict[str, list[ObjectLabel]]
@@ -210,6 +217,7 @@ class MethodRun:
     accepted: int
     seconds: float
     accepted_insane: int = 0
+    verdicts: dict[str, list[bool]] = dataclasses.field(default_factory=dict)
 
     @property
     def objects_per_second(self) -> float:
@@ -225,13 +233,14 @@ class MethodRun:
 def run_labeler(labeler: Labeler, frames: Sequence[Frame],
                 detections: Mapping[str, Sequence[Detection]], name: str) -> MethodRun:
     """Run ``labeler`` on every frame, timing the labeling only (frames are already loaded)."""
-    predictions, seconds, objects, accepted, accepted_insane = {}, 0.0, 0, 0, 0
+    predictions, verdicts, seconds, objects, accepted, accepted_insane = {}, {}, 0.0, 0, 0, 0
     for frame in track(frames, description=f"labeling ({name})", transient=True):
         frame_detections = detections.get(frame.image_name, [])
         start = time.perf_counter()
         output = labeler(frame, frame_detections)
         seconds += time.perf_counter() - start
         predictions[frame.frame_id] = output.labels
+        verdicts[frame.frame_id] = list(output.accepted)
         objects += len(frame_detections)
         accepted += sum(output.accepted)
         judged = output.reprojection or [None] * len(output.labels)
@@ -239,7 +248,7 @@ def run_labeler(labeler: Labeler, frames: Sequence[Frame],
                                for label, ok, detection, overlap
                                in zip(output.labels, output.accepted, frame_detections, judged,
                                       strict=True))
-    return MethodRun(predictions, objects, accepted, seconds, accepted_insane)
+    return MethodRun(predictions, objects, accepted, seconds, accepted_insane, verdicts)
 
 
 def insane(label: ObjectLabel, detection: Detection, overlap: float | None = None,
@@ -293,10 +302,34 @@ def yaw_errors_of_observed(frames: Sequence[Frame], predictions: Mapping[str, li
             "axis_deg": float(np.median(axis)) if axis else None}
 
 
+def accepted_precision(frames: Sequence[Frame], run: MethodRun, min_iou: float = 0.5,
+                       category: str = "Car") -> dict:
+    """How many of a method's accepted labels are right: BEV IoU at least ``min_iou`` with
+    a ground-truth object of ``category`` in their frame (any difficulty).
+
+    Returns:
+        ``{"min_bev_iou", "accepted", "right", "precision"}`` (precision None when nothing
+        was accepted).
+    """
+    accepted = right = 0
+    for frame in frames:
+        ours = [label for label, ok in zip(run.predictions.get(frame.frame_id, []),
+                                           run.verdicts.get(frame.frame_id, []), strict=True)
+                if ok]
+        truth = [label for label in frame.labels if label.category.lower() == category.lower()]
+        accepted += len(ours)
+        if ours and truth:
+            iou = bev_iou(labels_to_boxes(ours), labels_to_boxes(truth)).numpy()
+            right += int((iou.max(axis=1) >= min_iou).sum())
+    return {"min_bev_iou": min_iou, "accepted": accepted, "right": right,
+            "precision": round(right / accepted, 4) if accepted else None}
+
+
 def method_record(result: EvalResult, run: MethodRun, frames: Sequence[Frame]) -> dict:
     """The JSON entry of one method: evaluation (``to_json``), yaw errors of well-observed
     objects (:func:`yaw_errors_of_observed`, by the LiDAR points of ``frames``), object
-    count, acceptance rate and speed."""
+    count, acceptance rate, the precision of the accepted labels (:func:`accepted_precision`)
+    and speed."""
     objects_per_second = run.objects_per_second
     acceptance = run.acceptance_rate
     return {"evaluation": to_json(result),
@@ -305,6 +338,7 @@ def method_record(result: EvalResult, run: MethodRun, frames: Sequence[Frame]) -
             "accepted": run.accepted,
             "accepted_beyond_sanity_gates": run.accepted_insane,
             "acceptance_rate": None if math.isnan(acceptance) else round(acceptance, 4),
+            "accepted_precision": accepted_precision(frames, run),
             "seconds": round(run.seconds, 3),
             "objects_per_second": None if math.isnan(objects_per_second)
             else round(objects_per_second, 2)}
@@ -368,7 +402,8 @@ def summary_table(records: Mapping[str, dict], category: str = "Car",
     first = next(iter(records.values()))["evaluation"]["classes"][category]
     thresholds = [str(t) for t in first["iou_thresholds"]]
     columns = ["method", *(f"{m} @{t}" for m in ("BEV", "3D") for t in thresholds),
-               "transl. m", "yaw deg", "size l/w/h m", "yaw>=50pts h/a", "acc. %", "obj/s"]
+               "transl. m", "yaw deg", "size l/w/h m", "yaw>=50pts h/a", "acc. %", "acc. prec. %",
+               "obj/s"]
     for column in columns:
         table.add_column(column, justify="left" if column == "method" else "right")
     for name, record in records.items():
@@ -385,6 +420,8 @@ def summary_table(records: Mapping[str, dict], category: str = "Car",
             f"{_percent(observed['heading_deg'])}/{_percent(observed['axis_deg'])}",
             _percent(None if record["acceptance_rate"] is None
                      else 100.0 * record["acceptance_rate"]),
+            _percent(None if record["accepted_precision"]["precision"] is None
+                     else 100.0 * record["accepted_precision"]["precision"]),
             _percent(record["objects_per_second"]),
         )
     buffer = io.StringIO()

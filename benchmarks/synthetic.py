@@ -24,12 +24,15 @@ cars' 2D boxes overlap another's and the nearest cars hide large parts of the on
 (:func:`crowding` measures it). It is cached beside the default one (its configuration
 gives its folder another hash) and reported in ``benchmarks/results/synthetic_crowded.json``.
 
-The settings differ only in the 3D data a labeler sees; the detections are the same:
+The settings differ in the 3D data a labeler sees and in whether the detections carry masks:
 
 * ``lidar``: the LiDAR scan, and the instance masks in the detections;
 * ``depth``: no LiDAR; the noisy depth map (``Frame.depth``), which the L-shape baseline
   back-projects over each detection's mask (``autolabel.init.depth_to_points``);
-* ``box``: neither; labels come from the 2D detections (and their masks) alone.
+* ``lidar_no_masks``: the LiDAR scan, detections without their masks (boxes only);
+* ``box``: neither; labels come from the 2D detections (and their masks) and the image alone:
+  the render method runs with :data:`benchmarks.common.CAMERA_ONLY` (camera-only hypotheses,
+  weak labels accepted by their score).
 
 Every method in :data:`METHODS` labels every setting. Reported per setting and method: KITTI
 AP|R40 (BEV and 3D at IoU 0.7 and 0.5, easy/moderate/hard), median translation, yaw and size
@@ -44,7 +47,7 @@ settings as keys (default ``benchmarks/results/synthetic.json``)::
 
     {"benchmark": "synthetic", "scenes", "seed", "frames", "cars", "crowding", "detections",
      "ceiling", "cache", "data", "notes",
-     "settings": {"lidar" | "depth" | "box": {"methods": {name: record}}}}
+     "settings": {"lidar" | "lidar_no_masks" | "depth" | "box": {"methods": {name: record}}}}
 
 where each record is :func:`benchmarks.common.method_record`'s and ``crowding`` is
 :func:`crowding`'s summary of the ground truth.
@@ -70,7 +73,7 @@ sys.path.insert(0, str(ROOT))
 
 from autolabel.init import InitConfig  # noqa: E402
 from autolabel.io.depth import read_depth  # noqa: E402
-from autolabel.io.detections import read_detections  # noqa: E402
+from autolabel.io.detections import Detection, read_detections  # noqa: E402
 from autolabel.label import ObjectLabel  # noqa: E402
 from autolabel.pipeline import PipelineConfig  # noqa: E402
 from autolabel.synth import (  # noqa: E402
@@ -84,6 +87,7 @@ from autolabel.synth.noise import DepthNoise, DetectionNoise  # noqa: E402
 from autolabel.synth.scene import SceneConfig  # noqa: E402
 from autolabel.synth.writer import DETECTIONS_FILE  # noqa: E402
 from benchmarks.common import (  # noqa: E402
+    CAMERA_ONLY,
     Frame,
     Labeler,
     box_iou_matrix,
@@ -115,7 +119,12 @@ METHODS: dict[str, Labeler] = {
     "lshape": functools.partial(lshape, init=INIT),
     "render": functools.partial(render_and_compare, config=PipelineConfig(init=INIT)),
 }
-SETTINGS = ("lidar", "depth", "box")
+# The render method's settings where they differ from METHODS' (no 3D data: camera-only).
+SETTING_METHODS: dict[str, dict[str, Labeler]] = {"box": {
+    "lshape": METHODS["lshape"],
+    "render": functools.partial(render_and_compare,
+                                config=dataclasses.replace(CAMERA_ONLY, init=INIT))}}
+SETTINGS = ("lidar", "lidar_no_masks", "depth", "box")
 CACHE = ROOT / "benchmarks" / "cache" / "synthetic"
 # The scenes: the generator's defaults with the depth map on, no pictures, and every car
 # detected: a missed car cannot be labelled by any method, and with ``autolabel synth``'s 5 %
@@ -198,7 +207,7 @@ def crowding(frames: Sequence[Sequence[ObjectLabel]], category: str = "Car") -> 
 
 def setting_frames(frames: Sequence[Frame], folder: Path, setting: str) -> list[Frame]:
     """The frames as a labeler sees them in ``setting`` (see the module docstring)."""
-    if setting == "lidar":
+    if setting in ("lidar", "lidar_no_masks"):
         return list(frames)
     if setting == "depth":
         return [dataclasses.replace(frame, points=None,
@@ -209,6 +218,16 @@ def setting_frames(frames: Sequence[Frame], folder: Path, setting: str) -> list[
     raise ValueError(f"setting must be one of {SETTINGS}, got {setting!r}")
 
 
+def setting_detections(detections: dict[str, list[Detection]], setting: str
+                       ) -> dict[str, list[Detection]]:
+    """The detections as a labeler sees them in ``setting``: without masks in
+    ``lidar_no_masks``, as given otherwise."""
+    if setting != "lidar_no_masks":
+        return detections
+    return {image: [dataclasses.replace(d, mask=None) for d in found]
+            for image, found in detections.items()}
+
+
 def main(argv: Sequence[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--frames", type=int, default=50,
@@ -217,7 +236,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (0: torch's default); see docs/decisions.md")
     parser.add_argument("--setting", action="append", choices=SETTINGS, default=None,
-                        help="Sensor setting; repeat for several (default: all three).")
+                        help="Sensor setting; repeat for several (default: all four).")
     parser.add_argument("--scenes", choices=tuple(DATA_SETS), default="default",
                         help="Data set: the default scenes or the crowded ones.")
     parser.add_argument("--cache", type=Path, default=CACHE,
@@ -241,8 +260,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     results, records = {}, {}
     for setting in settings:
         seen = setting_frames(frames, folder, setting)
-        runs = {name: run_labeler(labeler, seen, detections, f"{setting}, {name}")
-                for name, labeler in METHODS.items()}
+        given = setting_detections(detections, setting)
+        runs = {name: run_labeler(labeler, seen, given, f"{setting}, {name}")
+                for name, labeler in SETTING_METHODS.get(setting, METHODS).items()}
         evaluated = evaluate_methods(seen, runs)
         for name, run in runs.items():
             results[f"{setting}/{name}"] = evaluated[name]

@@ -199,7 +199,7 @@ def test_a_compiled_iteration_moves_the_parameters_as_the_eager_one(prior, frame
     # inductor's on-disk cache and about 40 s without.
     inputs, _ = frame
     config = PipelineConfig(yaw_hypotheses=1)
-    objects, _ = hypotheses([inputs], config)
+    objects = prepare_frame(inputs, config).objects
     batch = build_batch([inputs], objects, config, torch.device("cpu"))
     runs = [_Fit(prior, batch, dataclasses.replace(FitConfig(), compile=compiled))
             for compiled in (False, True)]

@@ -114,7 +114,7 @@ def test_a_heavy_viewpoint_weight_turns_every_label_to_the_models_heading(scene,
 
     def reading(image, detections, margin, config):
         # detections are in the order of the cars in this generated frame
-        return FrameEvidence([None] * len(detections), believed.numpy())
+        return FrameEvidence([None] * len(detections), believed.numpy(), flipped.numpy())
 
     monkeypatch.setattr(pipeline, "read_frame", reading)
     prior = load_prior()

@@ -77,11 +77,20 @@ def test_no_ground_plane_is_not_a_gate():
 
 def test_weak_labels_are_not_accepted_unless_asked_and_diverged_fits_score_zero():
     weak = dataclasses.replace(GOOD, inlier_fraction=math.nan, points=0, weak=True)
-    strong_support = VerifyConfig(weak_support=1.0, accept_weak=True)
+    strong_support = VerifyConfig(weak_distance=math.inf, accept_weak=True)
     assert not verify(weak).accepted
     assert verify(weak, strong_support).accepted
     diverged = verify(dataclasses.replace(GOOD, finite=False))
     assert diverged.score == 0 and not diverged.accepted and "diverged" in diverged.reasons[0]
+
+
+def test_a_weak_labels_support_halves_every_weak_distance_times_ln_2():
+    config = VerifyConfig(weak_distance=20.0)
+    near, far = (verify(dataclasses.replace(GOOD, inlier_fraction=math.nan, points=0,
+                                            weak=True, distance=d), config)
+                 for d in (10.0, 10.0 + 20.0 * math.log(2)))
+    assert math.isclose(far.evidence["support"], near.evidence["support"] / 2)
+    assert math.isclose(far.score, near.score / 2)
 
 
 def test_a_label_mostly_outside_the_image_scores_its_share_in_view_and_says_why():

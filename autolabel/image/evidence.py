@@ -25,7 +25,7 @@ from torch import Tensor
 from autolabel.image.crops import crop_image, crop_window
 from autolabel.image.network import predict
 from autolabel.image.train import load_image_model
-from autolabel.image.viewpoint import bin_centres, observation_angle
+from autolabel.image.viewpoint import bin_centres, decode_angle, observation_angle
 from autolabel.io.detections import Detection
 
 
@@ -40,11 +40,16 @@ class ImageEvidenceConfig:
         occluders: predicted masks of detections without a mask serve only as occluders:
             the edges of a farther detection that border them go free and their pixels do
             not count in its silhouette (:mod:`autolabel.occlusion`).
+        camera_only: detections without LiDAR or depth points start from the predicted
+            observation angle, placed on the ground (:mod:`autolabel.camera_only`) instead
+            of heading along the viewing ray.
         viewpoint_weight: weight of :func:`viewpoint_cost` added to each hypothesis's loss
             when the fitter chooses between a detection's hypotheses (0: not used). Small:
             it breaks near-ties of the fit (a heading flip the LiDAR outline cannot tell),
             since on real crops the model flips one car in five itself; at 0.1 it overruled
             the LiDAR fit on 9 kitti_dev cars and was wrong on 7 (docs/decisions.md).
+        weak_viewpoint_weight: the same for weak (box-only) hypotheses, which have no 3D
+            evidence of their heading: there the model's viewpoint decides.
         model: the weights file; None for the shipped model.
         mask_threshold: probability above which a pixel is on the predicted mask.
         probability_floor: the smallest viewpoint probability a heading is given, which caps
@@ -53,14 +58,17 @@ class ImageEvidenceConfig:
 
     masks: bool = False
     occluders: bool = False
+    camera_only: bool = True
     viewpoint_weight: float = 0.01
+    weak_viewpoint_weight: float = 1.0
     model: str | None = None
     mask_threshold: float = 0.5
     probability_floor: float = 0.01
 
     @property
     def enabled(self) -> bool:
-        return self.masks or self.occluders or self.viewpoint_weight > 0
+        return (self.masks or self.occluders or self.camera_only or self.viewpoint_weight > 0
+                or self.weak_viewpoint_weight > 0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,10 +78,13 @@ class FrameEvidence:
     Attributes:
         masks: per detection an (H, W) bool mask, cut to its box.
         viewpoints: (D, K) probabilities of the observation angle's K bins per detection.
+        alphas: (D,) the predicted observation angle per detection (the likeliest bin's
+            centre plus its residual), radians.
     """
 
     masks: list[np.ndarray]
     viewpoints: np.ndarray
+    alphas: np.ndarray
 
 
 @functools.cache
@@ -127,14 +138,16 @@ def read_frame(image: np.ndarray, detections: Sequence[Detection], margin: float
     size = model.config.size
     windows = [crop_window(d.box2d, margin) for d in detections]
     if not detections:
-        return FrameEvidence([], np.zeros((0, model.config.bins), dtype=np.float32))
+        return FrameEvidence([], np.zeros((0, model.config.bins), dtype=np.float32),
+                             np.zeros(0, dtype=np.float32))
     crops = torch.from_numpy(np.stack([crop_image(image, w, size) for w in windows]))
     prediction = predict(model, crops)
     probability = torch.sigmoid(prediction.mask_logits).numpy()
     masks = [paste_mask(p, w, d.box2d, image.shape[:2], config.mask_threshold)
              for p, w, d in zip(probability, windows, detections, strict=True)]
     viewpoints = torch.softmax(prediction.bin_logits, dim=-1).numpy()
-    return FrameEvidence(masks, viewpoints)
+    alphas = decode_angle(prediction.bin_logits, prediction.residuals).numpy()
+    return FrameEvidence(masks, viewpoints, alphas)
 
 
 def viewpoint_cost(viewpoints: Tensor, yaw: Tensor, center: Tensor, floor: float) -> Tensor:
