@@ -576,7 +576,8 @@ def _result(frame: FrameInput, obj: _Object, i: int, output: FitOutput, batch: O
         in_view=label.share_in_view(frame.calib.P2, frame.image_size) if finite else 0.0,
         ground_gap=(None if obj.initial.ground is None
                     else float(obj.initial.ground.height(bottom))),
-        finite=finite, weak=obj.initial.weak), config.verify)
+        finite=finite, weak=obj.initial.weak, has_mask=bool(batch.has_mask[i])),
+        config.verify)
     label = dataclasses.replace(label, score=verdict.score)
     return LabelResult(
         label=label, accepted=verdict.accepted, reasons=verdict.reasons,

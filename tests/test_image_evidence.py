@@ -127,3 +127,22 @@ def test_a_heavy_viewpoint_weight_turns_every_label_to_the_models_heading(scene,
         headings[weight] = torch.rad2deg(error)
     print("heading errors (deg) without and with the viewpoint:", headings)
     assert (headings[0.0] < 20).all() and (headings[100.0] > 160).all()
+
+
+def test_the_reading_of_a_frame_does_not_depend_on_the_processs_thread_count(scene):
+    from autolabel.image.evidence import read_frame
+
+    frame = scene[0]
+    before = torch.get_num_threads()
+    readings = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            readings.append(read_frame(frame.image, frame.detections, 0.15))
+            assert torch.get_num_threads() == threads
+    finally:
+        torch.set_num_threads(before)
+    one, two = readings
+    np.testing.assert_array_equal(one.viewpoints, two.viewpoints)
+    np.testing.assert_array_equal(one.alphas, two.alphas)
+    assert all((a == b).all() for a, b in zip(one.masks, two.masks, strict=True))

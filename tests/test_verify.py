@@ -64,6 +64,7 @@ def test_low_inlier_fraction_rejects_and_says_why():
     ({"box_iou": 0.0}, "does not reproject onto the detection"),
     ({"distance": 394.0}, "beyond the sensor's range"),
     ({"ground_gap": -25.0}, "from the ground plane"),
+    ({"image_iou": 0.65, "has_mask": True}, "does not cover its instance mask"),
 ])
 def test_sanity_gates_reject_a_label_whatever_its_score(change, says):
     verdict = verify(dataclasses.replace(GOOD, **change))
@@ -73,6 +74,10 @@ def test_sanity_gates_reject_a_label_whatever_its_score(change, says):
 
 def test_no_ground_plane_is_not_a_gate():
     assert verify(dataclasses.replace(GOOD, ground_gap=None)).accepted
+
+
+def test_the_same_image_iou_with_a_box_instead_of_a_mask_passes():
+    assert verify(dataclasses.replace(GOOD, image_iou=0.65)).accepted
 
 
 def test_weak_labels_are_not_accepted_unless_asked_and_diverged_fits_score_zero():

@@ -93,6 +93,18 @@ def _model(path: str | None):
     return model
 
 
+def _on_one_thread(model, crops: torch.Tensor):
+    """The model's prediction computed on one CPU thread, whatever the process uses: the
+    thread count changes the last bits of a convolution, and labels must not depend on how
+    a run is spread over processes (a camera-only box is placed from the predicted angle)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return predict(model, crops)
+    finally:
+        torch.set_num_threads(threads)
+
+
 def paste_mask(probability: np.ndarray, window: np.ndarray, box2d: np.ndarray,
                image_size: tuple[int, int], threshold: float) -> np.ndarray:
     """A crop's mask as a full-image mask: each image pixel inside the detection box takes
@@ -141,7 +153,7 @@ def read_frame(image: np.ndarray, detections: Sequence[Detection], margin: float
         return FrameEvidence([], np.zeros((0, model.config.bins), dtype=np.float32),
                              np.zeros(0, dtype=np.float32))
     crops = torch.from_numpy(np.stack([crop_image(image, w, size) for w in windows]))
-    prediction = predict(model, crops)
+    prediction = _on_one_thread(model, crops)
     probability = torch.sigmoid(prediction.mask_logits).numpy()
     masks = [paste_mask(p, w, d.box2d, image.shape[:2], config.mask_threshold)
              for p, w, d in zip(probability, windows, detections, strict=True)]
