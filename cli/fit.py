@@ -68,9 +68,12 @@ class FitJob:
         ray: where and how wide to run on Ray, or None for this process alone.
         workers: processes that read and prepare frames ahead of the fit in one process
             (0: none), None for the default of the device.
-        image_model: the image model's weights, None for the shipped model.
-        viewpoint_weight: weight of its viewpoint in the choice of a heading, None for the
-            fitter's default (0: the image model is not run).
+        image_model: the image model's weights, None for the shipped model, 'none' for
+            no image model.
+        viewpoint_weight: weight of its viewpoint in the choice of the heading of labels
+            with LiDAR or depth, None for the fitter's default.
+        camera_height: metres from the camera to the road (the ground of frames without
+            LiDAR or depth). accept_weak: labels without 3D evidence may be accepted.
     """
 
     images: dict[str, Path]
@@ -96,8 +99,10 @@ class FitJob:
     skip_failed: bool
     ray: RaySettings | None = None
     workers: int | None = None
-    image_model: Path | None = None
+    image_model: str | None = None
     viewpoint_weight: float | None = None
+    camera_height: float = 1.65
+    accept_weak: bool = False
 
 
 def _folder(path: Path, option: str) -> Path:
@@ -255,15 +260,25 @@ def fit_command(
                                                "\"Car\"}; applied before anything else. "
                                                "KITTI classes are written in KITTI's spelling "
                                                "whatever their case."),
-    image_model: Path | None = typer.Option(None, "--image-model", help="Image model weights "
-                                            "(default: the shipped model, see `autolabel "
-                                            "image-model`); it reads each detection's crop."),
+    image_model: str | None = typer.Option(None, "--image-model", metavar="FILE|none",
+                                           show_default=False, help="Image model weights "
+                                           "(default: the shipped model, see `autolabel "
+                                           "image-model`); it reads each detection's crop "
+                                           "for the car's heading, and places cars without "
+                                           "LiDAR or depth. none: no image model."),
     viewpoint_weight: float | None = typer.Option(None, "--viewpoint-weight", min=0.0,
                                                   show_default=False, help="Weight of the "
                                                   "image model's viewpoint when the fitter "
-                                                  "chooses between a detection's headings "
-                                                  "(default 0.01: it breaks near-ties; 0: the "
-                                                  "image model is not run)."),
+                                                  "chooses the heading of a label with LiDAR "
+                                                  "or depth (default 0.01: it breaks "
+                                                  "near-ties; 0: not used there)."),
+    camera_height: float = typer.Option(1.65, "--camera-height", min=0.0, help="Metres from "
+                                        "the camera down to the road (KITTI's: 1.65): the "
+                                        "ground on which cars are placed in frames without "
+                                        "LiDAR or depth."),
+    accept_weak: bool = typer.Option(False, "--accept-weak", help="Labels from the image and "
+                                     "box alone (no LiDAR or depth) may be accepted when their "
+                                     "score passes; otherwise they are always rejected."),
 ) -> None:
     """Label every frame: one 3D box per 2D detection, written as KITTI label_2 and JSON."""
     with user_errors():
@@ -292,13 +307,14 @@ def fit_command(
                                  f"calibration of image {frames[frame_id].name})")
         if prior_path is not None and not prior_path.is_file():
             raise InputError(prior_path, "no such file (given as --prior)")
-        if image_model is not None and not image_model.is_file():
+        if image_model not in (None, "none") and not Path(image_model).is_file():
             raise InputError(image_model, "no such file (given as --image-model)")
         job = FitJob(frames, calib_folder, lidar_folder, lidar_origin, depth,
                      allow_missing_evidence, detections, sizes, _writable_folder(out), method,
                      prior_path, device, batch, batch_objects,
                      iterations, viz, save_meshes, min_score, max_detections, min_box_side,
-                     skip_failed, ray_settings, workers, image_model, viewpoint_weight)
+                     skip_failed, ray_settings, workers, image_model, viewpoint_weight,
+                     camera_height, accept_weak)
     from cli.fit_run import run  # loads torch
 
     failed = run(job)

@@ -39,6 +39,7 @@ from autolabel.pipeline import (
 )
 from autolabel.prior import load_prior
 from autolabel.screening import detection_problem
+from autolabel.verify import VerifyConfig
 from autolabel.viz import (
     ACCEPTED_COLOUR,
     REJECTED_COLOUR,
@@ -281,12 +282,16 @@ def prepare(sources: Sources, config: PipelineConfig, frame_id: str
 
 def pipeline_config(job: FitJob, device: str) -> PipelineConfig:
     """The fitter's settings for the job on ``device``."""
-    image = ImageEvidenceConfig(model=None if job.image_model is None else str(job.image_model))
+    image = (ImageEvidenceConfig(camera_only=False, viewpoint_weight=0.0,
+                                 weak_viewpoint_weight=0.0) if job.image_model == "none"
+             else ImageEvidenceConfig(model=job.image_model))
     if job.viewpoint_weight is not None:
         image = dataclasses.replace(image, viewpoint_weight=job.viewpoint_weight)
     return PipelineConfig(
         fit=dataclasses.replace(FitConfig(), iterations=job.iterations),
-        init=InitConfig(class_sizes=tuple(job.class_sizes.items())), device=device,
+        init=InitConfig(class_sizes=tuple(job.class_sizes.items()),
+                        camera_height=job.camera_height),
+        verify=VerifyConfig(accept_weak=job.accept_weak), device=device,
         max_fit_objects=job.batch_objects * PipelineConfig().yaw_hypotheses, image=image)
 
 

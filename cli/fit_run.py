@@ -201,7 +201,7 @@ def run(job: FitJob) -> list[str]:
     with user_errors():
         # Loaded here to check them before any work; each Ray actor loads its own copies.
         prior = load_prior(job.prior) if job.method == "render" else None
-        if job.method == "render" and job.viewpoint_weight != 0:
+        if job.method == "render" and job.image_model != "none":
             load_image_model(job.image_model)
         device = _device(job.device) if job.ray is None else job.device
     with contextlib.ExitStack() as stack:

@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from autolabel.evaluate import bev_iou, labels_to_boxes
@@ -184,6 +185,28 @@ def test_class_sizes_file_sets_the_size_of_box_only_labels(scene, tmp_path):
     assert result.exit_code == 0, result.output
     labels = read_labels(tmp_path / "out" / "label_2" / f"{FRAMES[0]}.txt")
     assert labels and all(label.size.tolist() == [4.65, 1.84, 1.64] for label in labels)
+
+
+def test_without_lidar_the_image_model_places_the_cars_and_accept_weak_lets_them_pass(
+        scene, tmp_path):
+    # The image's crops give the heading and the road below the camera the depth: the
+    # camera-only labels land near the cars, closer than the box-only ones without the model.
+    errors = {}
+    for name, extra in (("camera", ["--accept-weak"]), ("boxes", ["--image-model", "none"])):
+        result = fit(scene / "image_2", scene / "detections.json", tmp_path / name,
+                     "--method", "render", "--lidar", "none", "--iterations", "20", *extra)
+        assert result.exit_code == 0, result.output
+        record = read_frame_json(tmp_path / name / "json" / f"{FRAMES[0]}.json")
+        assert all(extra["source"] == "box" and extra["weak"] for extra in record.extras)
+        if name == "boxes":
+            assert not any(extra["accepted"] for extra in record.extras)
+        truth = [label for label in read_labels(scene / "label_2" / f"{FRAMES[0]}.txt")
+                 if label.category == "Car"]
+        distance = torch.cdist(labels_to_boxes(truth)[:, [0, 2]],
+                               labels_to_boxes(record.labels)[:, [0, 2]])
+        errors[name] = distance.min(dim=1).values / labels_to_boxes(truth)[:, 2]
+    print("BEV centre errors over depth, camera-only and box-only:", errors)
+    assert errors["camera"].max() < 0.1 and errors["camera"].mean() < errors["boxes"].mean()
 
 
 def test_class_sizes_with_a_bad_entry_are_a_one_line_error_naming_file_and_class(scene,
