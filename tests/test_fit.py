@@ -30,14 +30,23 @@ def prior():
     return load_prior()
 
 
-@pytest.fixture(scope="module")
-def frame():
-    generated = generate_frame(3, 0, SCENE)
+def generated_frame(seed: int = 3) -> tuple[FrameInput, list]:
+    """Frame 0 of the generated data set ``seed`` (``SCENE``) with its image, and its cars'
+    true labels."""
+    generated = generate_frame(seed, 0, SCENE)
     calib = kitti_calib()
     points = calib.velo_to_rect(generated.scan.points[:, :3].astype(np.float64))
     truth = [a.label for a in generated.annotations if a.label.category == "Car"]
-    image_size = generated.render.image.shape[:2]
-    return FrameInput("000000", image_size, calib, generated.detections, points), truth
+    image = generated.render.image
+    return FrameInput("000000", image.shape[:2], calib, generated.detections, points,
+                      image=image), truth
+
+
+@pytest.fixture(scope="module")
+def frame():
+    """The generated frame without its image: the fit alone, no image model."""
+    inputs, truth = generated_frame()
+    return dataclasses.replace(inputs, image=None), truth
 
 
 def test_fitted_labels_of_a_generated_frame_match_the_ground_truth(prior, frame):

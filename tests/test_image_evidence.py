@@ -19,16 +19,13 @@ from autolabel.image.evidence import (
 )
 from autolabel.image.viewpoint import bin_centres, observation_angle
 from autolabel.pipeline import (
-    FrameInput,
     PipelineConfig,
     label_frames,
     prepare_frame,
     window_samples,
 )
 from autolabel.prior import load_prior
-from autolabel.synth import generate_frame
-from autolabel.synth.rig import kitti_calib
-from tests.test_fit import SCENE
+from tests.test_fit import generated_frame
 
 
 def test_a_pasted_mask_sampled_through_its_window_is_the_crop_inside_the_box():
@@ -73,14 +70,9 @@ def test_the_viewpoint_cost_interpolates_the_bins_and_prefers_the_models_heading
 @pytest.fixture(scope="module")
 def scene():
     """A generated frame with its image, its detections without masks, and the truth."""
-    generated = generate_frame(3, 0, SCENE)
-    calib = kitti_calib()
-    points = calib.velo_to_rect(generated.scan.points[:, :3].astype(np.float64))
-    truth = [a.label for a in generated.annotations if a.label.category == "Car"]
-    image = generated.render.image
-    detections = [dataclasses.replace(d, mask=None) for d in generated.detections]
-    frame = FrameInput("000000", image.shape[:2], calib, detections, points, image=image)
-    return frame, generated.detections, truth
+    inputs, truth = generated_frame()
+    detections = [dataclasses.replace(d, mask=None) for d in inputs.detections]
+    return dataclasses.replace(inputs, detections=detections), inputs.detections, truth
 
 
 def test_predicted_masks_fill_only_maskless_detections_and_match_the_rendered_masks(scene):
