@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from autolabel.camera_only import calibration_ground, camera_hypothesis
+from autolabel.camera_only import RoadConfig, camera_hypothesis, detection_grounds
 from autolabel.fit import FitConfig, FitOutput, ObjectBatch, fit
 from autolabel.geometry import project_points, rotation_to_yaw
 from autolabel.image.evidence import (
@@ -93,6 +93,8 @@ class PipelineConfig:
             about 1.9 GB peak for the whole process at 128 on CPU, 1 GB at 32
             (benchmarks/results/memory.json).
         image: which predictions of the image model the fit uses (needs the frame's image).
+        road: how frames without LiDAR or depth estimate their road from their detections
+            (camera-only hypotheses, :mod:`autolabel.camera_only`).
         device: 'auto' (CUDA when present), 'cpu' or 'cuda'.
         seed: seeds subsampling and surfel extraction.
     """
@@ -106,6 +108,7 @@ class PipelineConfig:
     free_space_band: tuple[float, float] | None = (0.3, 0.9)
     max_fit_objects: int = 128
     image: ImageEvidenceConfig = ImageEvidenceConfig()
+    road: RoadConfig = RoadConfig()
     device: str = "auto"
     seed: int = 0
 
@@ -269,18 +272,26 @@ class _Object:
 
 def _camera_hypotheses(frame: FrameInput, initial: Sequence[Hypothesis],
                        plane: GroundPlane | None, occluders: Sequence[np.ndarray | None],
-                       alphas: np.ndarray, config: InitConfig) -> list[Hypothesis]:
+                       alphas: np.ndarray, config: InitConfig,
+                       road: RoadConfig) -> list[Hypothesis]:
     """``initial`` with every weak (box-only) hypothesis replaced by the camera-only one at
     the predicted observation angle (``alphas``: (D,) radians), on its ground, else the
-    frame's plane, else the road below the camera (``config.camera_height``)."""
-    road = plane or calibration_ground(config.camera_height)
+    frame's plane, else the road estimated from the frame's detections around the level
+    road below the camera (``config.camera_height``; :func:`detection_grounds`)."""
+    free = [border_edges(d.box2d, frame.image_size) | occluded_edges(d.box2d, occluder)
+            for d, occluder in zip(frame.detections, occluders, strict=True)]
+    if plane is not None:
+        grounds = [plane] * len(initial)
+    else:
+        grounds = detection_grounds(np.array([d.box2d for d in frame.detections]), alphas,
+                                    np.array([config.mean_size(d.category)
+                                              for d in frame.detections]),
+                                    frame.calib.P2, np.array(free), config.camera_height, road)
     return [camera_hypothesis(d.box2d, d.category, frame.calib.P2, float(alpha),
-                              h.ground or road,
-                              border_edges(d.box2d, frame.image_size)
-                              | occluded_edges(d.box2d, occluder), config)
+                              h.ground or ground, edges, config)
             if h.weak else h
-            for h, d, occluder, alpha in zip(initial, frame.detections, occluders, alphas,
-                                             strict=True)]
+            for h, d, ground, edges, alpha in zip(initial, frame.detections, grounds, free,
+                                                  alphas, strict=True)]
 
 
 def _hypotheses(frame: FrameInput, config: PipelineConfig, evidence: FrameEvidence | None,
@@ -295,7 +306,7 @@ def _hypotheses(frame: FrameInput, config: PipelineConfig, evidence: FrameEviden
     occluders = occluder_masks(occluding, [float(np.linalg.norm(h.center)) for h in initial])
     if evidence is not None and config.image.camera_only:
         initial = _camera_hypotheses(frame, initial, plane, occluders, evidence.alphas,
-                                     config.init)
+                                     config.init, config.road)
     keep = {1: [0], 2: [0, 2], 4: [0, 1, 2, 3]}[config.yaw_hypotheses]
     objects = []
     for d, hypothesis in enumerate(initial):

@@ -8,9 +8,13 @@ import pytest
 import torch
 
 from autolabel.camera_only import (
+    RoadConfig,
     calibration_ground,
     camera_hypothesis,
+    detection_grounds,
+    estimate_road,
     place_on_ground,
+    road_sample,
     yaw_from_alpha,
 )
 from autolabel.classes import mean_size
@@ -26,9 +30,11 @@ from tests.test_init import GROUND_Y, P2
 CARS = [((2.0, 10.0), 0.4), ((-6.0, 25.0), -1.5), ((4.0, 40.0), 2.8), ((-1.0, 60.0), 1.2)]
 
 
-def _car(x: float, z: float, yaw: float, size: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The centre (3,) of a car standing on the level ground, and its exact image box (4,)."""
-    center = np.array([x, GROUND_Y - size[2] / 2, z])
+def _car(x: float, z: float, yaw: float, size: np.ndarray, ground_y: float = GROUND_Y
+         ) -> tuple[np.ndarray, np.ndarray]:
+    """The centre (3,) of a car standing on the ground at camera y ``ground_y`` (default:
+    the level ground), and its exact image box (4,)."""
+    center = np.array([x, ground_y - size[2] / 2, z])
     corners = box_corners(torch.as_tensor(center), yaw_to_rotation(
         torch.tensor(yaw, dtype=torch.float64)), torch.as_tensor(size))
     return center, projected_box2d(corners, torch.as_tensor(P2)).numpy()
@@ -104,3 +110,79 @@ def test_camera_only_hypotheses_of_a_generated_frame_land_near_the_cars():
           "box-only then camera-only:", errors)
     assert errors[True][0] < 0.1 and errors[True][1] < 15
     assert errors[True][0] < errors[False][0]
+
+
+# Cars on a road a little lower than the level one at the camera and falling away from it,
+# y = 1.68 + 0.008 z (0.43 m lower than the level road 50 m ahead), as (x, z, yaw).
+TILTED = (1.68, 0.008)
+ON = RoadConfig(enabled=True)
+ROAD_CARS = [(-3.0, 9.0, 0.3), (3.5, 14.0, -1.2), (-5.0, 19.0, 2.0), (2.0, 25.0, 1.4),
+             (-2.5, 31.0, -0.4), (4.0, 38.0, 3.0), (-1.5, 45.0, 0.8), (1.0, 55.0, -2.2)]
+
+
+def _cars_on(road: tuple[float, float], cars) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Exact image boxes (D, 4), observation angles (D,) and bottom centres (D, 3) of cars of
+    the class mean size standing on the road ``y = road[0] + road[1] z``."""
+    size = mean_size("Car")
+    boxes, alphas, bottoms = [], [], []
+    for x, z, yaw in cars:
+        center, box2d = _car(x, z, yaw, size, road[0] + road[1] * z)
+        boxes.append(box2d)
+        alphas.append(float(observation_angle(torch.tensor(yaw, dtype=torch.float64),
+                                              torch.as_tensor(center))))
+        bottoms.append(center + [0.0, size[2] / 2, 0.0])
+    return np.array(boxes), np.array(alphas), np.array(bottoms)
+
+
+def test_a_road_sample_is_the_bottom_of_a_car_of_the_mean_size_wherever_it_stands():
+    boxes, alphas, bottoms = _cars_on(TILTED, ROAD_CARS)
+    for box2d, alpha, bottom in zip(boxes, alphas, bottoms, strict=True):
+        sample = road_sample(box2d, alpha, mean_size("Car"), P2)
+        # the depth grid is 1 % apart: within half a step of the truth
+        assert np.linalg.norm(sample - bottom) < 0.006 * np.linalg.norm(bottom)
+
+
+def test_a_detection_whose_bottom_edge_is_hidden_gives_no_road_sample():
+    boxes, alphas, _ = _cars_on(TILTED, ROAD_CARS[:1])
+    free = np.array([False, False, False, True])
+    assert road_sample(boxes[0], alphas[0], mean_size("Car"), P2, free) is None
+
+
+def test_the_road_fitted_to_cars_on_a_lower_tilted_road_recovers_its_height_and_slope():
+    boxes, _, bottoms = _cars_on(TILTED, ROAD_CARS)
+    road, _ = estimate_road(bottoms, boxes[:, 3] - boxes[:, 1], GROUND_Y, ON)
+    height = float(road.y_at(0.0, 0.0))
+    slope = float(road.y_at(0.0, 1.0)) - height
+    print("height, slope:", height, slope)
+    assert height == pytest.approx(TILTED[0], abs=0.05)
+    assert slope == pytest.approx(TILTED[1], abs=0.003)
+
+
+def test_each_car_stands_nearer_its_road_than_on_the_level_one():
+    boxes, alphas, bottoms = _cars_on(TILTED, ROAD_CARS)
+    sizes = np.tile(mean_size("Car"), (len(boxes), 1))
+    free = np.zeros((len(boxes), 4), dtype=bool)
+    grounds = detection_grounds(boxes, alphas, sizes, P2, free, GROUND_Y, ON)
+    under = np.array([float(g.y_at(b[0], b[2])) for g, b in zip(grounds, bottoms, strict=True)])
+    print("road under the cars, estimated - true (m):", under - bottoms[:, 1])
+    # the level road is off by 0.1 m at the nearest car and 0.47 m at the farthest
+    assert np.all(np.abs(under - bottoms[:, 1]) < 0.1)
+
+
+def test_a_frame_without_a_usable_detection_keeps_the_level_road():
+    boxes, alphas, _ = _cars_on(TILTED, ROAD_CARS[:2])
+    sizes = np.tile(mean_size("Car"), (2, 1))
+    free = np.array([[False, False, False, True]] * 2)  # both bottoms hidden
+    for ground in detection_grounds(boxes, alphas, sizes, P2, free, GROUND_Y, ON):
+        assert ground.y_at(0.0, 0.0) == pytest.approx(GROUND_Y)
+        assert ground.y_at(0.0, 50.0) == pytest.approx(GROUND_Y)
+    disabled = detection_grounds(boxes, alphas, sizes, P2, free & False, GROUND_Y)
+    assert all(g.y_at(3.0, 40.0) == pytest.approx(GROUND_Y) for g in disabled)
+
+
+def test_one_detection_moves_the_road_toward_it_but_not_all_the_way():
+    boxes, alphas, bottoms = _cars_on(TILTED, ROAD_CARS[5:6])
+    ground, = detection_grounds(boxes, alphas, mean_size("Car")[None], P2,
+                                np.zeros((1, 4), dtype=bool), GROUND_Y, ON)
+    under = float(ground.y_at(bottoms[0, 0], bottoms[0, 2]))
+    assert GROUND_Y + 0.1 < under < bottoms[0, 1] - 0.05
