@@ -288,7 +288,7 @@ def pipeline_config(job: FitJob, device: str) -> PipelineConfig:
     if job.viewpoint_weight is not None:
         image = dataclasses.replace(image, viewpoint_weight=job.viewpoint_weight)
     return PipelineConfig(
-        fit=dataclasses.replace(FitConfig(), iterations=job.iterations),
+        fit=dataclasses.replace(FitConfig(), iterations=job.iterations, compile=job.compile),
         init=InitConfig(class_sizes=tuple(job.class_sizes.items()),
                         camera_height=job.camera_height),
         verify=VerifyConfig(accept_weak=job.accept_weak), device=device,
