@@ -513,6 +513,11 @@ def _shape_stage_loss(run: _Fit) -> tuple[Tensor, Tensor]:
     return _loss(run, shape_stage=True)
 
 
+# Compiled versions a stage keeps: the shape stage compiles once per batch size, and a chunk
+# holds at most 64 detections with the GPU default of --batch-objects.
+RECOMPILE_LIMIT = 72
+
+
 @functools.cache
 def _compiled(shape_stage: bool):
     """The compiled :func:`_loss` of a stage, made on first use (importing the compiler
@@ -530,14 +535,20 @@ def _compiled_loss(run: _Fit, shape_stage: bool) -> tuple[Tensor, Tensor]:
     stage the first batch compiles with its sizes fixed and the first batch of another size
     once more with the batch size symbolic, which then serves every size but 1 (which, like
     any size-1 dimension, compiles apart). The shape stage still compiles once per batch
-    size: tracing the decoder under ``torch.func.vjp`` fixes the batch size (torch 2.13).
-    Compiled code lives for the process: later fits with the same prior and settings reuse
-    it.
+    size: tracing the decoder under ``torch.func.vjp`` fixes the batch size (torch 2.13),
+    so a run of frames with many sizes compiles it many times (seconds each), and beyond
+    :data:`RECOMPILE_LIMIT` sizes runs it uncompiled. Compiled code lives for the process:
+    later fits with the same prior and settings reuse it.
     """
     # The parameters' batch dimension varies like every other (torch.compile holds the
-    # sizes of nn.Parameters fixed by default).
-    with torch._dynamo.config.patch(force_parameter_static_shapes=False):
-        return _compiled(shape_stage)(run)
+    # sizes of nn.Parameters fixed by default); a shape stage per batch size up to
+    # RECOMPILE_LIMIT, and past it the iteration runs uncompiled rather than fail.
+    with torch._dynamo.config.patch(force_parameter_static_shapes=False,
+                                    recompile_limit=RECOMPILE_LIMIT):
+        try:
+            return _compiled(shape_stage)(run)
+        except torch._dynamo.exc.FailOnRecompileLimitHit:
+            return _loss(run, shape_stage)
 
 
 def fit(prior, batch: ObjectBatch, config: FitConfig = FitConfig(), seed: int = 0) -> FitOutput:

@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from autolabel import fit as fit_module
 from autolabel.evaluate import bev_iou, labels_to_boxes
 from autolabel.fit import FitConfig, ObjectBatch, _Fit, fit
 from autolabel.pipeline import FrameInput, PipelineConfig, build_batch, label_frames, prepare_frame
@@ -203,12 +204,16 @@ def test_only_the_best_hypothesis_after_the_pose_stage_goes_on_to_the_shape_stag
     assert (iou.max(dim=1).values >= 0.8).all()
 
 
-def test_a_compiled_iteration_moves_the_parameters_as_the_eager_one(prior, frame):
+@pytest.mark.parametrize("limit", [fit_module.RECOMPILE_LIMIT, 0])
+def test_a_compiled_iteration_moves_the_parameters_as_the_eager_one(prior, frame, limit,
+                                                                     monkeypatch):
     # FitConfig.compile: compiling the two stages takes about 10 s on 2 CPU cores with
-    # inductor's on-disk cache and about 40 s without.
+    # inductor's on-disk cache and about 40 s without. With no recompilation left (limit 0:
+    # a batch of a size not compiled before) the step runs uncompiled instead of failing.
+    monkeypatch.setattr(fit_module, "RECOMPILE_LIMIT", limit)
     inputs, _ = frame
     config = PipelineConfig(yaw_hypotheses=1)
-    objects = prepare_frame(inputs, config).objects
+    objects = prepare_frame(inputs, config).objects[:len(inputs.detections) - (limit == 0)]
     batch = build_batch([inputs], objects, config, torch.device("cpu"))
     runs = [_Fit(prior, batch, dataclasses.replace(FitConfig(), compile=compiled))
             for compiled in (False, True)]
