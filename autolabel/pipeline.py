@@ -90,7 +90,7 @@ class PipelineConfig:
             through the windows fell inside the band by their own height). None: every return.
         max_fit_objects: hypotheses optimised at once; a chunk of frames with more is fitted
             in several pieces (each detection's hypotheses together), which bounds memory:
-            about 1.9 GB peak for the whole process at 128 on CPU, 1 GB at 32
+            about 1.5 GB peak for the whole process at 128 on CPU, 0.9 GB at 32
             (benchmarks/results/memory.json).
         image: which predictions of the image model the fit uses (needs the frame's image).
         road: how frames without LiDAR or depth estimate their road from their detections
