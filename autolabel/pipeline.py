@@ -344,11 +344,11 @@ def prepare_frame(frame: FrameInput, config: PipelineConfig = PipelineConfig()
     if frame.image is not None and config.image.enabled and frame.detections:
         evidence = read_frame(frame.image, frame.detections,
                               config.fit.render.window_margin, config.image)
-        masked = [d if d.mask is not None else dataclasses.replace(d, mask=mask)
-                  for d, mask in zip(frame.detections, evidence.masks, strict=True)]
-        if config.image.masks:
-            frame = dataclasses.replace(frame, detections=masked)
-        occluding = masked if config.image.masks or config.image.occluders else occluding
+        if evidence.masks is not None:  # masks or occluders
+            occluding = [d if d.mask is not None else dataclasses.replace(d, mask=mask)
+                         for d, mask in zip(frame.detections, evidence.masks, strict=True)]
+            if config.image.masks:
+                frame = dataclasses.replace(frame, detections=occluding)
     frame = dataclasses.replace(frame, image=None)
     objects, plane = _hypotheses(frame, config, evidence, occluding)
     return PreparedFrame(frame, objects, plane, time.perf_counter() - start)

@@ -15,6 +15,7 @@ from autolabel.image.evidence import (
     FrameEvidence,
     ImageEvidenceConfig,
     paste_mask,
+    read_frame,
     viewpoint_cost,
 )
 from autolabel.image.viewpoint import bin_centres, observation_angle
@@ -92,6 +93,7 @@ def test_predicted_masks_fill_only_maskless_detections_and_match_the_rendered_ma
     assert all(a.mask is b.mask for a, b in zip(kept.frame.detections, given, strict=True))
     unused = prepare_frame(frame, PipelineConfig())
     assert all(d.mask is None for d in unused.frame.detections)
+    assert read_frame(frame.image, frame.detections, 0.15).masks is None
 
 
 def test_a_heavy_viewpoint_weight_turns_every_label_to_the_models_heading(scene, monkeypatch):
@@ -106,7 +108,7 @@ def test_a_heavy_viewpoint_weight_turns_every_label_to_the_models_heading(scene,
 
     def reading(image, detections, margin, config):
         # detections are in the order of the cars in this generated frame
-        return FrameEvidence([None] * len(detections), believed.numpy(), flipped.numpy())
+        return FrameEvidence(None, believed.numpy(), flipped.numpy())
 
     monkeypatch.setattr(pipeline, "read_frame", reading)
     prior = load_prior()
@@ -122,8 +124,6 @@ def test_a_heavy_viewpoint_weight_turns_every_label_to_the_models_heading(scene,
 
 
 def test_the_reading_of_a_frame_does_not_depend_on_the_processs_thread_count(scene):
-    from autolabel.image.evidence import read_frame
-
     frame = scene[0]
     # six crops (the cars, and again 2 px to the right): with the first three alone the
     # viewpoints happen to come out the same on 1 and 2 threads, with six they do not
@@ -134,7 +134,8 @@ def test_the_reading_of_a_frame_does_not_depend_on_the_processs_thread_count(sce
     try:
         for threads in (1, 2):
             torch.set_num_threads(threads)
-            readings.append(read_frame(frame.image, detections, 0.15))
+            readings.append(read_frame(frame.image, detections, 0.15,
+                                       ImageEvidenceConfig(masks=True)))
             assert torch.get_num_threads() == threads
     finally:
         torch.set_num_threads(before)

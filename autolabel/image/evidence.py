@@ -76,13 +76,14 @@ class FrameEvidence:
     """The image model's reading of one frame's detections.
 
     Attributes:
-        masks: per detection an (H, W) bool mask, cut to its box.
+        masks: per detection an (H, W) bool mask, cut to its box; None when the config uses
+            no masks (pasting them costs a full-image array per detection).
         viewpoints: (D, K) probabilities of the observation angle's K bins per detection.
         alphas: (D,) the predicted observation angle per detection (the likeliest bin's
             centre plus its residual), radians.
     """
 
-    masks: list[np.ndarray]
+    masks: list[np.ndarray] | None
     viewpoints: np.ndarray
     alphas: np.ndarray
 
@@ -147,16 +148,18 @@ def read_frame(image: np.ndarray, detections: Sequence[Detection], margin: float
             window's margin (the crop is the window). config: which model.
     """
     model = _model(config.model)
-    size = model.config.size
-    windows = [crop_window(d.box2d, margin) for d in detections]
     if not detections:
         return FrameEvidence([], np.zeros((0, model.config.bins), dtype=np.float32),
                              np.zeros(0, dtype=np.float32))
-    crops = torch.from_numpy(np.stack([crop_image(image, w, size) for w in windows]))
+    windows = [crop_window(d.box2d, margin) for d in detections]
+    crops = torch.from_numpy(np.stack([crop_image(image, w, model.config.size)
+                                       for w in windows]))
     prediction = _on_one_thread(model, crops)
-    probability = torch.sigmoid(prediction.mask_logits).numpy()
-    masks = [paste_mask(p, w, d.box2d, image.shape[:2], config.mask_threshold)
-             for p, w, d in zip(probability, windows, detections, strict=True)]
+    masks = None
+    if config.masks or config.occluders:
+        probability = torch.sigmoid(prediction.mask_logits).numpy()
+        masks = [paste_mask(p, w, d.box2d, image.shape[:2], config.mask_threshold)
+                 for p, w, d in zip(probability, windows, detections, strict=True)]
     viewpoints = torch.softmax(prediction.bin_logits, dim=-1).numpy()
     alphas = decode_angle(prediction.bin_logits, prediction.residuals).numpy()
     return FrameEvidence(masks, viewpoints, alphas)
@@ -181,8 +184,8 @@ def viewpoint_cost(viewpoints: Tensor, yaw: Tensor, center: Tensor, floor: float
     alpha = observation_angle(yaw, center)
     position = (alpha - bin_centres(bins, alpha.dtype, alpha.device)[0]) / (2 * math.pi / bins)
     below = position.floor()
-    share = (position - below).unsqueeze(-1)
+    share = position - below
     index = torch.stack([below, below + 1], dim=-1).long() % bins
-    pair = viewpoints.to(alpha.dtype).gather(-1, index)
-    probability = pair[..., 0] * (1 - share[..., 0]) + pair[..., 1] * share[..., 0]
+    low, high = viewpoints.to(alpha.dtype).gather(-1, index).unbind(-1)
+    probability = low * (1 - share) + high * share
     return -probability.clamp_min(floor).log()
