@@ -267,7 +267,8 @@ def finished(out: Path, frame_id: str) -> FrameOutcome | None:
 def prepare(sources: Sources, config: PipelineConfig, frame_id: str
             ) -> LoadedFrame | FrameOutcome:
     """Read the frame and, for the render method, build its hypotheses: the CPU side of
-    labelling it. A frame that cannot be read is a failed :class:`FrameOutcome`."""
+    labelling it; the loaded frame keeps no pixels. A frame that cannot be read is a failed
+    :class:`FrameOutcome`."""
     try:
         loaded = sources.load(frame_id)
     except (InputError, FileNotFoundError) as error:
@@ -277,6 +278,8 @@ def prepare(sources: Sources, config: PipelineConfig, frame_id: str
             loaded.prepared = prepare_frame(loaded.frame, config)
         except Exception as error:  # noqa: BLE001 - recorded, and the batch fitted without it
             loaded.failure = _failure(error)
+    # the image model has read the pixels: they need not travel back from a worker process
+    loaded.frame = dataclasses.replace(loaded.frame, image=None)
     return loaded
 
 
