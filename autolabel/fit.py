@@ -362,22 +362,24 @@ class _Objective:
         self.weights = batch.center.new_tensor([weights[name] for name in LOSS_TERMS
                                                 if not absent.get(name, False)])
 
-    def __call__(self, params: _Parameters, pose: _Pose, surfels: Surfels) -> _Evaluation:
-        """All loss terms of the objects at ``pose`` with shapes ``params.latent``."""
+    def __call__(self, latent: Tensor, whitened: Tensor, pose: _Pose, surfels: Surfels
+                 ) -> _Evaluation:
+        """All loss terms of the objects at ``pose`` with shape codes ``latent`` (B, D),
+        ``whitened`` (B, D) in whitened coordinates."""
         config = self.config
         points, normals = pose_surfels(surfels, pose.translation, pose.rotation, pose.size)
         rendered = render_in_windows(points, normals, surfels.points, surfels.valid,
                                      surfel_spacing(pose.size, config.surfels.count),
                                      self.cameras, config.render, self.with_attributes)
         extent = self._extent(rendered.pixels, surfels.valid)
-        distances = _metric_sdf(self.prior, params.latent, self.points, pose)
+        distances = _metric_sdf(self.prior, latent, self.points, pose)
         terms = {
             "points": self.point_loss(distances),
             "free_space": self.free_space_loss(rendered.depth, rendered.silhouette),
             "silhouette": self.silhouette_loss(rendered.silhouette),
             "box": self.box_loss(extent),
             "ground": self.ground_loss(_bottom_height(pose, self.ground)),
-            "latent": params.whitened.square().mean(-1),
+            "latent": whitened.square().mean(-1),
             "size": self.size_loss(pose.log_size),
         }
         if self.nocs_loss is not None:
@@ -455,15 +457,20 @@ class _Fit:
                                       self.objective.cameras.centre)
         self.finite = torch.ones(len(batch), dtype=torch.bool, device=batch.center.device)
         self.history = [torch.full((len(batch),), math.inf, device=batch.center.device)]
+        self.compiled = config.compile
 
     def step(self, shape_stage: bool) -> None:
         """One Adam step of every object; the shape stage also moves the latents."""
         params, config = self.params, self.config
         params.shape.requires_grad_(shape_stage)
-        if config.compile:
-            loss, total = _compiled_loss(self, shape_stage)
-        else:
-            loss, total = (_shape_stage_loss if shape_stage else _pose_stage_loss)(self)
+        loss, total = None, None
+        if self.compiled:
+            try:
+                loss, total = _compiled_loss(self, shape_stage)
+            except torch._dynamo.exc.FailOnRecompileLimitHit:
+                self.compiled = False  # this fit's steps run uncompiled from here on
+        if loss is None:
+            loss, total = _loss(self, shape_stage)
         self.optimiser.zero_grad(set_to_none=True)
         loss.backward()
         moved = [params.pose, params.shape] if shape_stage else [params.pose]
@@ -496,10 +503,10 @@ def _loss(run: _Fit, shape_stage: bool) -> tuple[Tensor, Tensor]:
     """The loss to differentiate (the sum over the finite objects) and every object's total
     (B,), detached; the shape stage moves the tracker's surfels on."""
     params = run.params
-    pose = params.current()
-    surfels = (run.tracker.project(run.prior, params.latent, pose.detach(), run.config)
+    pose, latent = params.current(), params.latent
+    surfels = (run.tracker.project(run.prior, latent, pose.detach(), run.config)
                if shape_stage else run.tracker.surfels)
-    total = run.objective(params, pose, surfels).total
+    total = run.objective(latent, params.whitened, pose, surfels).total
     return torch.where(run.finite, total, 0.0).sum(), total.detach()
 
 
@@ -542,13 +549,11 @@ def _compiled_loss(run: _Fit, shape_stage: bool) -> tuple[Tensor, Tensor]:
     """
     # The parameters' batch dimension varies like every other (torch.compile holds the
     # sizes of nn.Parameters fixed by default); a shape stage per batch size up to
-    # RECOMPILE_LIMIT, and past it the iteration runs uncompiled rather than fail.
+    # RECOMPILE_LIMIT, past which dynamo raises FailOnRecompileLimitHit (the caller then
+    # steps uncompiled).
     with torch._dynamo.config.patch(force_parameter_static_shapes=False,
                                     recompile_limit=RECOMPILE_LIMIT):
-        try:
-            return _compiled(shape_stage)(run)
-        except torch._dynamo.exc.FailOnRecompileLimitHit:
-            return _loss(run, shape_stage)
+        return _compiled(shape_stage)(run)
 
 
 def fit(prior, batch: ObjectBatch, config: FitConfig = FitConfig(), seed: int = 0) -> FitOutput:
@@ -638,18 +643,19 @@ class _SurfelTracker:
 def _final(run: _Fit, iterations: int, seconds: float) -> FitOutput:
     """Diagnostics and tight boxes of the fitted shapes."""
     prior, params, config, batch = run.prior, run.params, run.config, run.batch
-    surfels = project_to_surface(prior.sdf, params.latent.detach(), run.tracker.surfels.points,
+    latent = params.latent.detach()
+    surfels = project_to_surface(prior.sdf, latent, run.tracker.surfels.points,
                                  run.tracker.surfels.valid, config.surfels)
     with torch.no_grad():
         pose = params.current()
-        evaluation = run.objective(params, pose, surfels)
+        evaluation = run.objective(latent, params.whitened, pose, surfels)
         counted = batch.points_valid.sum(-1)
         near = ((evaluation.distances.abs() < 0.2) & batch.points_valid).sum(-1)
         inlier = torch.where(counted > 0, near / counted.clamp(min=1), math.nan)
         zero = torch.zeros_like(evaluation.total)
         return FitOutput(
             center=pose.translation, rotation=pose.rotation, size=pose.size,
-            latent=params.latent,
+            latent=latent,
             losses={name: evaluation.terms.get(name, zero) for name in LOSS_TERMS},
             total=evaluation.total, extent=evaluation.extent, inlier_fraction=inlier,
             mahalanobis=params.whitened.square().sum(-1),

@@ -529,8 +529,7 @@ def frame_hypotheses(points: np.ndarray | None, calib: Calib, detections: Sequen
     else:
         points = np.asarray(points, dtype=np.float64)
         plane = fit_ground_plane(points, config)
-    sensor = (calib.velo_to_rect(np.zeros(3)) if calib.Tr_velo_to_cam is not None
-              else np.zeros(3))
+    sensor = calib.lidar_origin()
     scored = [_detection_candidates(points, d, calib.P2, plane, image_size, config, d.mask)
               for d in detections]
     chosen = assign_clusters([candidates for _, candidates in scored])

@@ -28,10 +28,9 @@ from matplotlib.lines import Line2D  # noqa: E402
 from autolabel.classes import DONT_CARE  # noqa: E402
 from autolabel.geometry import camera_centres, points_in_frustum  # noqa: E402
 from autolabel.io.atomic import atomic_path  # noqa: E402
-from autolabel.io.kitti import read_image  # noqa: E402
 from autolabel.label import ObjectLabel  # noqa: E402
 from autolabel.viz import footprints, projected_box_edges  # noqa: E402
-from benchmarks.common import Frame, image_file, load_kitti  # noqa: E402
+from benchmarks.common import Frame, load_kitti  # noqa: E402
 
 TRUTH_COLOUR = "#00c853"
 PREDICTED_COLOUR = "#ff1744"
@@ -156,16 +155,16 @@ def _title(row: dict, cause: str) -> str:
             f"2D overlap {row['box_overlap']:.2f}")
 
 
-def car_figure(row: dict, frame: Frame, image: np.ndarray, cause: str) -> Figure:
+def car_figure(row: dict, frame: Frame, cause: str) -> Figure:
     """The two-panel picture of one paired row (see the module docstring).
 
     Args:
-        row: a row of ``benchmarks/diagnose.py`` with a prediction. frame: its frame.
-        image: (H, W, 3) uint8, the frame's image. cause: the row's main cause.
+        row: a row of ``benchmarks/diagnose.py`` with a prediction. frame: its frame (with
+            its image). cause: the row's main cause.
     """
     figure, (left, right) = plt.subplots(1, 2, figsize=(15, 6.5), layout="constrained",
                                          gridspec_kw={"width_ratios": [1.4, 1]})
-    _image_panel(left, row, frame, image)
+    _image_panel(left, row, frame, frame.image)
     _bev_panel(right, row, frame)
     figure.suptitle(_title(row, cause), fontsize=10)
     return figure
@@ -207,8 +206,7 @@ def write_gallery(rows: Sequence[dict], root: Path, folder: Path,
         frame = frames[row["frame"]]
         names.append(f"{row['frame']}_{row['index']:02d}.png")
         causes.append(cause(row))
-        image = read_image(image_file(root, frame.frame_id))
-        _save(car_figure(row, frame, image, causes[-1]), folder / names[-1])
+        _save(car_figure(row, frame, causes[-1]), folder / names[-1])
     (folder / "index.md").write_text(_index(failing, names, causes))
     return [folder / name for name in names]
 

@@ -41,10 +41,8 @@ from autolabel.image.network import ImagePrediction, predict  # noqa: E402
 from autolabel.image.sheet import contact_sheet  # noqa: E402
 from autolabel.image.train import FLIP_ERROR, load_image_model  # noqa: E402
 from autolabel.image.viewpoint import angle_error, decode_angle  # noqa: E402
-from autolabel.io.kitti import read_image  # noqa: E402
 from benchmarks.common import (  # noqa: E402
     detections_from_labels,
-    image_file,
     load_kitti,
     write_json,
 )
@@ -135,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     rng = np.random.default_rng(args.seed)
     rows, crops, masks_by_box = [], [], []
     for frame in load_kitti(args.root):
-        image = read_image(image_file(args.root, frame.frame_id))
+        image = frame.image
         points = frame.points.astype(np.float64)
         cars = [label for label in frame.labels if label.category == "Car"]
         detections = detections_from_labels(cars, frame.image_size, args.jitter, rng)
