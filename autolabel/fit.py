@@ -16,8 +16,11 @@ surfels that went stale) is checked between iterations, every ``FitConfig.check_
 Everything that depends only on the observations is made once per batch (:class:`_Objective`),
 the parameters are two tensors updated by one fused Adam operator (:class:`_Parameters`), and
 the renderer and the posing of surfels have hand-written backward passes: an iteration is
-about 800 operators in the pose stage and 1030 in the shape stage (tests/test_fit.py counts
-them), whatever the batch size, of which the shape decoder's passes are about 100 and 250.
+about 800 operators in the pose stage and 1030 in the shape stage as dispatched
+(tests/test_fit.py counts them; the profiler, which does not see the operators called inside
+others, counts 660 and 878, benchmarks/speed.py), whatever the batch size, of which the shape
+decoder's passes are about 100 and 250. Compiled (``FitConfig.compile``) the profiler counts
+49 and 84.
 
 Inputs are tensors in an :class:`ObjectBatch`; building it from frames (I/O, hypotheses,
 masks) is :mod:`autolabel.pipeline`'s job.
@@ -362,24 +365,22 @@ class _Objective:
         self.weights = batch.center.new_tensor([weights[name] for name in LOSS_TERMS
                                                 if not absent.get(name, False)])
 
-    def __call__(self, latent: Tensor, whitened: Tensor, pose: _Pose, surfels: Surfels
-                 ) -> _Evaluation:
-        """All loss terms of the objects at ``pose`` with shape codes ``latent`` (B, D),
-        ``whitened`` (B, D) in whitened coordinates."""
+    def __call__(self, params: _Parameters, pose: _Pose, surfels: Surfels) -> _Evaluation:
+        """All loss terms of the objects at ``pose`` with shapes ``params.latent``."""
         config = self.config
         points, normals = pose_surfels(surfels, pose.translation, pose.rotation, pose.size)
         rendered = render_in_windows(points, normals, surfels.points, surfels.valid,
                                      surfel_spacing(pose.size, config.surfels.count),
                                      self.cameras, config.render, self.with_attributes)
         extent = self._extent(rendered.pixels, surfels.valid)
-        distances = _metric_sdf(self.prior, latent, self.points, pose)
+        distances = _metric_sdf(self.prior, params.latent, self.points, pose)
         terms = {
             "points": self.point_loss(distances),
             "free_space": self.free_space_loss(rendered.depth, rendered.silhouette),
             "silhouette": self.silhouette_loss(rendered.silhouette),
             "box": self.box_loss(extent),
             "ground": self.ground_loss(_bottom_height(pose, self.ground)),
-            "latent": whitened.square().mean(-1),
+            "latent": params.whitened.square().mean(-1),
             "size": self.size_loss(pose.log_size),
         }
         if self.nocs_loss is not None:
@@ -503,10 +504,10 @@ def _loss(run: _Fit, shape_stage: bool) -> tuple[Tensor, Tensor]:
     """The loss to differentiate (the sum over the finite objects) and every object's total
     (B,), detached; the shape stage moves the tracker's surfels on."""
     params = run.params
-    pose, latent = params.current(), params.latent
-    surfels = (run.tracker.project(run.prior, latent, pose.detach(), run.config)
+    pose = params.current()
+    surfels = (run.tracker.project(run.prior, params.latent, pose.detach(), run.config)
                if shape_stage else run.tracker.surfels)
-    total = run.objective(latent, params.whitened, pose, surfels).total
+    total = run.objective(params, pose, surfels).total
     return torch.where(run.finite, total, 0.0).sum(), total.detach()
 
 
@@ -643,19 +644,18 @@ class _SurfelTracker:
 def _final(run: _Fit, iterations: int, seconds: float) -> FitOutput:
     """Diagnostics and tight boxes of the fitted shapes."""
     prior, params, config, batch = run.prior, run.params, run.config, run.batch
-    latent = params.latent.detach()
-    surfels = project_to_surface(prior.sdf, latent, run.tracker.surfels.points,
+    surfels = project_to_surface(prior.sdf, params.latent.detach(), run.tracker.surfels.points,
                                  run.tracker.surfels.valid, config.surfels)
     with torch.no_grad():
         pose = params.current()
-        evaluation = run.objective(latent, params.whitened, pose, surfels)
+        evaluation = run.objective(params, pose, surfels)
         counted = batch.points_valid.sum(-1)
         near = ((evaluation.distances.abs() < 0.2) & batch.points_valid).sum(-1)
         inlier = torch.where(counted > 0, near / counted.clamp(min=1), math.nan)
         zero = torch.zeros_like(evaluation.total)
         return FitOutput(
             center=pose.translation, rotation=pose.rotation, size=pose.size,
-            latent=latent,
+            latent=params.latent,
             losses={name: evaluation.terms.get(name, zero) for name in LOSS_TERMS},
             total=evaluation.total, extent=evaluation.extent, inlier_fraction=inlier,
             mahalanobis=params.whitened.square().sum(-1),
