@@ -48,6 +48,8 @@ from cli.common import user_errors
 
 METHODS = ("render", "lshape")
 DEFAULT_ITERATIONS = 60  # FitConfig.iterations; a test keeps the two equal
+DEFAULT_VIEWPOINT_WEIGHT = 0.01  # ImageEvidenceConfig.viewpoint_weight; likewise
+DEFAULT_CAMERA_HEIGHT = 1.65  # InitConfig.camera_height; likewise
 DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
 RAY_ADDRESS_PATTERN = re.compile(r"local|auto|(ray://)?[\w.-]+:\d+")
 
@@ -71,7 +73,7 @@ class FitJob:
         image_model: the image model's weights, None for the shipped model, 'none' for
             no image model.
         viewpoint_weight: weight of its viewpoint in the choice of the heading of labels
-            with LiDAR or depth, None for the fitter's default.
+            with LiDAR or depth.
         camera_height: metres from the camera to the road (the ground of frames without
             LiDAR or depth). accept_weak: labels without 3D evidence may be accepted.
         compile: fit iterations compiled with torch.compile.
@@ -101,8 +103,8 @@ class FitJob:
     ray: RaySettings | None = None
     workers: int | None = None
     image_model: str | None = None
-    viewpoint_weight: float | None = None
-    camera_height: float = 1.65
+    viewpoint_weight: float = DEFAULT_VIEWPOINT_WEIGHT
+    camera_height: float = DEFAULT_CAMERA_HEIGHT
     accept_weak: bool = False
     compile: bool = False
 
@@ -268,13 +270,13 @@ def fit_command(
                                            "image-model`); it reads each detection's crop "
                                            "for the car's heading, and places cars without "
                                            "LiDAR or depth. none: no image model."),
-    viewpoint_weight: float | None = typer.Option(None, "--viewpoint-weight", min=0.0,
-                                                  show_default=False, help="Weight of the "
-                                                  "image model's viewpoint when the fitter "
-                                                  "chooses the heading of a label with LiDAR "
-                                                  "or depth (default 0.01: it breaks "
-                                                  "near-ties; 0: not used there)."),
-    camera_height: float = typer.Option(1.65, "--camera-height", min=0.0, help="Metres from "
+    viewpoint_weight: float = typer.Option(DEFAULT_VIEWPOINT_WEIGHT, "--viewpoint-weight",
+                                           min=0.0, help="Weight of the image model's "
+                                           "viewpoint when the fitter chooses the heading of a "
+                                           "label with LiDAR or depth (small: it breaks "
+                                           "near-ties; 0: not used there)."),
+    camera_height: float = typer.Option(DEFAULT_CAMERA_HEIGHT, "--camera-height", min=0.0,
+                                        help="Metres from "
                                         "the camera down to the road (KITTI's: 1.65): the "
                                         "ground on which cars are placed in frames without "
                                         "LiDAR or depth."),
@@ -282,10 +284,10 @@ def fit_command(
                                      "box alone (no LiDAR or depth) may be accepted when their "
                                      "score passes; otherwise they are always rejected."),
     compile_fit: bool = typer.Option(False, "--compile", help="Compile each fit iteration "
-                                     "with torch.compile: 49-84 operators instead of 660-878, "
-                                     "up to twice as fast at large batches, after tens of "
-                                     "seconds of compiling per process (for long runs and "
-                                     "GPUs)."),
+                                     "with torch.compile: 49-84 operators (profiler) instead "
+                                     "of 660-878, up to twice as fast at large batches, after "
+                                     "tens of seconds of compiling per process (for long runs "
+                                     "and GPUs)."),
 ) -> None:
     """Label every frame: one 3D box per 2D detection, written as KITTI label_2 and JSON."""
     with user_errors():

@@ -285,11 +285,9 @@ def prepare(sources: Sources, config: PipelineConfig, frame_id: str
 
 def pipeline_config(job: FitJob, device: str) -> PipelineConfig:
     """The fitter's settings for the job on ``device``."""
-    image = (ImageEvidenceConfig(camera_only=False, viewpoint_weight=0.0,
-                                 weak_viewpoint_weight=0.0) if job.image_model == "none"
-             else ImageEvidenceConfig(model=job.image_model))
-    if job.viewpoint_weight is not None:
-        image = dataclasses.replace(image, viewpoint_weight=job.viewpoint_weight)
+    image = (ImageEvidenceConfig.off() if job.image_model == "none"
+             else ImageEvidenceConfig(model=job.image_model,
+                                      viewpoint_weight=job.viewpoint_weight))
     return PipelineConfig(
         fit=dataclasses.replace(FitConfig(), iterations=job.iterations, compile=job.compile),
         init=InitConfig(class_sizes=tuple(job.class_sizes.items()),

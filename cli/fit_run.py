@@ -19,7 +19,7 @@ from rich.progress import Progress
 
 from autolabel.distributed import BatchLost, Cluster, WorkerPool, ray_cluster
 from autolabel.errors import InputError
-from autolabel.image.train import load_image_model
+from autolabel.image.evidence import cached_image_model
 from autolabel.io.atomic import remove_stale_temporaries, write_text_atomic
 from autolabel.pipeline import resolve_device
 from autolabel.prior import load_prior
@@ -202,7 +202,7 @@ def run(job: FitJob) -> list[str]:
         # Loaded here to check them before any work; each Ray actor loads its own copies.
         prior = load_prior(job.prior) if job.method == "render" else None
         if job.method == "render" and job.image_model != "none":
-            load_image_model(job.image_model)
+            cached_image_model(job.image_model)
         device = _device(job.device) if job.ray is None else job.device
     with contextlib.ExitStack() as stack:
         if job.ray is None:

@@ -14,6 +14,15 @@ def test_fit_iterations_default_is_the_fitters():
     assert fit_cli.DEFAULT_ITERATIONS == FitConfig().iterations
 
 
+def test_fit_image_and_camera_defaults_are_the_pipelines():
+    from autolabel.image.evidence import ImageEvidenceConfig
+    from autolabel.init import InitConfig
+
+    assert fit_cli.DEFAULT_VIEWPOINT_WEIGHT == ImageEvidenceConfig().viewpoint_weight
+    assert fit_cli.DEFAULT_CAMERA_HEIGHT == InitConfig().camera_height
+    assert not ImageEvidenceConfig.off().enabled
+
+
 def test_eval_recall_positions_are_the_evaluators():
     assert eval_cli.RECALL_POSITIONS == evaluate.RECALL_POSITIONS
 
@@ -56,3 +65,22 @@ def test_image_model_defaults_are_the_librarys():
         train.steps, train.batch, train.lr)
     # The crop is the fitter's render window, so predictions line up with its renders.
     assert CropConfig().margin == RenderSettings().window_margin
+
+
+def test_fit_options_reach_the_pipeline_config():
+    import dataclasses
+
+    from autolabel.image.evidence import ImageEvidenceConfig
+    from cli.fit import FitJob
+    from cli.fit_batch import pipeline_config
+
+    fields = {field.name: None for field in dataclasses.fields(FitJob)}
+    job = FitJob(**{**fields, "iterations": 7, "class_sizes": {}, "batch_objects": 8,
+                    "compile": True, "accept_weak": True, "camera_height": 1.4,
+                    "image_model": "weights.pt", "viewpoint_weight": 0.2})
+    config = pipeline_config(job, "cpu")
+    assert (config.fit.iterations, config.fit.compile, config.verify.accept_weak,
+            config.init.camera_height) == (7, True, True, 1.4)
+    assert (config.image.model, config.image.viewpoint_weight) == ("weights.pt", 0.2)
+    off = pipeline_config(dataclasses.replace(job, image_model="none"), "cpu")
+    assert off.image == ImageEvidenceConfig.off()

@@ -187,19 +187,17 @@ def test_class_sizes_file_sets_the_size_of_box_only_labels(scene, tmp_path):
     assert labels and all(label.size.tolist() == [4.65, 1.84, 1.64] for label in labels)
 
 
-def test_without_lidar_the_image_model_places_the_cars_and_accept_weak_lets_them_pass(
-        scene, tmp_path):
+def test_without_lidar_the_image_model_places_the_cars(scene, tmp_path):
     # The image's crops give the heading and the road below the camera the depth: the
     # camera-only labels land near the cars, closer than the box-only ones without the model.
     errors = {}
-    for name, extra in (("camera", ["--accept-weak"]), ("boxes", ["--image-model", "none"])):
+    for name, extra in (("camera", []), ("boxes", ["--image-model", "none"])):
         result = fit(scene / "image_2", scene / "detections.json", tmp_path / name,
                      "--method", "render", "--lidar", "none", "--iterations", "20", *extra)
         assert result.exit_code == 0, result.output
         record = read_frame_json(tmp_path / name / "json" / f"{FRAMES[0]}.json")
         assert all(extra["source"] == "box" and extra["weak"] for extra in record.extras)
-        if name == "boxes":
-            assert not any(extra["accepted"] for extra in record.extras)
+        assert not any(extra["accepted"] for extra in record.extras)  # weak: rejected
         truth = [label for label in read_labels(scene / "label_2" / f"{FRAMES[0]}.txt")
                  if label.category == "Car"]
         distance = torch.cdist(labels_to_boxes(truth)[:, [0, 2]],

@@ -65,6 +65,12 @@ class ImageEvidenceConfig:
     mask_threshold: float = 0.5
     probability_floor: float = 0.01
 
+    @classmethod
+    def off(cls) -> ImageEvidenceConfig:
+        """Settings that never run the image model."""
+        return cls(masks=False, occluders=False, camera_only=False, viewpoint_weight=0.0,
+                   weak_viewpoint_weight=0.0)
+
     @property
     def enabled(self) -> bool:
         return (self.masks or self.occluders or self.camera_only or self.viewpoint_weight > 0
@@ -89,7 +95,9 @@ class FrameEvidence:
 
 
 @functools.cache
-def _model(path: str | None):
+def cached_image_model(path: str | None = None):
+    """The image model of a weights file (None: the shipped one), loaded once per process;
+    :class:`~autolabel.errors.InputError` naming the file when it cannot be read."""
     model, _ = load_image_model(path)
     return model
 
@@ -147,7 +155,7 @@ def read_frame(image: np.ndarray, detections: Sequence[Detection], margin: float
         image: (H, W, 3) uint8. detections: the frame's detections. margin: the render
             window's margin (the crop is the window). config: which model.
     """
-    model = _model(config.model)
+    model = cached_image_model(config.model)
     if not detections:
         return FrameEvidence([], np.zeros((0, model.config.bins), dtype=np.float32),
                              np.zeros(0, dtype=np.float32))
