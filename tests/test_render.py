@@ -1,4 +1,3 @@
-import functools
 import math
 from pathlib import Path
 
@@ -159,10 +158,6 @@ def test_splat_backward_matches_central_finite_differences(monkeypatch):
                                     inputs, eps=1e-6, atol=1e-6)
 
 
-
-def _rasterise(*splats, resolution, settings):
-    return rd._Rasterise.apply(*splats, resolution, settings)
-
 def test_rasterise_backward_matches_central_finite_differences():
     """The rasteriser's hand-written backward pass, for objects kept at full resolution and
     objects stretched from a lower one; depth is channel 0 of the blended values."""
@@ -182,8 +177,8 @@ def test_rasterise_backward_matches_central_finite_differences():
     for scale in ([1.0, 1.0], [0.7, 0.55]):
         resolution = torch.tensor(scale, dtype=torch.float64)
         assert torch.autograd.gradcheck(
-            functools.partial(_rasterise, resolution=resolution, settings=settings), inputs,
-            eps=1e-6, atol=1e-5)
+            lambda *x, resolution=resolution: rd._Rasterise.apply(*x, resolution, settings),
+            inputs, eps=1e-6, atol=1e-5)
 
 
 def test_silhouette_and_depth_descent_recovers_a_pose_half_a_metre_and_15_degrees_off():
