@@ -50,7 +50,7 @@ from autolabel.label import ObjectLabel
 from autolabel.lidar.ground import ray_heights
 from autolabel.occlusion import occluded_edges, occluder_masks
 from autolabel.render import Rendered, RenderSettings, detection_windows, render
-from autolabel.stream import WorkerLost, map_ahead
+from autolabel.stream import AHEAD_BATCHES, WorkerLost, map_ahead
 from autolabel.surfels import (
     extract_surface_points,
     pose_surfels,
@@ -773,7 +773,7 @@ def label_dataset(frames: Iterable[FrameInput], prior=None,
     if prior is None:
         from autolabel.prior import load_prior
         prior = load_prior()
-    prepared = (_prepared_ahead(frames, config, workers, 2 * batch) if workers
+    prepared = (_prepared_ahead(frames, config, workers, AHEAD_BATCHES * batch) if workers
                 else (prepare_frame(frame, config) for frame in frames))
     chunk: list[PreparedFrame] = []
     for item in prepared:

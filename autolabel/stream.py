@@ -27,6 +27,10 @@ from typing import Any
 _work: Callable[[Any], Any] | None = None
 _END = object()  # no more items
 
+# Batches of frames prepared ahead of the one being fitted (by `autolabel fit --workers` and
+# `label_dataset(workers=...)`): bounds memory at about (1 + AHEAD_BATCHES) batches of frames.
+AHEAD_BATCHES = 2
+
 
 @dataclasses.dataclass(frozen=True)
 class WorkerLost:

@@ -19,14 +19,11 @@ from collections.abc import Iterable, Iterator
 
 from autolabel.io.detections import Detection
 from autolabel.pipeline import PipelineConfig
-from autolabel.stream import WorkerLost, map_ahead
+from autolabel.stream import AHEAD_BATCHES, WorkerLost, map_ahead
 from cli.common import load_torch, set_threads
 from cli.fit import FitJob
 from cli.fit_batch import BatchLabeler, FrameOutcome, LoadedFrame, Sources, prepare
 
-# Batches of frames prepared ahead of the one being fitted: bounds memory at about
-# (1 + AHEAD_BATCHES) batches of frames.
-AHEAD_BATCHES = 2
 # Worker processes by default when the fit runs on a GPU, where the CPU side dominates: a
 # frame's reading and hypotheses take 0.5-0.7 s of one core here, while a GPU batch of 64
 # detections (about 15 synthetic frames) runs its 60 steps at about 20 ms each on an H200
