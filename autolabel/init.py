@@ -70,6 +70,9 @@ from autolabel.lidar.ground import GroundPlane, local_ground
 from autolabel.lidar.lshape import lshape_angle, visible_contour
 
 SOURCES = ("lidar", "depth", "box")
+# Wide clusters (InitConfig.cluster_eps_per_metre) may span this many footprint diagonals of
+# the class's mean size, as trim_cluster allows before it cuts.
+WIDE_CLUSTER_REACH = 1.2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,6 +87,9 @@ class InitConfig:
         ground_range: only points within this horizontal distance (metres) fit the plane.
         ground_clearance: frustum points less than this high above the plane are ground.
         cluster_eps: DBSCAN neighbourhood radius, metres.
+        cluster_eps_per_metre: a second DBSCAN radius, this many metres per metre of the
+            box-only depth (used where it is the larger), whose clusters of car size compete
+            too: far cars split at ``cluster_eps`` (kitti_dev, docs/decisions.md).
         cluster_min_points: DBSCAN core-point count.
         mask_share: with an instance mask, the clusters with at least this share of their
             points inside it make up the object (:func:`select_cluster`).
@@ -114,6 +120,7 @@ class InitConfig:
     ground_range: float = 40.0
     ground_clearance: float = 0.2
     cluster_eps: float = 0.5
+    cluster_eps_per_metre: float = 0.025
     cluster_min_points: int = 4
     mask_share: float = 0.8
     min_object_points: int = 4
@@ -247,11 +254,16 @@ def fit_ground_plane(points: np.ndarray, config: InitConfig = InitConfig()) -> G
 
 def _candidates(points: np.ndarray, indices: np.ndarray, projection: np.ndarray,
                 box2d: np.ndarray, expected_depth: float, config: InitConfig,
-                mask: np.ndarray | None, truncated: bool = False) -> list[ClusterCandidate]:
-    """:func:`autolabel.lidar.clusters.cluster_candidates` with the settings of ``config``."""
+                mask: np.ndarray | None, truncated: bool = False,
+                size: np.ndarray | None = None) -> list[ClusterCandidate]:
+    """:func:`autolabel.lidar.clusters.cluster_candidates` with the settings of ``config``;
+    the wider radius only with the class's mean ``size`` (l, w, h), which bounds its
+    clusters."""
+    wide_eps = 0.0 if size is None else config.cluster_eps_per_metre * expected_depth
+    reach = 0.0 if size is None else WIDE_CLUSTER_REACH * float(np.hypot(size[0], size[1]))
     return cluster_candidates(points, indices, projection, box2d, expected_depth,
-                              eps=config.cluster_eps, min_points=config.cluster_min_points,
-                              mask_share=config.mask_share,
+                              eps=config.cluster_eps, wide_eps=wide_eps, wide_reach=reach,
+                              min_points=config.cluster_min_points, mask_share=config.mask_share,
                               depth_tolerance=config.depth_tolerance, mask=mask,
                               truncated=truncated)
 
@@ -441,7 +453,8 @@ def _detection_candidates(points: np.ndarray, detection: Detection, projection: 
         index = index[plane.height(points[index]) > config.ground_clearance]
     return fallback, _candidates(points, index, projection, detection.box2d,
                                  float(fallback.center[2]), config, mask,
-                                 bool(border_edges(detection.box2d, image_size).any()))
+                                 bool(border_edges(detection.box2d, image_size).any()),
+                                 config.mean_size(detection.category))
 
 
 def _hypothesis_from(cluster: np.ndarray, fallback: Hypothesis, detection: Detection,

@@ -1,5 +1,6 @@
-"""autolabel.lidar.clusters.dbscan: known answers on small point sets, and the same labels as
-open3d's ``cluster_dbscan`` on every ground-truth frustum of kitti_dev."""
+"""autolabel.lidar.clusters: dbscan's known answers on small point sets and the same labels as
+open3d's ``cluster_dbscan`` on every ground-truth frustum of kitti_dev; the candidates of a
+far car that splits at DBSCAN's radius."""
 
 from __future__ import annotations
 
@@ -7,10 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
-from autolabel.init import InitConfig, fit_ground_plane
+from autolabel.geometry import points_in_box, yaw_to_rotation
+from autolabel.init import InitConfig, fit_ground_plane, frame_hypotheses
+from autolabel.io.detections import Detection
 from autolabel.io.kitti import read_calib, read_labels, read_velodyne
-from autolabel.lidar.clusters import dbscan, frustum_mask
+from autolabel.lidar.clusters import cluster_candidates, dbscan, frustum_mask
 
 KITTI_DEV = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "kitti_dev"
 
@@ -108,3 +112,70 @@ def test_the_clusters_of_every_kitti_dev_frustum_are_open3ds():
             expected.tolist()
         clustered += expected.max(initial=-1) >= 1
     assert clustered > 100  # most frustums hold several clusters, so the order is tested
+
+
+# A KITTI-like camera: focal length 721 px, principal point (609, 172).
+PROJECTION = np.array([[721.0, 0, 609, 0], [0, 721, 172, 0], [0, 0, 1, 0]])
+
+
+def far_car_rows() -> tuple[np.ndarray, np.ndarray]:
+    """LiDAR rows on a car 35 m ahead seen from behind (camera frame, y down), and its box.
+
+    Three rows 0.25 m apart on the rear face (z = 35) and two on the rear window 0.6 m
+    behind and 0.35 m above them, with nothing on the dark trunk lid between: at a radius of
+    0.5 m two clusters."""
+    xs = np.linspace(-0.8, 0.8, 17)
+    rows = [(y, 35.0) for y in (1.2, 0.95, 0.7)] + [(y, 35.6) for y in (0.35, 0.1)]
+    points = np.array([[x, y, z] for y, z in rows for x in xs])
+    box = np.array([609 - 721 * 0.85 / 35, 172 + 721 * 0.0 / 35, 609 + 721 * 0.85 / 35,
+                    172 + 721 * 1.45 / 35.0])
+    return points, box
+
+
+def best_candidate(points: np.ndarray, box: np.ndarray, **wide) -> np.ndarray:
+    candidates = cluster_candidates(points, np.arange(len(points)), PROJECTION, box, 35.0,
+                                    eps=0.5, min_points=4, mask_share=0.8,
+                                    depth_tolerance=0.35, **wide)
+    return candidates[0].indices
+
+
+def test_a_far_car_split_at_the_radius_is_one_candidate_at_the_wide_radius():
+    points, box = far_car_rows()
+    assert len(best_candidate(points, box)) == 3 * 17  # the rear face alone
+    joined = best_candidate(points, box, wide_eps=0.875, wide_reach=5.0)
+    assert sorted(joined.tolist()) == list(range(len(points)))
+
+
+def test_a_wide_cluster_longer_than_the_reach_is_no_candidate():
+    points, box = far_car_rows()
+    # A hedge behind the car, rows 0.6 m apart running 8 m away from the camera, which the
+    # wide radius chains to the car; the window's rows are taken out of the picture.
+    hedge = np.array([[0.0, y, z] for y in (0.35, 0.1) for z in np.arange(35.6, 43.6, 0.3)])
+    scene = np.concatenate([points[:3 * 17], hedge])
+    wide = best_candidate(scene, box, wide_eps=0.875, wide_reach=5.0)
+    assert sorted(wide.tolist()) == list(range(3 * 17))
+
+
+@pytest.mark.skipif(not KITTI_DEV.is_dir(), reason="../shared/data/kitti_dev is not there")
+def test_a_far_kitti_dev_car_seen_from_behind_keeps_its_rear_face():
+    """kitti_dev 000002's car at 34 m: its rear face (trunk) and rear window are two clusters
+    at 0.5 m; the rear window alone put the box 0.5 m behind the trunk's points."""
+    calib = read_calib(KITTI_DEV / "calib" / "000002.txt")
+    points = calib.velo_to_rect(read_velodyne(KITTI_DEV / "velodyne" / "000002.bin")[:, :3])
+    car = next(label for label in read_labels(KITTI_DEV / "label_2" / "000002.txt")
+               if label.category == "Car")
+    assert 34 < car.center[2] < 35
+    detection = Detection(np.asarray(car.box2d, dtype=np.float64), "Car", 1.0)
+    plane = fit_ground_plane(points, InitConfig())
+    inside = points_in_box(torch.as_tensor(points), torch.as_tensor(car.center),
+                           yaw_to_rotation(torch.tensor(car.yaw, dtype=torch.float64)),
+                           torch.as_tensor(np.asarray(car.size) + 0.2)).numpy()
+    car_points = points[inside & (plane.height(points) > InitConfig().ground_clearance)]
+
+    def recall(config: InitConfig) -> float:
+        hypothesis = frame_hypotheses(points, calib, [detection], config=config)[0][0]
+        distance = np.linalg.norm(car_points[:, None] - hypothesis.points[None], axis=-1)
+        return float((distance.min(1) < 1e-6).mean())
+
+    assert recall(InitConfig(cluster_eps_per_metre=0.0)) < 0.5
+    assert recall(InitConfig()) > 0.9
