@@ -61,6 +61,7 @@ from autolabel.verify import (
     Observation,
     VerifyConfig,
     box_iou_2d,
+    length_seen,
     mask_iou,
     plausibility,
     verify,
@@ -587,7 +588,10 @@ def _result(frame: FrameInput, obj: _Object, i: int, output: FitOutput, batch: O
         in_view=label.share_in_view(frame.calib.P2, frame.image_size) if finite else 0.0,
         ground_gap=(None if obj.initial.ground is None
                     else float(obj.initial.ground.height(bottom))),
-        finite=finite, weak=obj.initial.weak, has_mask=bool(batch.has_mask[i])),
+        finite=finite, weak=obj.initial.weak, has_mask=bool(batch.has_mask[i]),
+        length_seen=float(length_seen(batch.points[i:i + 1], batch.points_valid[i:i + 1],
+                                      output.center[i:i + 1], output.rotation[i:i + 1],
+                                      output.size[i:i + 1])[0])),
         config.verify)
     label = dataclasses.replace(label, score=verdict.score)
     return LabelResult(

@@ -8,6 +8,7 @@ from autolabel.verify import (
     Observation,
     VerifyConfig,
     box_iou_2d,
+    length_seen,
     mask_iou,
     plausibility,
     verify,
@@ -52,6 +53,27 @@ def test_fewer_points_give_a_lower_score_for_the_same_agreement():
     scores = [verify(dataclasses.replace(GOOD, points=n)).score for n in (4, 15, 60)]
     assert scores[0] < scores[1] < scores[2]
     assert math.isclose(scores[1], (0.9 + 0.95 + 0.6) / 3 * (1 - math.exp(-1)) * math.exp(-0.125))
+
+
+def test_a_label_whose_points_span_a_quarter_of_its_length_loses_three_quarters_of_the_weight():
+    full = verify(dataclasses.replace(GOOD, length_seen=1.0))
+    quarter = verify(dataclasses.replace(GOOD, length_seen=0.25))
+    assert math.isclose(full.score, verify(GOOD).score)  # no points: no factor
+    assert math.isclose(quarter.score, full.score * (1 - 0.2 * 0.75))
+    assert quarter.evidence["length_seen"] == 0.25
+
+
+def test_length_seen_measures_along_the_heading_of_a_turned_box():
+    # A 4 m box turned a quarter turn about camera y: its heading is camera -z. Points 1 m
+    # apart along x (across it) and 3 m apart along z (along it).
+    quarter = torch.tensor([[0.0, 0, 1], [0, 1, 0], [-1, 0, 0]])[None]
+    points = torch.tensor([[[10.0, 0, 20], [11, 0, 20], [10.5, 0, 23]]])
+    share = length_seen(points, torch.ones(1, 3, dtype=torch.bool),
+                        torch.tensor([[10.5, 0, 21.5]]), quarter, torch.tensor([[4.0, 2, 1.5]]))
+    assert torch.allclose(share, torch.tensor([0.75]))
+    none = length_seen(points, torch.zeros(1, 3, dtype=torch.bool), torch.zeros(1, 3), quarter,
+                       torch.tensor([[4.0, 2, 1.5]]))
+    assert torch.isnan(none).all()
 
 
 def test_low_inlier_fraction_rejects_and_says_why():
