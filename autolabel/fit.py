@@ -59,7 +59,7 @@ class LossWeights:
     """Weights of the loss terms (see :mod:`autolabel.losses` for each term's units)."""
 
     points: float = 4.0
-    free_space: float = 1.0
+    free_space: float = 0.3
     silhouette: float = 1.0
     box: float = 0.5
     nocs: float = 1.0
