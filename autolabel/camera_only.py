@@ -26,7 +26,7 @@ parameter left: how far away it is. :func:`place_on_ground` tries depths on a ge
 slides each box sideways until its projection is centred on the detection (on its
 constrained edges), and keeps the depth whose projected box matches the detection's edges
 best. Edges cut by the image border or by a nearer object (``free`` edges) do not bound the
-object and are left out of the match. The fitter then refines the box with the box loss, the
+object: there a box only has to reach about as far as the detection. The fitter then refines the box with the box loss, the
 ground and the size prior; such labels stay *weak* (no 3D observation).
 """
 
@@ -44,6 +44,9 @@ from autolabel.lidar.ground import GroundPlane
 
 # Depths (metres) :func:`place_on_ground` tries: a geometric grid, 1 % apart.
 DEPTHS = np.geomspace(2.0, 120.0, 412)
+# How far (a share of the detection's longer side) a box may stop short of a free edge, as
+# the fit's box loss allows (:class:`autolabel.losses.BoxLoss`, its Huber width).
+FREE_EDGE_TOLERANCE = 0.05
 
 
 def calibration_ground(camera_height: float) -> GroundPlane:
@@ -114,7 +117,12 @@ def place_on_ground(box2d: np.ndarray, alpha: float, size: np.ndarray, projectio
         x = x + shift * z / P[0, 0]
         if ground is None:
             y = y + ((box2d[1] + box2d[3]) - (boxes[:, 1] + boxes[:, 3])) / 2 * z / P[1, 1]
-    error = ((boxes - box2d) ** 2 * bound).sum(dim=1)
+    # A free edge still says the object reaches about that far (the border or the nearer
+    # object cut it there): a box short of it by more than the tolerance counts the rest.
+    tolerance = FREE_EDGE_TOLERANCE * float((box2d[2:] - box2d[:2]).max())
+    short = torch.cat([boxes[:, :2] - box2d[:2], box2d[2:] - boxes[:, 2:]], dim=1)
+    error = torch.where(bound, (boxes - box2d) ** 2, (short - tolerance).clamp(min=0) ** 2)
+    error = error.sum(dim=1)
     error = torch.where(ahead, error, math.inf)
     return center[int(error.argmin())].numpy()
 

@@ -179,27 +179,40 @@ def free_space_loss(depth: Tensor, silhouette: Tensor, observed: Tensor,
 class BoxLoss:
     """Disagreement of the shape's projected extent with the detected 2D box (dimensionless).
 
+    A free edge (cut by the image border or by a nearer object) does not say where the shape
+    ends, only that it reaches about that far: there the shape's extent counts only when it
+    falls short of the edge by more than ``huber`` (a rounded shape's outline may stop a
+    little short of where a box cut at the border ends).
+
     Args:
         box2d: (B, 4) detection box, pixels.
-        free_edges: (B, 4) bool, True for edges that do not constrain the shape (the box is
-            cut there by the image border).
+        free_edges: (B, 4) bool, True for edges that do not bound the shape.
         huber: in units of the box's longer side.
     Called with:
         extent: (B, 4) projected extent of the shape (x1, y1, x2, y2), pixels.
     Returns:
-        (B,) mean Huber error of the constrained edges in units of the box's longer side.
+        (B,) Huber error in units of the box's longer side, summed over the edges and divided
+        by the number of bounding edges.
     """
 
     def __init__(self, box2d: Tensor, free_edges: Tensor, huber: float = 0.05):
         self.scale = 1 / (box2d[:, 2:] - box2d[:, :2]).amax(-1, keepdim=True).clamp(min=1)
         self.target = box2d * self.scale
-        weight = (~free_edges).to(box2d.dtype)
-        self.weight = weight / weight.sum(-1, keepdim=True).clamp(min=1)
+        self.free = free_edges
+        bound = (~free_edges).to(box2d.dtype)
+        self.weight = 1 / bound.sum(-1, keepdim=True).clamp(min=1)
         self.huber = huber
+        self.inward = box2d.new_tensor([huber, huber, -huber, -huber])
 
     def __call__(self, extent: Tensor) -> Tensor:
-        error = functional.smooth_l1_loss(extent * self.scale, self.target, reduction="none",
-                                          beta=self.huber)
+        scaled = extent * self.scale
+        # A free edge's target lies ``huber`` inside the box; an extent reaching past it is
+        # compared with itself (no error).
+        reach = self.target + self.inward
+        beyond = torch.cat([scaled[:, :2] < reach[:, :2], scaled[:, 2:] > reach[:, 2:]], -1)
+        target = torch.where(self.free, torch.where(beyond, scaled.detach(), reach),
+                             self.target)
+        error = functional.smooth_l1_loss(scaled, target, reduction="none", beta=self.huber)
         return (error * self.weight).sum(-1)
 
 

@@ -76,6 +76,22 @@ def test_a_free_edge_is_left_out_of_the_match():
     assert np.linalg.norm(bound - center) > 0.5
 
 
+def test_a_near_car_cut_by_the_border_stays_near():
+    """kitti_dev 000038/1: a car 7 m away, cut by the image's right and bottom borders,
+    whose top edge no box on the level road matches, went 120 m away: a farther box
+    matched its one remaining edge as well. A free edge still says the car reaches there."""
+    size = np.array([4.2, 1.7, 1.5])
+    center, box2d = _car(4.5, 6.0, -0.7, size)
+    alpha = float(observation_angle(torch.tensor(-0.7, dtype=torch.float64),
+                                    torch.as_tensor(center)))
+    cut = np.minimum(box2d, [1242, 375, 1242, 375])  # KITTI's image
+    assert cut[2] < box2d[2] and cut[3] < box2d[3]
+    cut[1] -= 20  # and its top edge 20 px off (a taller car, a rising road)
+    placed = place_on_ground(cut, alpha, size, P2, calibration_ground(GROUND_Y),
+                             np.array([False, False, True, True]))
+    assert abs(placed[2] - 6.0) < 2.0  # it was placed 120 m away
+
+
 def test_a_camera_hypothesis_is_a_weak_box_of_the_class_mean_size_on_its_ground():
     size = mean_size("Car")
     center, box2d = _car(3.0, 20.0, -0.5, size)

@@ -26,12 +26,20 @@ def test_free_space_penalises_only_surface_in_front_of_returns_up_to_the_cap():
     assert torch.isclose(value, torch.tensor([(0.0 + 0.2 + 0.5) / 3]))
 
 
-def test_box_loss_ignores_edges_cut_by_the_image_border():
-    extent = torch.tensor([[0.0, 0.0, 100.0, 50.0]])
+def test_box_loss_at_a_free_edge_counts_only_a_shape_short_of_it():
     box = torch.tensor([[20.0, 0.0, 100.0, 50.0]])
-    free = torch.tensor([[True, False, False, False]])
-    assert losses.box_loss(extent, box, free).item() == 0.0
-    assert losses.box_loss(extent, box, torch.zeros_like(free)).item() > 0
+    free = torch.tensor([[True, False, False, False]])  # cut on the left
+    past = torch.tensor([[0.0, 0.0, 100.0, 50.0]])  # reaches 20 px past the cut
+    assert losses.box_loss(past, box, free).item() == 0.0
+    assert losses.box_loss(past, box, torch.zeros_like(free)).item() > 0
+    # Within the tolerance (huber, 0.05 of the longer side: 4 px) short of it: no error.
+    assert losses.box_loss(torch.tensor([[23.0, 0.0, 100.0, 50.0]]), box, free).item() == 0.0
+    # 10 px short of the cut: the error of a bound edge 10 - 4 px off, over 3 bound edges.
+    short = torch.tensor([[30.0, 0.0, 100.0, 50.0]], requires_grad=True)
+    value = losses.box_loss(short, box, free)
+    assert torch.isclose(value, torch.tensor([(6 / 80 - 0.05 / 2) / 3]))
+    value.sum().backward()
+    assert short.grad[0, 0] > 0  # descending moves the edge out towards the cut
 
 
 def test_ground_loss_is_zero_without_a_plane_and_grows_with_height():
