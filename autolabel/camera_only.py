@@ -26,8 +26,9 @@ parameter left: how far away it is. :func:`place_on_ground` tries depths on a ge
 slides each box sideways until its projection is centred on the detection (on its
 constrained edges), and keeps the depth whose projected box matches the detection's edges
 best. Edges cut by the image border or by a nearer object (``free`` edges) do not bound the
-object: there a box only has to reach about as far as the detection. The fitter then refines the box with the box loss, the
-ground and the size prior; such labels stay *weak* (no 3D observation).
+object: there a box only has to reach about as far as the detection. The fitter then
+refines the box with the box loss, the ground and the size prior; such labels stay *weak*
+(no 3D observation).
 """
 
 from __future__ import annotations

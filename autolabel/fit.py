@@ -360,10 +360,11 @@ class _Objective:
             batch.obstacles, batch.obstacles_valid))
         self.nocs_loss = (None if batch.nocs is None
                           else losses.NocsLoss(batch.nocs, batch.nocs_valid))
+        absent = {name for name, loss in (("overlap", self.overlap_loss),
+                                          ("nocs", self.nocs_loss)) if loss is None}
+        self.terms = [name for name in LOSS_TERMS if name not in absent]
         weights = dataclasses.asdict(config.weights)
-        absent = {"overlap": batch.obstacles is None, "nocs": batch.nocs is None}
-        self.weights = batch.center.new_tensor([weights[name] for name in LOSS_TERMS
-                                                if not absent.get(name, False)])
+        self.weights = batch.center.new_tensor([weights[name] for name in self.terms])
 
     def __call__(self, params: _Parameters, pose: _Pose, surfels: Surfels) -> _Evaluation:
         """All loss terms of the objects at ``pose`` with shapes ``params.latent``."""
@@ -387,8 +388,7 @@ class _Objective:
             terms["nocs"] = self.nocs_loss(rendered.nocs, rendered.silhouette)
         if self.overlap_loss is not None:
             terms["overlap"] = self.overlap_loss(pose.translation, pose.rotation, pose.size)
-        ordered = [terms[name] for name in LOSS_TERMS if name in terms]
-        total = torch.stack(ordered, dim=-1) @ self.weights
+        total = torch.stack([terms[name] for name in self.terms], dim=-1) @ self.weights
         return _Evaluation(terms, total, rendered, extent, distances)
 
     def _extent(self, pixels: Tensor, valid: Tensor) -> Tensor:

@@ -15,7 +15,7 @@ per method under ``"methods"`` (default ``benchmarks/results/kitti_dev.json``).
 ``--sensors none`` labels from the boxes and the image alone (the LiDAR scans are hidden from
 the labelers; they still select the well-observed cars of the yaw errors): the L-shape
 baseline falls back to its box-only boxes, and the render method runs with
-:data:`benchmarks.common.CAMERA_ONLY` (camera-only hypotheses; the image model's viewpoint
+:data:`benchmarks.common.WEAK_ACCEPTED` (camera-only hypotheses; the image model's viewpoint
 also chooses between the yaw hypotheses; weak labels accepted by their score, so that the
 accepted precision says what the score's threshold accepts). Its results go to
 ``kitti_dev_boxes_only.json`` by default.
@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from autolabel.io.detections import read_detections  # noqa: E402
 from benchmarks.common import (  # noqa: E402
-    CAMERA_ONLY,
+    WEAK_ACCEPTED,
     Labeler,
     detections_from_labels,
     evaluate_methods,
@@ -54,7 +54,7 @@ from benchmarks.common import (  # noqa: E402
 METHODS: dict[str, Labeler] = {"lshape": lshape, "render": render_and_compare}
 SENSORS = {"lidar": METHODS,
            "none": {"lshape": lshape,
-                    "render": functools.partial(render_and_compare, config=CAMERA_ONLY)}}
+                    "render": functools.partial(render_and_compare, config=WEAK_ACCEPTED)}}
 RESULTS = ROOT / "benchmarks" / "results"
 
 

@@ -31,7 +31,7 @@ The settings differ in the 3D data a labeler sees and in whether the detections 
   back-projects over each detection's mask (``autolabel.init.depth_to_points``);
 * ``lidar_no_masks``: the LiDAR scan, detections without their masks (boxes only);
 * ``box``: neither; labels come from the 2D detections (and their masks) and the image alone:
-  the render method runs with :data:`benchmarks.common.CAMERA_ONLY` (camera-only hypotheses,
+  the render method runs with :data:`benchmarks.common.WEAK_ACCEPTED` (camera-only hypotheses,
   weak labels accepted by their score).
 
 Every method in :data:`METHODS` labels every setting. Reported per setting and method: KITTI
@@ -87,7 +87,7 @@ from autolabel.synth.noise import DepthNoise, DetectionNoise  # noqa: E402
 from autolabel.synth.scene import SceneConfig  # noqa: E402
 from autolabel.synth.writer import DETECTIONS_FILE  # noqa: E402
 from benchmarks.common import (  # noqa: E402
-    CAMERA_ONLY,
+    WEAK_ACCEPTED,
     Frame,
     Labeler,
     box_iou_matrix,
@@ -123,7 +123,7 @@ METHODS: dict[str, Labeler] = {
 SETTING_METHODS: dict[str, dict[str, Labeler]] = {"box": {
     "lshape": METHODS["lshape"],
     "render": functools.partial(render_and_compare,
-                                config=dataclasses.replace(CAMERA_ONLY, init=INIT))}}
+                                config=dataclasses.replace(WEAK_ACCEPTED, init=INIT))}}
 SETTINGS = ("lidar", "lidar_no_masks", "depth", "box")
 CACHE = ROOT / "benchmarks" / "cache" / "synthetic"
 # The scenes: the generator's defaults with the depth map on, no pictures, and every car
