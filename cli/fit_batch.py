@@ -208,31 +208,31 @@ def _failure(error: Exception) -> str:
 
 
 def _label_isolated(items: list[LoadedFrame], method: str, prior, config: PipelineConfig):
-    """Yield (item, outcome) for every prepared frame: its :class:`FrameResult` (render),
-    None (lshape, labelled by the writer) or why it could not be labelled (one line). The
-    frames are fitted together; when that fails, or when a frame's hypotheses could not be
-    made, one at a time, so one bad frame never stops the others."""
+    """Yield (item, outcome) for every prepared frame, in order: its :class:`FrameResult`
+    (render), None (lshape, labelled by the writer) or why it could not be labelled (one
+    line). The frames whose hypotheses were made are fitted together; when that fails, one
+    at a time, so one bad frame never stops the others."""
     if method != "render":
         for item in items:
             yield item, None
         return
-    if all(item.failure is None for item in items):
-        try:
-            yield from zip(items, fit_frames([item.prepared for item in items], prior,
-                                             config), strict=True)
-            return
-        except Exception as error:  # noqa: BLE001 - one frame's failure must not stop the run
-            if len(items) == 1:
-                yield items[0], _failure(error)
-                return
+    ready = [item for item in items if item.failure is None]
+    try:
+        fitted = fit_frames([item.prepared for item in ready], prior, config)
+    except Exception as error:  # noqa: BLE001 - one frame's failure must not stop the run
+        fitted = ([_failure(error)] if len(ready) == 1
+                  else [_fitted_alone(item, prior, config) for item in ready])
+    outcomes = dict(zip(map(id, ready), fitted, strict=True))
     for item in items:
-        if item.failure is not None:
-            yield item, item.failure
-            continue
-        try:
-            yield item, fit_frames([item.prepared], prior, config)[0]
-        except Exception as error:  # noqa: BLE001
-            yield item, _failure(error)
+        yield item, item.failure if item.failure is not None else outcomes[id(item)]
+
+
+def _fitted_alone(item: LoadedFrame, prior, config: PipelineConfig):
+    """The frame's :class:`FrameResult` fitted on its own, or why it failed (one line)."""
+    try:
+        return fit_frames([item.prepared], prior, config)[0]
+    except Exception as error:  # noqa: BLE001
+        return _failure(error)
 
 
 @dataclasses.dataclass(frozen=True)
