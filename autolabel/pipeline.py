@@ -589,6 +589,7 @@ def _result(frame: FrameInput, obj: _Object, i: int, output: FitOutput, batch: O
         ground_gap=(None if obj.initial.ground is None
                     else float(obj.initial.ground.height(bottom))),
         finite=finite, weak=obj.initial.weak, has_mask=bool(batch.has_mask[i]),
+        bound_edges=int((~batch.free_edges[i]).sum()),
         length_seen=float(length_seen(batch.points[i:i + 1], batch.points_valid[i:i + 1],
                                       output.center[i:i + 1], output.rotation[i:i + 1],
                                       output.size[i:i + 1])[0])),

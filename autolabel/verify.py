@@ -12,8 +12,10 @@ size:
   distance under the prior, i.e. how typical the shape is of the training shapes;
 * support: ``1 - exp(-points / support_points)``: a label fitted to a handful of far returns
   is placed less surely than one fitted to hundreds. A label from the 2D box alone (weak)
-  gets ``exp(-distance / weak_distance)``: its depth comes from the box's size and the
-  ground, whose relative errors (about 6 % on kitti_dev) grow into metres with distance;
+  gets ``exp(-distance / weak_distance)`` times the share of the box's four edges that bound
+  the object: its depth comes from the box's size and the ground, whose relative errors
+  (about 6 % on kitti_dev) grow into metres with distance, and an edge cut by the image
+  border or a nearer object says nothing of the size;
 * size typicality: ``exp(-z^2 / 4)`` with ``z^2`` the mean squared z-score of the log-size
   under the class statistics: a car fitted far smaller or longer than cars are is usually
   one whose points did not tell its size;
@@ -109,6 +111,8 @@ class Observation:
         distance: metres from the camera to the label's centre.
         ground_gap: metres from the box bottom to the ground plane, None without a plane.
         finite: the fit stayed finite. weak: no 3D evidence (2D box and class statistics).
+        bound_edges: how many of the detection's four edges bound the object (the others
+            are cut by the image border or by a nearer object).
         has_mask: ``image_iou`` is the IoU with an instance mask (else with the box).
         length_seen: share of the label's length its points span along its heading, in
             [0, 1]; NaN without points.
@@ -125,6 +129,7 @@ class Observation:
     ground_gap: float | None
     finite: bool = True
     weak: bool = False
+    bound_edges: int = 4
     has_mask: bool = False
     length_seen: float = math.nan
 
@@ -232,7 +237,8 @@ def verify(seen: Observation, config: VerifyConfig = VerifyConfig()) -> Verdict:
     evidence = {"image_iou": seen.image_iou, "plausibility": seen.plausibility}
     if not math.isnan(seen.inlier_fraction):
         evidence["inlier_fraction"] = seen.inlier_fraction
-    support = (math.exp(-seen.distance / config.weak_distance) if seen.weak
+    support = (math.exp(-seen.distance / config.weak_distance) * seen.bound_edges / 4
+               if seen.weak
                else 1.0 - math.exp(-seen.points / config.support_points))
     agreement = sum(evidence.values()) / len(evidence)
     typical = math.exp(-seen.size_z2 / 4)

@@ -120,6 +120,14 @@ def test_a_weak_labels_support_halves_every_weak_distance_times_ln_2():
     assert math.isclose(far.score, near.score / 2)
 
 
+def test_a_weak_label_whose_box_is_cut_on_two_edges_has_half_the_support():
+    weak = dataclasses.replace(GOOD, inlier_fraction=math.nan, points=0, weak=True)
+    cut = verify(dataclasses.replace(weak, bound_edges=2))
+    assert math.isclose(cut.evidence["support"], verify(weak).evidence["support"] / 2)
+    # with LiDAR points the edges do not enter the support
+    assert verify(dataclasses.replace(GOOD, bound_edges=2)).score == verify(GOOD).score
+
+
 def test_a_label_mostly_outside_the_image_scores_its_share_in_view_and_says_why():
     cut = verify(dataclasses.replace(GOOD, in_view=0.3))
     assert math.isclose(cut.score, 0.3 * verify(GOOD).score)
