@@ -65,6 +65,7 @@ from autolabel.verify import (
     mask_iou,
     plausibility,
     verify,
+    visible_share,
 )
 
 # Spread of log-size around the class mean: wide enough for vans and SUVs among cars.
@@ -592,7 +593,10 @@ def _result(frame: FrameInput, obj: _Object, i: int, output: FitOutput, batch: O
         bound_edges=int((~batch.free_edges[i]).sum()),
         length_seen=float(length_seen(batch.points[i:i + 1], batch.points_valid[i:i + 1],
                                       output.center[i:i + 1], output.rotation[i:i + 1],
-                                      output.size[i:i + 1])[0])),
+                                      output.size[i:i + 1])[0]),
+        visible=(1.0 if batch.mask_weight is None
+                 else float(visible_share(output.silhouette[i:i + 1],
+                                          batch.mask_weight[i:i + 1])[0]))),
         config.verify)
     label = dataclasses.replace(label, score=verdict.score)
     return LabelResult(

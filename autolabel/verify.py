@@ -27,8 +27,13 @@ size:
   and on kitti_dev such cars are most of the labels under BEV IoU 0.7 (5 of the 18 moderate
   cars whose points span under half their length, against 1 of the other 29).
 
-The score is the mean agreement times the support, the size typicality, the view and the
-length seen.
+* visible: ``1 - occlusion_weight * (1 - v)`` with ``v`` the share of the label's rendered
+  silhouette not covered by nearer objects' instance masks (1 without masks): a car mostly
+  hidden behind others is placed from a small part of itself. On the synthetic frames 0-19
+  the share ranks labels with BEV IoU >= 0.7 above the rest with an AUC of 0.94.
+
+The score is the mean agreement times the support, the size typicality, the view, the
+length seen and the visible share.
 
 Sanity gates reject a label whatever its score: its projected 3D box must overlap its
 detection (IoU at least ``min_box_iou``), it must lie within ``max_distance`` of the camera,
@@ -79,6 +84,9 @@ class VerifyConfig:
         accept_weak: accept labels without 3D evidence when their score passes.
         length_weight: how much a label whose points span none of its length loses of its
             score (the factor is ``1 - length_weight`` then, 1 when they span all of it).
+        occlusion_weight: the same for a label whose silhouette nearer objects' masks cover
+            entirely. 0.3 turned the synthetic frames 0-19's accepted labels from 61 of 63
+            right to 61 of 62, and on frames 20-49 (held out) it rejected none of 87.
     """
 
     threshold: float = 0.5
@@ -95,6 +103,7 @@ class VerifyConfig:
     max_ground_gap: float = 0.75
     accept_weak: bool = False
     length_weight: float = 0.2
+    occlusion_weight: float = 0.3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,6 +125,7 @@ class Observation:
         has_mask: ``image_iou`` is the IoU with an instance mask (else with the box).
         length_seen: share of the label's length its points span along its heading, in
             [0, 1]; NaN without points.
+        visible: share of the rendered silhouette not covered by nearer objects' masks.
     """
 
     image_iou: float
@@ -132,6 +142,7 @@ class Observation:
     bound_edges: int = 4
     has_mask: bool = False
     length_seen: float = math.nan
+    visible: float = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -204,6 +215,18 @@ def length_seen(points: Tensor, valid: Tensor, center: Tensor, rotation: Tensor,
     return torch.where(valid.any(-1), share, torch.nan)
 
 
+def visible_share(silhouette: Tensor, weight: Tensor) -> Tensor:
+    """Share (B,) of rendered silhouettes (B, S, S) where ``weight`` (B, S, S) is 1 (not
+    covered by a nearer object's mask); 1 for an empty silhouette.
+
+    >>> visible_share(torch.tensor([[[1.0, 1.0, 0.0]]]), torch.tensor([[[1.0, 0.0, 0.0]]]))
+    tensor([0.5000])
+    """
+    area = silhouette.sum((-1, -2))
+    seen = (silhouette * weight).sum((-1, -2))
+    return torch.where(area > 0, seen / area.clamp(min=1e-12), 1.0)
+
+
 def _gates(seen: Observation, config: VerifyConfig) -> list[str]:
     """The sanity checks a label fails, as reasons (empty when it passes them all)."""
     failed = []
@@ -249,6 +272,8 @@ def verify(seen: Observation, config: VerifyConfig = VerifyConfig()) -> Verdict:
     if not math.isnan(seen.length_seen):
         length = 1.0 - config.length_weight * (1.0 - seen.length_seen)
         evidence["length_seen"] = seen.length_seen
+    hidden = config.occlusion_weight * (1.0 - seen.visible)
+    evidence["visible"] = seen.visible
     gates = _gates(seen, config)
     reasons = []
     if not seen.finite:
@@ -266,7 +291,7 @@ def verify(seen: Observation, config: VerifyConfig = VerifyConfig()) -> Verdict:
         reasons.append(f"unusual size for its class (typicality {typical:.2f})")
     if seen.in_view < 0.5:
         reasons.append(f"mostly outside the image ({100 * seen.in_view:.0f}% in view)")
-    score = agreement * support * typical * seen.in_view * length
+    score = agreement * support * typical * seen.in_view * length * (1.0 - hidden)
     score = min(max(score, 0.0), 1.0) if seen.finite else 0.0
     if score < config.threshold:
         reasons.append(f"score {score:.2f} below the acceptance threshold {config.threshold}")

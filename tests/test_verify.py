@@ -12,6 +12,7 @@ from autolabel.verify import (
     mask_iou,
     plausibility,
     verify,
+    visible_share,
 )
 
 
@@ -61,6 +62,22 @@ def test_a_label_whose_points_span_a_quarter_of_its_length_loses_three_quarters_
     assert math.isclose(full.score, verify(GOOD).score)  # no points: no factor
     assert math.isclose(quarter.score, full.score * (1 - 0.2 * 0.75))
     assert quarter.evidence["length_seen"] == 0.25
+
+
+def test_a_label_two_fifths_visible_behind_nearer_objects_loses_that_share_of_the_weight():
+    hidden = verify(dataclasses.replace(GOOD, visible=0.4))
+    assert math.isclose(hidden.score, verify(GOOD).score * (1 - 0.3 * 0.6))
+    assert hidden.evidence["visible"] == 0.4
+
+
+def test_visible_share_counts_the_silhouette_outside_nearer_masks():
+    silhouette = torch.zeros(2, 4, 4)
+    silhouette[:, 1:3, :] = 0.5  # 8 half-covered pixels
+    weight = torch.ones(2, 4, 4)
+    weight[0, :, :1] = 0  # a nearer car over the first column
+    share = visible_share(silhouette, weight)
+    assert torch.allclose(share, torch.tensor([0.75, 1.0]))
+    assert visible_share(torch.zeros(1, 4, 4), torch.zeros(1, 4, 4)).item() == 1.0
 
 
 def test_length_seen_measures_along_the_heading_of_a_turned_box():
