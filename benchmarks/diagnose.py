@@ -427,9 +427,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--frames", type=int, default=20, help="Synthetic frames.")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the jitter / scenes.")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
-    parser.add_argument("--rows", type=Path, default=Path("diagnose_rows.json"),
-                        help="Rows file: read when it holds rows of the same source, else "
-                             "written by a fresh run.")
+    parser.add_argument("--rows", type=Path, default=None,
+                        help="Rows file: read when it holds rows of the same source (data, "
+                             "jitter, seed; not the code: delete it after changing the code), "
+                             "else written by a fresh run; default "
+                             "benchmarks/output/diagnose_rows_<data>.json.")
     parser.add_argument("--summary", type=Path, default=None,
                         help="Summary JSON; default benchmarks/results/diagnose_<data>.json.")
     parser.add_argument("--pictures", type=Path, default=None,
@@ -444,11 +446,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
     else:
         root, name = cache_folder(args.seed, SCENES, CACHE), "synthetic"
         source = f"synthetic {root} frames {args.frames}"
-    rows = _cached_rows(args.rows, source)
+    rows_file = args.rows or ROOT / "benchmarks" / "output" / f"diagnose_rows_{name}.json"
+    rows = _cached_rows(rows_file, source)
     if rows is None:
         rows = (kitti_rows(root, args.jitter, args.seed) if args.root is not None
                 else synthetic_rows(root, args.frames, args.seed))
-        write_json(args.rows, {"source": source, "rows": rows})
+        write_json(rows_file, {"source": source, "rows": rows})
     summary = summarize(rows)
     print(format_summary(summary, rows))
     document = {"benchmark": "diagnose", "source": source,
