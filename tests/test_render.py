@@ -181,6 +181,25 @@ def test_rasterise_backward_matches_central_finite_differences():
             inputs, eps=1e-6, atol=1e-5)
 
 
+def test_a_culled_splat_in_front_neither_covers_nor_hides_the_splat_behind_it():
+    """Back-facing surfels get opacity 0: they must not set the front depth either, or the
+    visible surface behind them would be faded out as if hidden."""
+    settings = rd.RenderSettings(window_size=8, footprint=5)
+    centre = torch.tensor([[[4.0, 4.0], [4.0, 4.0]]], dtype=torch.float64)
+    conic = torch.tensor([[[0.5, 0.0, 0.5]] * 2], dtype=torch.float64)
+    values = torch.tensor([[[3.0, 0.2, 0.2], [5.0, 0.7, 0.7]]], dtype=torch.float64)
+    resolution = torch.ones(1, dtype=torch.float64)
+    culled = torch.tensor([[0.0, 0.9]], dtype=torch.float64)
+    alone = torch.tensor([[0.9]], dtype=torch.float64)
+    both = rd._Rasterise.apply(centre, conic, culled, values, resolution, settings)
+    single = rd._Rasterise.apply(centre[:, 1:], conic[:, 1:], alone, values[:, 1:],
+                                 resolution, settings)
+    for rendered, expected in zip(both, single, strict=True):
+        assert torch.allclose(rendered, expected)
+    assert both[0][0, 4, 4] > 0.5  # the splat behind is drawn, at its own depth
+    assert torch.isclose(both[1][0, 4, 4, 0], torch.tensor(5.0, dtype=torch.float64))
+
+
 def test_silhouette_and_depth_descent_recovers_a_pose_half_a_metre_and_15_degrees_off():
     shape = shapes.rounded_box_sdf
     latent = torch.tensor([[0.5, 0.5, 0.5, 0.1]], dtype=torch.float64)
