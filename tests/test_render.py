@@ -154,6 +154,16 @@ def test_splat_backward_matches_central_finite_differences(monkeypatch):
     inputs = [value.requires_grad_() for value in (points, normals, spacing)]
     splats = rd._Splat.apply(*inputs, valid, cameras, SETTINGS)
     assert (splats[-1] == 0).any() and (splats[-1] > 0.5).any()  # culled and seen surfels
+    # Capped and uncapped discs: the covariance (the conic's inverse) less the filter has its
+    # largest eigenvalue at max_radius^2 for the capped ones.
+    p, q, r = splats[3].detach().unbind(-1)
+    a, b, c = r / (p * r - q * q), -q / (p * r - q * q), p / (p * r - q * q)
+    filtered = SETTINGS.softness ** 2
+    largest = (a + c) / 2 + (((a - c) / 2) ** 2 + b * b).sqrt() - filtered
+    seen = valid & (splats[-1] > 0)
+    assert torch.isclose(largest[seen], torch.tensor(SETTINGS.max_radius ** 2,
+                                                     dtype=torch.float64)).any()
+    assert (largest[seen] < 0.5 * SETTINGS.max_radius ** 2).any()
     assert torch.autograd.gradcheck(lambda *x: rd._Splat.apply(*x, valid, cameras, SETTINGS),
                                     inputs, eps=1e-6, atol=1e-6)
 
