@@ -110,6 +110,12 @@ def _value_and_gradients(sdf: ShapeSource, latent: Tensor, points: Tensor
     return values, point_gradient, code_gradient
 
 
+def _length_and_direction(gradient: Tensor) -> tuple[Tensor, Tensor]:
+    """Norms (..., 1) of SDF gradients (..., 3), kept off zero, and the unit directions."""
+    length = gradient.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+    return length, gradient / length
+
+
 def project_to_surface(
     sdf: ShapeSource, latent: Tensor, points: Tensor, valid: Tensor,
     settings: SurfelSettings = SurfelSettings(), normals: Tensor | None = None,
@@ -132,9 +138,9 @@ def project_to_surface(
     for _ in range(settings.newton_steps):
         if normals is None:
             values, gradient = _sdf_and_gradient(sdf, frozen_latent, current, False)
-            length = gradient.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+            length, unit = _length_and_direction(gradient)
             current = torch.addcmul(current, (values.detach().unsqueeze(-1) / length),
-                                    gradient / length, value=-1).detach()
+                                    unit, value=-1).detach()
         else:
             with torch.no_grad():
                 current = torch.addcmul(current, sdf(frozen_latent, current).unsqueeze(-1),
@@ -152,8 +158,7 @@ def project_to_surface(
     # One Newton step p - f grad f / |grad f|^2. It is short (within the tolerance), so the
     # gradient where it started is its normal; reusing it saves a second pass through the
     # network.
-    length = gradient.norm(dim=-1, keepdim=True).clamp(min=1e-12)
-    normals = gradient / length
+    length, normals = _length_and_direction(gradient)
     surface = torch.addcmul(current, values / length, normals, value=-1)
     if not latent.requires_grad:  # keep no graph to the (detached) starting points
         surface, normals = surface.detach(), normals.detach()
