@@ -297,8 +297,7 @@ def _metric_sdf(prior, latent: Tensor, points: Tensor, pose: _Pose) -> Tensor:
     decoder's values are unsupervised, so the metric distance to the cube is added: points
     far from the shape are pulled towards it instead of sitting on a flat plateau.
     """
-    local = torch.bmm(points - pose.translation.unsqueeze(1), pose.rotation) \
-        / pose.size.unsqueeze(1)
+    local = g.camera_to_object(points, pose.translation, pose.rotation, pose.size)
     clamped = functional.hardtanh(local, -0.55, 0.55)
     inside = prior.sdf(latent, clamped) * pose.log_size.mean(-1, keepdim=True).exp()
     outside = ((local - clamped) * pose.size.unsqueeze(1)).norm(dim=-1)
