@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import hashlib
 import json
 import math
 import sys
@@ -410,12 +411,23 @@ def synthetic_rows(folder: Path, frames: int, seed: int) -> list[dict]:
     return fit_rows(loaded, read_detections(folder / DETECTIONS_FILE), BENCHMARK_CONFIG)
 
 
-def _cached_rows(path: Path, source: str) -> list[dict] | None:
-    """The rows of ``path`` when it holds rows of ``source``."""
+def code_fingerprint() -> str:
+    """SHA-1 of the labeller's and the benchmarks' Python sources: rows cached by another
+    version of the code are not reused."""
+    digest = hashlib.sha1()
+    for path in sorted([*(ROOT / "autolabel").rglob("*.py"), *(ROOT / "benchmarks").glob("*.py"),
+                        *(ROOT / "shape_priors").glob("*.py")]):
+        digest.update(path.relative_to(ROOT).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def _cached_rows(path: Path, source: str, code: str) -> list[dict] | None:
+    """The rows of ``path`` when it holds rows of ``source`` made by ``code``."""
     if not path.is_file():
         return None
     document = json.loads(path.read_text())
-    return document["rows"] if document.get("source") == source else None
+    same = document.get("source") == source and document.get("code") == code
+    return document["rows"] if same else None
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
@@ -429,9 +441,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--rows", type=Path, default=None,
                         help="Rows file: read when it holds rows of the same source (data, "
-                             "jitter, seed; not the code: delete it after changing the code), "
-                             "else written by a fresh run; default "
-                             "benchmarks/output/diagnose_rows_<data>.json.")
+                             "jitter, seed) made by the same code, else written by a fresh "
+                             "run; default benchmarks/output/diagnose_rows_<data>.json.")
     parser.add_argument("--summary", type=Path, default=None,
                         help="Summary JSON; default benchmarks/results/diagnose_<data>.json.")
     parser.add_argument("--pictures", type=Path, default=None,
@@ -447,11 +458,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
         root, name = cache_folder(args.seed, SCENES, CACHE), "synthetic"
         source = f"synthetic {root} frames {args.frames}"
     rows_file = args.rows or ROOT / "benchmarks" / "output" / f"diagnose_rows_{name}.json"
-    rows = _cached_rows(rows_file, source)
+    code = code_fingerprint()
+    rows = _cached_rows(rows_file, source, code)
     if rows is None:
         rows = (kitti_rows(root, args.jitter, args.seed) if args.root is not None
                 else synthetic_rows(root, args.frames, args.seed))
-        write_json(rows_file, {"source": source, "rows": rows})
+        write_json(rows_file, {"source": source, "code": code, "rows": rows})
     summary = summarize(rows)
     print(format_summary(summary, rows))
     document = {"benchmark": "diagnose", "source": source,

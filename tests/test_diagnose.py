@@ -16,8 +16,10 @@ from autolabel.io.detections import Detection
 from autolabel.io.kitti import Calib
 from autolabel.label import ObjectLabel
 from autolabel.pipeline import LabelResult
-from benchmarks.common import Frame, load_kitti
+from benchmarks.common import Frame, load_kitti, write_json
 from benchmarks.diagnose import (
+    _cached_rows,
+    code_fingerprint,
     frame_rows,
     main_cause,
     ray_components,
@@ -143,3 +145,14 @@ def test_gallery_draws_one_picture_per_failing_car(tmp_path):
     assert width > 800 and height > 400
     index = (tmp_path / "index.md").read_text()
     assert index.index(paths[0].name) < index.index(paths[1].name)  # worst first
+
+
+def test_cached_rows_are_reused_only_for_the_same_data_and_code(tmp_path):
+    path = tmp_path / "rows.json"
+    code = code_fingerprint()
+    write_json(path, {"source": "kitti x jitter 3 seed 0", "code": code, "rows": [{"a": 1}]})
+    assert _cached_rows(path, "kitti x jitter 3 seed 0", code) == [{"a": 1}]
+    assert _cached_rows(path, "kitti x jitter 2 seed 0", code) is None
+    assert _cached_rows(path, "kitti x jitter 3 seed 0", "another version") is None
+    assert _cached_rows(tmp_path / "none.json", "kitti x jitter 3 seed 0", code) is None
+    assert len(code) == 40 and code == code_fingerprint()
