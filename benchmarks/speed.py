@@ -148,8 +148,10 @@ def measure_fit(prior, batch: ObjectBatch, repeats: int, device: torch.device,
 
 
 def measure(prior, batch: int, repeats: int, device: torch.device,
-            surfel_settings: surfels.SurfelSettings, seed: int = 0) -> dict:
-    """Median stage times of ``repeats`` iterations for one batch size."""
+            surfel_settings: surfels.SurfelSettings, seed: int = 0,
+            compiled: bool = True) -> dict:
+    """Median stage times of ``repeats`` iterations for one batch size (and, with
+    ``compiled``, those of the compiled fit)."""
     settings = RenderSettings()
     generator = torch.Generator().manual_seed(seed)
     centre, yaw, size = _scene(batch, prior.latent_size, generator, device)
@@ -184,12 +186,14 @@ def measure(prior, batch: int, repeats: int, device: torch.device,
     return {"batch": batch, "seconds_per_iteration": total,
             "milliseconds_per_object": 1000 * total / batch, "stages_seconds": stages,
             "peak_memory_mb": peak_mb, **measure_fit(prior, objects, repeats, device),
-            **measure_fit(prior, objects, repeats, device, compiled=True)}
+            **(measure_fit(prior, objects, repeats, device, compiled=True) if compiled else {})}
 
 
 def _compiled_columns(row: dict) -> str:
     """The table's columns of the compiled fit: seconds and operators per iteration and the
-    seconds of the first steps (pose, shape)."""
+    seconds of the first steps (pose, shape); empty when it was not measured."""
+    if "compiled_fit_seconds_per_iteration" not in row:
+        return ""
     seconds = row["compiled_fit_seconds_per_iteration"]
     operators = row["compiled_fit_operators_per_iteration"]
     first = row["compiled_fit_first_step_seconds"]
@@ -208,6 +212,8 @@ def main() -> None:
                         help="keep the normals' graph to the latent (the fitter detaches them)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--no-compiled", action="store_true",
+                        help="skip the compiled fit's columns (compiling takes minutes)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     if args.threads:
@@ -217,8 +223,8 @@ def main() -> None:
     prior = load_prior(args.prior, device=device)
     surfel_settings = dataclasses.replace(FitConfig().surfels,
                                           differentiable_normals=args.differentiable_normals)
-    rows = [measure(prior, batch, args.repeats, device, surfel_settings)
-            for batch in sorted(args.batches)]
+    rows = [measure(prior, batch, args.repeats, device, surfel_settings,
+                    compiled=not args.no_compiled) for batch in sorted(args.batches)]
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
     print(f"device: {device.type} ({name or platform.machine()}), "
           f"torch threads: {torch.get_num_threads()}, window 64x64, "
@@ -226,7 +232,8 @@ def main() -> None:
           f"differentiable normals: {surfel_settings.differentiable_normals}")
     print(f"{'batch':>6} {'s/iter':>8} {'ms/obj':>8} " + " ".join(f"{s:>10}" for s in STAGES)
           + f" {'peak MB':>8} {'fit s/iter pose, shape':>23} {'operators pose, shape':>22}"
-          + f" {'compiled: s/iter':>17} {'operators':>10} {'first steps s':>14}")
+          + (f" {'compiled: s/iter':>17} {'operators':>10} {'first steps s':>14}"
+             if not args.no_compiled else ""))
     for row in rows:
         fit_seconds = row["fit_seconds_per_iteration"]
         operators = row["fit_operators_per_iteration"]
