@@ -202,16 +202,16 @@ class BoxLoss:
         bound = (~free_edges).to(box2d.dtype)
         self.weight = 1 / bound.sum(-1, keepdim=True).clamp(min=1)
         self.huber = huber
-        self.inward = box2d.new_tensor([huber, huber, -huber, -huber])
+        # A free edge's target lies ``huber`` inside the box (x1, y1 larger, x2, y2 smaller);
+        # an extent reaching past it, (extent - target) * outward < 0, is compared with itself.
+        outward = box2d.new_tensor([1.0, 1.0, -1.0, -1.0])
+        self.target = torch.where(free_edges, self.target + huber * outward, self.target)
+        self.outward = outward
 
     def __call__(self, extent: Tensor) -> Tensor:
         scaled = extent * self.scale
-        # A free edge's target lies ``huber`` inside the box; an extent reaching past it is
-        # compared with itself (no error).
-        reach = self.target + self.inward
-        beyond = torch.cat([scaled[:, :2] < reach[:, :2], scaled[:, 2:] > reach[:, 2:]], -1)
-        target = torch.where(self.free, torch.where(beyond, scaled.detach(), reach),
-                             self.target)
+        beyond = self.free & ((scaled - self.target) * self.outward < 0)
+        target = torch.where(beyond, scaled.detach(), self.target)
         error = functional.smooth_l1_loss(scaled, target, reduction="none", beta=self.huber)
         return (error * self.weight).sum(-1)
 
