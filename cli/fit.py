@@ -285,7 +285,7 @@ def fit_command(
                                      "score passes; otherwise they are always rejected."),
     compile_fit: bool = typer.Option(False, "--compile", help="Compile each fit iteration "
                                      "with torch.compile: 49-84 operators (profiler) instead "
-                                     "of 660-878, up to twice as fast at large batches, after "
+                                     "of 669-887, up to twice as fast at large batches, after "
                                      "tens of seconds of compiling per process (for long runs "
                                      "and GPUs)."),
 ) -> None:

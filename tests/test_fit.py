@@ -169,7 +169,7 @@ def test_an_iteration_runs_the_same_operators_at_any_batch_size_and_never_waits(
             calls[count, shape_stage] = guard.calls
     print("operators per iteration (pose, shape stage):", calls[2, False], calls[2, True])
     assert calls[2, False] == calls[16, False] and calls[2, True] == calls[16, True]
-    # 797 and 1029 measured (1373 and 1677 before the renderer's hand-written backward passes
+    # 811 and 1035 measured (1373 and 1677 before the renderer's hand-written backward passes
     # and the loss terms prepared once per batch); the target is under 300.
     assert calls[2, False] < 820 and calls[2, True] < 1060
 
