@@ -92,7 +92,7 @@ class PipelineConfig:
             through the windows fell inside the band by their own height). None: every return.
         max_fit_objects: hypotheses optimised at once; a chunk of frames with more is fitted
             in several pieces (each detection's hypotheses together), which bounds memory:
-            about 1.5 GB peak for the whole process at 128 on CPU, 0.9 GB at 32
+            about 1.5 GB peak for the whole process at 128 on CPU, 1.0 GB at 32
             (benchmarks/results/memory.json).
         image: which predictions of the image model the fit uses (needs the frame's image).
         road: how frames without LiDAR or depth estimate their road from their detections
@@ -272,6 +272,13 @@ class _Object:
     viewpoint: np.ndarray | None = None
 
 
+def free_edges(box2d: np.ndarray, image_size: tuple[int, int] | None,
+               occluder: np.ndarray | None) -> np.ndarray:
+    """(4,) bool: the edges of a detection box that do not bound the object, cut by the
+    image border or against a nearer object's mask ``occluder`` (or None)."""
+    return border_edges(box2d, image_size) | occluded_edges(box2d, occluder)
+
+
 def _camera_hypotheses(frame: FrameInput, initial: Sequence[Hypothesis],
                        plane: GroundPlane | None, occluders: Sequence[np.ndarray | None],
                        alphas: np.ndarray, config: InitConfig,
@@ -280,7 +287,7 @@ def _camera_hypotheses(frame: FrameInput, initial: Sequence[Hypothesis],
     the predicted observation angle (``alphas``: (D,) radians), on its ground, else the
     frame's plane, else the road estimated from the frame's detections around the level
     road below the camera (``config.camera_height``; :func:`detection_grounds`)."""
-    free = [border_edges(d.box2d, frame.image_size) | occluded_edges(d.box2d, occluder)
+    free = [free_edges(d.box2d, frame.image_size, occluder)
             for d, occluder in zip(frame.detections, occluders, strict=True)]
     if plane is not None:
         grounds = [plane] * len(initial)
@@ -428,8 +435,8 @@ def build_batch(frames: Sequence[FrameInput], objects: Sequence[_Object],
     projection = np.stack([frames[o.frame].calib.P2 for o in objects])
     box2d = np.stack([frames[o.frame].detections[o.detection].box2d for o in objects])
     window = detection_windows(torch.as_tensor(box2d), config.fit.render.window_margin).numpy()
-    free_edges = np.stack([border_edges(box, frames[o.frame].image_size) | occluded_edges(
-        box, o.occluder) for box, o in zip(box2d, objects, strict=True)])
+    free = np.stack([free_edges(box, frames[o.frame].image_size, o.occluder)
+                     for box, o in zip(box2d, objects, strict=True)])
     observed = np.zeros((len(objects), size, size), dtype=np.float32)
     mask = np.zeros((len(objects), size, size), dtype=np.float32)
     has_mask = np.zeros(len(objects), dtype=bool)
@@ -470,7 +477,7 @@ def build_batch(frames: Sequence[FrameInput], objects: Sequence[_Object],
 
     return ObjectBatch(
         projection=tensor(projection), box2d=tensor(box2d),
-        free_edges=tensor(free_edges, torch.bool), window=tensor(window),
+        free_edges=tensor(free, torch.bool), window=tensor(window),
         points=tensor(np.stack(points)), points_valid=tensor(np.stack(points_valid), torch.bool),
         observed_depth=tensor(observed), mask=tensor(mask), has_mask=tensor(has_mask, torch.bool),
         mask_weight=tensor(mask_weight),
