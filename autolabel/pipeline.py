@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 
 from autolabel.camera_only import RoadConfig, camera_hypothesis, detection_grounds
+from autolabel.extent import ExtentConfig, enclose_points
 from autolabel.fit import FitConfig, FitOutput, ObjectBatch, fit
 from autolabel.geometry import project_points, rotation_to_yaw
 from autolabel.image.evidence import (
@@ -95,6 +96,9 @@ class PipelineConfig:
             about 1.5 GB peak for the whole process at 128 on CPU, 1.0 GB at 32
             (benchmarks/results/memory.json).
         image: which predictions of the image model the fit uses (needs the frame's image).
+        extent: how a LiDAR label's box grows to enclose the object's points
+            (:mod:`autolabel.extent`); None: the fitted shape's box as it is. Depth-map
+            points are too noisy for it and are not used.
         road: how frames without LiDAR or depth estimate their road from their detections
             (camera-only hypotheses, :mod:`autolabel.camera_only`).
         device: 'auto' (CUDA when present), 'cpu' or 'cuda'.
@@ -110,6 +114,7 @@ class PipelineConfig:
     free_space_band: tuple[float, float] | None = (0.3, 0.9)
     max_fit_objects: int = 128
     image: ImageEvidenceConfig = ImageEvidenceConfig()
+    extent: ExtentConfig | None = ExtentConfig()
     road: RoadConfig = RoadConfig()
     device: str = "auto"
     seed: int = 0
@@ -574,9 +579,13 @@ def _result(frame: FrameInput, obj: _Object, i: int, output: FitOutput, batch: O
     if bool(batch.has_mask[i]):
         weight = None if batch.mask_weight is None else batch.mask_weight[i:i + 1]
         image_iou = float(mask_iou(output.silhouette[i:i + 1], batch.mask[i:i + 1], weight)[0])
-    center = output.center[i].cpu().numpy().astype(np.float64)
+    center, size = output.center[i:i + 1], output.size[i:i + 1]
+    if config.extent is not None and obj.initial.source == "lidar":
+        center, size = enclose_points(batch.points[i:i + 1], batch.points_valid[i:i + 1],
+                                      center, output.rotation[i:i + 1], size, config.extent)
+    center = center[0].cpu().numpy().astype(np.float64)
     rotation = output.rotation[i].cpu().numpy().astype(np.float64)
-    size = output.size[i].cpu().numpy().astype(np.float64)
+    size = size[0].cpu().numpy().astype(np.float64)
     if finite:
         label = ObjectLabel(detection.category, np.asarray(detection.box2d, np.float64), center,
                             rotation, size)
