@@ -5,9 +5,9 @@ error, and a picture of each.
         --rows /tmp/rows.json --pictures /tmp/gallery
     .venv/bin/python benchmarks/diagnose.py --frames 20          # synthetic LiDAR scenes
 
-With ``--root`` it fits every frame of a KITTI-layout folder with the default
-``PipelineConfig()``, on detections made as ``benchmarks/kitti.py`` makes them (the
-ground-truth Car 2D boxes, each edge jittered by N(0, PX^2) pixels, seeded). Without it, it
+With ``--root`` it fits every frame of a KITTI-layout folder as ``benchmarks/kitti.py``
+does (``PipelineConfig()`` with ``box_extent='box'``), on detections made as it makes them
+(the ground-truth Car 2D boxes, each edge jittered by N(0, PX^2) pixels, seeded). Without it, it
 fits the synthetic LiDAR frames ``0 .. N-1`` with the benchmark settings of
 ``benchmarks/synthetic.py`` (setting ``lidar``) on their detections file.
 
@@ -74,6 +74,7 @@ from autolabel.synth.writer import DETECTIONS_FILE  # noqa: E402
 from benchmarks.common import (  # noqa: E402
     Frame,
     box_iou_matrix,
+    boxes_bound,
     detections_from_labels,
     fit_frame,
     load_kitti,
@@ -394,14 +395,15 @@ def fit_rows(frames: Sequence[Frame], detections: dict[str, list[Detection]],
 
 
 def kitti_rows(root: Path, jitter: float, seed: int) -> list[dict]:
-    """Rows of every frame of ``root``, fitted with ``PipelineConfig()`` on the ground-truth
-    Car boxes jittered as ``benchmarks/kitti.py`` jitters them."""
+    """Rows of every frame of ``root``, fitted as ``benchmarks/kitti.py`` fits them (the
+    detection boxes bound the projected 3D boxes) on the ground-truth Car boxes jittered as
+    it jitters them."""
     frames = load_kitti(root)
     rng = np.random.default_rng(seed)
     detections = {frame.image_name: detections_from_labels(frame.labels, frame.image_size,
                                                            jitter, rng)
                   for frame in frames}
-    return fit_rows(frames, detections)
+    return fit_rows(frames, detections, boxes_bound(PipelineConfig(), "box"))
 
 
 def synthetic_rows(folder: Path, frames: int, seed: int) -> list[dict]:

@@ -19,6 +19,11 @@ baseline falls back to its box-only boxes, and the render method runs with
 also chooses between the yaw hypotheses; weak labels accepted by their score, so that the
 accepted precision says what the score's threshold accepts). Its results go to
 ``kitti_dev_boxes_only.json`` by default.
+
+``--box-extent box`` (the default) fits the projection of the label's 3D box to each
+detection box, as ``autolabel fit --box-extent box`` does: KITTI's 2D labels, from which the
+default detections are made, are their 3D boxes projected. ``shape`` compares the fitted
+shape's outline instead (detectors that box the visible pixels).
 """
 
 from __future__ import annotations
@@ -37,9 +42,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from autolabel.io.detections import read_detections  # noqa: E402
+from autolabel.pipeline import PipelineConfig  # noqa: E402
 from benchmarks.common import (  # noqa: E402
     WEAK_ACCEPTED,
-    Labeler,
+    boxes_bound,
     detections_from_labels,
     evaluate_methods,
     load_kitti,
@@ -51,10 +57,7 @@ from benchmarks.common import (  # noqa: E402
     write_json,
 )
 
-METHODS: dict[str, Labeler] = {"lshape": lshape, "render": render_and_compare}
-SENSORS = {"lidar": METHODS,
-           "none": {"lshape": lshape,
-                    "render": functools.partial(render_and_compare, config=WEAK_ACCEPTED)}}
+SENSORS = {"lidar": PipelineConfig(), "none": WEAK_ACCEPTED}
 RESULTS = ROOT / "benchmarks" / "results"
 
 
@@ -72,6 +75,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--sensors", choices=tuple(SENSORS), default="lidar",
                         help="What the labelers see besides the boxes: the LiDAR scans, or "
                              "none (boxes and image only).")
+    parser.add_argument("--box-extent", choices=("shape", "box"), default="box",
+                        help="What the detections' boxes bound (autolabel fit --box-extent): "
+                             "KITTI's 2D labels, the default detections, are their 3D boxes "
+                             "projected.")
     parser.add_argument("--out", type=Path, default=None,
                         help="Where to write the JSON results; default benchmarks/results/"
                              "kitti_dev.json, kitti_dev_boxes_only.json with --sensors none.")
@@ -94,13 +101,16 @@ def main(argv: Sequence[str] | None = None) -> dict:
                       for frame in frames}
         source = (f"ground-truth Car 2D boxes, edges jittered by N(0, {args.jitter:g}^2) px, "
                   f"seed {args.seed}")
+    config = boxes_bound(SENSORS[args.sensors], args.box_extent)
+    methods = {"lshape": lshape, "render": functools.partial(render_and_compare, config=config)}
     runs = {name: run_labeler(labeler, seen, detections, name)
-            for name, labeler in SENSORS[args.sensors].items()}
+            for name, labeler in methods.items()}
     results = evaluate_methods(frames, runs)
     records = {name: method_record(results[name], runs[name], frames) for name in runs}
     print(report(results, records))
     document = {"benchmark": "kitti", "root": str(args.root), "frames": len(frames),
-                "sensors": args.sensors, "detections": source, "methods": records}
+                "sensors": args.sensors, "detections": source, "box_extent": args.box_extent,
+                "methods": records}
     write_json(out, document)
     print(f"wrote {out}")
     return document

@@ -47,6 +47,7 @@ from autolabel.io.files import IMAGE_SUFFIXES
 from cli.common import user_errors
 
 METHODS = ("render", "lshape")
+BOX_EXTENTS = ("shape", "box")
 DEFAULT_ITERATIONS = 60  # FitConfig.iterations; a test keeps the two equal
 DEFAULT_VIEWPOINT_WEIGHT = 0.01  # ImageEvidenceConfig.viewpoint_weight; likewise
 DEFAULT_CAMERA_HEIGHT = 1.65  # InitConfig.camera_height; likewise
@@ -77,6 +78,8 @@ class FitJob:
         camera_height: metres from the camera to the road (the ground of frames without
             LiDAR or depth). accept_weak: labels without 3D evidence may be accepted.
         compile: fit iterations compiled with torch.compile.
+        box_extent: what a detection box is compared with, 'shape' or 'box'
+            (:class:`autolabel.fit.FitConfig`).
     """
 
     images: dict[str, Path]
@@ -107,6 +110,7 @@ class FitJob:
     camera_height: float = DEFAULT_CAMERA_HEIGHT
     accept_weak: bool = False
     compile: bool = False
+    box_extent: str = "shape"
 
 
 def _folder(path: Path, option: str) -> Path:
@@ -288,6 +292,12 @@ def fit_command(
                                      "of 669-887, up to twice as fast at large batches, after "
                                      "tens of seconds of compiling per process (for long runs "
                                      "and GPUs)."),
+    box_extent: str = typer.Option("shape", "--box-extent", help="What a detection's box "
+                                   "bounds: shape, the object's visible outline (detectors "
+                                   "trained on boxes drawn around pixels, e.g. COCO's), or "
+                                   "box, the projection of its 3D box (detectors trained on "
+                                   "KITTI's or nuScenes' 2D boxes, which are their 3D boxes "
+                                   "projected)."),
 ) -> None:
     """Label every frame: one 3D box per 2D detection, written as KITTI label_2 and JSON."""
     with user_errors():
@@ -295,6 +305,9 @@ def fit_command(
             raise InputError(None, f"--method {method!r} is not one of {', '.join(METHODS)}")
         if not DEVICE_PATTERN.fullmatch(device):
             raise InputError(None, f"--device {device!r} is not one of auto, cpu, cuda, cuda:N")
+        if box_extent not in BOX_EXTENTS:
+            raise InputError(None, f"--box-extent {box_extent!r} is not one of "
+                             f"{', '.join(BOX_EXTENTS)}")
         ray_settings = _ray_settings(ray, ray_workers)
         if ray_settings is not None and workers:
             raise InputError(None, "--workers is for a run in one process; on Ray each "
@@ -323,7 +336,7 @@ def fit_command(
                      prior_path, device, batch, batch_objects,
                      iterations, viz, save_meshes, min_score, max_detections, min_box_side,
                      skip_failed, ray_settings, workers, image_model, viewpoint_weight,
-                     camera_height, accept_weak, compile_fit)
+                     camera_height, accept_weak, compile_fit, box_extent)
     from cli.fit_run import run  # loads torch
 
     failed = run(job)

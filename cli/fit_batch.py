@@ -289,7 +289,8 @@ def pipeline_config(job: FitJob, device: str) -> PipelineConfig:
              else ImageEvidenceConfig(model=job.image_model,
                                       viewpoint_weight=job.viewpoint_weight))
     return PipelineConfig(
-        fit=dataclasses.replace(FitConfig(), iterations=job.iterations, compile=job.compile),
+        fit=dataclasses.replace(FitConfig(), iterations=job.iterations, compile=job.compile,
+                                box_extent=job.box_extent),
         init=InitConfig(class_sizes=tuple(job.class_sizes.items()),
                         camera_height=job.camera_height),
         verify=VerifyConfig(accept_weak=job.accept_weak), device=device,

@@ -101,6 +101,7 @@ WHOLE_RUN: dict[str, tuple[Callable[[Path, Path], list[str]], tuple[str, ...]]] 
                          ("file/sub", "cannot write here", "--out")),
     "unknown device": (lambda s, t: ["--device", "tpu"], ("--device 'tpu'",)),
     "unknown method": (lambda s, t: ["--method", "magic"], ("--method 'magic'",)),
+    "unknown box extent": (lambda s, t: ["--box-extent", "mask"], ("--box-extent 'mask'",)),
     "lidar folder missing": (lambda s, t: ["--lidar", str(t / "scans")],
                              ("scans", "--lidar")),
     "lidar and depth together": (lambda s, t: ["--lidar", str(s / "velodyne"), "--depth",

@@ -77,10 +77,11 @@ def test_fit_options_reach_the_pipeline_config():
     fields = {field.name: None for field in dataclasses.fields(FitJob)}
     job = FitJob(**{**fields, "iterations": 7, "class_sizes": {}, "batch_objects": 8,
                     "compile": True, "accept_weak": True, "camera_height": 1.4,
-                    "image_model": "weights.pt", "viewpoint_weight": 0.2})
+                    "image_model": "weights.pt", "viewpoint_weight": 0.2,
+                    "box_extent": "box"})
     config = pipeline_config(job, "cpu")
     assert (config.fit.iterations, config.fit.compile, config.verify.accept_weak,
-            config.init.camera_height) == (7, True, True, 1.4)
+            config.init.camera_height, config.fit.box_extent) == (7, True, True, 1.4, "box")
     assert (config.image.model, config.image.viewpoint_weight) == ("weights.pt", 0.2)
     off = pipeline_config(dataclasses.replace(job, image_model="none"), "cpu")
     assert off.image == ImageEvidenceConfig.off()

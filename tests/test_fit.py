@@ -18,6 +18,7 @@ from autolabel.synth.lidar import LidarConfig
 from autolabel.synth.noise import DetectionNoise
 from autolabel.synth.rig import kitti_calib
 from autolabel.synth.scene import SceneConfig
+from autolabel.verify import box_iou_2d
 
 SCENE = SynthConfig(
     scene=SceneConfig(min_cars=2, max_cars=3),
@@ -87,6 +88,31 @@ def test_without_sensors_labels_are_weak_and_not_accepted(prior, frame):
     result = label_frames([box_only], prior, config)[0]
     assert all(r.source == "box" and not r.accepted for r in result.labels)
     assert all(any("weak label" in reason for reason in r.reasons) for r in result.labels)
+
+
+def test_a_box_extent_fit_reprojects_its_3d_box_onto_projected_box_detections(prior, frame):
+    """Detections that are the true 3D boxes' projections (KITTI's convention) and no points:
+    fitted with ``box_extent="box"`` the labels' own projected boxes land on them; the
+    shape's outline, which fills less than its box, makes them overshoot."""
+    inputs, truth = frame
+    projected = [label.with_image_box(inputs.calib.P2, inputs.image_size).box2d
+                 for label in truth]
+    detections = []
+    for detection in inputs.detections:
+        overlap = [float(box_iou_2d(torch.tensor([detection.box2d]), torch.tensor([box]))[0])
+                   for box in projected]
+        detections.append(dataclasses.replace(detection, mask=None,
+                                              box2d=projected[int(np.argmax(overlap))]))
+    inputs = dataclasses.replace(inputs, detections=detections, points=None)
+    misses = {}
+    for extent in ("shape", "box"):
+        config = PipelineConfig(yaw_hypotheses=1, extent=None,
+                                fit=dataclasses.replace(FitConfig(), box_extent=extent))
+        labels = [r.label for r in label_frames([inputs], prior, config)[0].labels]
+        misses[extent] = float(np.median([np.abs(np.subtract(label.box2d, d.box2d)).mean()
+                                          for label, d in zip(labels, detections, strict=True)]))
+    print("median pixels between the labels' projected boxes and the detections:", misses)
+    assert misses["box"] < 1.5 and misses["box"] < 0.7 * misses["shape"]
 
 
 def test_hypotheses_are_fitted_in_chunks_that_keep_each_detection_whole(prior, frame,
