@@ -571,24 +571,55 @@ def constrained_box_iou(box: np.ndarray, detection: np.ndarray, free: np.ndarray
                             torch.as_tensor(np.asarray(detection, np.float64)[None]))[0])
 
 
+@dataclasses.dataclass(frozen=True)
+class _Measured:
+    """What the labels and their verification take from a fitted batch, per hypothesis, on
+    the host: the label boxes (the fitted boxes grown to enclose their LiDAR points,
+    :mod:`autolabel.extent`), (B, 3) centres and sizes; the image agreement (box IoU, or
+    mask IoU where there is a mask), the prior plausibility, the length seen and the
+    visible share, (B,) each (see :mod:`autolabel.verify`)."""
+
+    center: np.ndarray
+    size: np.ndarray
+    image_iou: np.ndarray
+    plausibility: np.ndarray
+    length_seen: np.ndarray
+    visible: np.ndarray
+
+
+def _measure(objects: Sequence[_Object], output: FitOutput, batch: ObjectBatch, prior,
+             config: PipelineConfig) -> _Measured:
+    """:class:`_Measured` of a fitted batch of ``objects``."""
+    center, size = output.center, output.size
+    if config.extent is not None:
+        lidar = torch.tensor([o.initial.source == "lidar" for o in objects],
+                             device=batch.points_valid.device)
+        center, size = enclose_points(batch.points, batch.points_valid & lidar[:, None],
+                                      center, output.rotation, size, config.extent)
+    image_iou = box_iou_2d(output.extent, batch.box2d)
+    masked = mask_iou(output.silhouette, batch.mask, batch.mask_weight)
+    image_iou = torch.where(batch.has_mask, masked, image_iou)
+    seen = length_seen(batch.points, batch.points_valid, output.center, output.rotation,
+                       output.size)
+    visible = (torch.ones_like(seen) if batch.mask_weight is None
+               else visible_share(output.silhouette, batch.mask_weight))
+
+    def host(values: Tensor) -> np.ndarray:
+        return values.cpu().numpy().astype(np.float64)
+
+    return _Measured(host(center), host(size), host(image_iou),
+                     host(plausibility(output.mahalanobis.cpu(), prior.latent_size)),
+                     host(seen), host(visible))
+
+
 def _result(frame: FrameInput, obj: _Object, i: int, output: FitOutput, batch: ObjectBatch,
-            prior, config: PipelineConfig, seconds: float) -> LabelResult:
+            measured: _Measured, config: PipelineConfig, seconds: float) -> LabelResult:
     detection = frame.detections[obj.detection]
     finite = bool(output.finite[i])
-    image_iou = float(box_iou_2d(output.extent[i:i + 1], batch.box2d[i:i + 1])[0])
-    if bool(batch.has_mask[i]):
-        weight = None if batch.mask_weight is None else batch.mask_weight[i:i + 1]
-        image_iou = float(mask_iou(output.silhouette[i:i + 1], batch.mask[i:i + 1], weight)[0])
-    center, size = output.center[i:i + 1], output.size[i:i + 1]
-    if config.extent is not None and obj.initial.source == "lidar":
-        center, size = enclose_points(batch.points[i:i + 1], batch.points_valid[i:i + 1],
-                                      center, output.rotation[i:i + 1], size, config.extent)
-    center = center[0].cpu().numpy().astype(np.float64)
     rotation = output.rotation[i].cpu().numpy().astype(np.float64)
-    size = size[0].cpu().numpy().astype(np.float64)
     if finite:
-        label = ObjectLabel(detection.category, np.asarray(detection.box2d, np.float64), center,
-                            rotation, size)
+        label = ObjectLabel(detection.category, np.asarray(detection.box2d, np.float64),
+                            measured.center[i], rotation, measured.size[i])
     else:
         label = obj.initial.to_label(detection.category, detection.box2d, None)
     bottom = label.center - label.rotation[:, 2] * label.size[2] / 2
@@ -596,10 +627,9 @@ def _result(frame: FrameInput, obj: _Object, i: int, output: FitOutput, batch: O
     box_iou = constrained_box_iou(label.box2d, detection.box2d,
                                   batch.free_edges[i].cpu().numpy())
     verdict = verify(Observation(
-        image_iou=image_iou, box_iou=box_iou,
+        image_iou=float(measured.image_iou[i]), box_iou=box_iou,
         inlier_fraction=float(output.inlier_fraction[i]),
-        plausibility=float(plausibility(output.mahalanobis[i:i + 1].cpu(),
-                                        prior.latent_size)[0]),
+        plausibility=float(measured.plausibility[i]),
         points=int(batch.points_valid[i].sum()), size_z2=float(output.losses["size"][i]),
         distance=float(np.linalg.norm(label.center)),
         in_view=label.share_in_view(frame.calib.P2, frame.image_size) if finite else 0.0,
@@ -607,12 +637,7 @@ def _result(frame: FrameInput, obj: _Object, i: int, output: FitOutput, batch: O
                     else float(obj.initial.ground.height(bottom))),
         finite=finite, weak=obj.initial.weak, has_mask=bool(batch.has_mask[i]),
         bound_edges=int((~batch.free_edges[i]).sum()),
-        length_seen=float(length_seen(batch.points[i:i + 1], batch.points_valid[i:i + 1],
-                                      output.center[i:i + 1], output.rotation[i:i + 1],
-                                      output.size[i:i + 1])[0]),
-        visible=(1.0 if batch.mask_weight is None
-                 else float(visible_share(output.silhouette[i:i + 1],
-                                          batch.mask_weight[i:i + 1])[0]))),
+        length_seen=float(measured.length_seen[i]), visible=float(measured.visible[i])),
         config.verify)
     label = dataclasses.replace(label, score=verdict.score)
     return LabelResult(
@@ -667,9 +692,10 @@ def fit_frames(prepared: Sequence[PreparedFrame], prior=None,
         output, objects, batch = _fit_in_stages(prior, batch, objects, config)
         share = (time.perf_counter() - fit_start) / len({(o.frame, o.detection)
                                                           for o in objects})
+        measured = _measure(objects, output, batch, prior, config)
         for i in _best_hypotheses(objects, output, 1, config.image):
             results[objects[i].frame].append(_result(frames[objects[i].frame], objects[i], i,
-                                                      output, batch, prior, config, share))
+                                                      output, batch, measured, config, share))
     spent = sum(item.seconds for item in prepared) + time.perf_counter() - start
     return [FrameResult(item.frame.frame_id, labels, item.plane, spent / len(frames))
             for item, labels in zip(prepared, results, strict=True)]
