@@ -44,10 +44,12 @@ class ImageEvidenceConfig:
             observation angle, placed on the ground (:mod:`autolabel.camera_only`) instead
             of heading along the viewing ray.
         viewpoint_weight: weight of :func:`viewpoint_cost` added to each hypothesis's loss
-            when the fitter chooses between a detection's hypotheses (0: not used). Small:
-            it breaks near-ties of the fit (a heading flip the LiDAR outline cannot tell),
-            since on real crops the model flips one car in five itself; at 0.1 it overruled
-            the LiDAR fit on 9 kitti_dev cars and was wrong on 7 (docs/decisions.md).
+            when the fitter chooses between the heading hypotheses of a detection with LiDAR
+            or depth (0: not used, the default). On kitti_dev, at 0.01 it decided the heading
+            of four far cars and got one right (5 flips among 47 moderate cars against 3
+            without it, in two versions of the fitter), since on real crops the model flips
+            one car in five itself; at 0.1 it overruled the LiDAR fit on 9 cars and was wrong
+            on 7 (docs/decisions.md). On synthetic frames 0.01 saved one flip.
         weak_viewpoint_weight: the same for weak (box-only) hypotheses, which have no 3D
             evidence of their heading: there the model's viewpoint decides.
         model: the weights file; None for the shipped model.
@@ -59,7 +61,7 @@ class ImageEvidenceConfig:
     masks: bool = False
     occluders: bool = False
     camera_only: bool = True
-    viewpoint_weight: float = 0.01
+    viewpoint_weight: float = 0.0
     weak_viewpoint_weight: float = 1.0
     model: str | None = None
     mask_threshold: float = 0.5
