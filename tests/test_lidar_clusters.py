@@ -14,7 +14,7 @@ from autolabel.geometry import points_in_box, yaw_to_rotation
 from autolabel.init import InitConfig, fit_ground_plane, frame_hypotheses
 from autolabel.io.detections import Detection
 from autolabel.io.kitti import read_calib, read_labels, read_velodyne
-from autolabel.lidar.clusters import cluster_candidates, dbscan, frustum_mask
+from autolabel.lidar.clusters import cluster_candidates, dbscan, frustum_mask, trim_cluster
 
 KITTI_DEV = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "kitti_dev"
 
@@ -179,3 +179,28 @@ def test_a_far_kitti_dev_car_seen_from_behind_keeps_its_rear_face():
 
     assert recall(InitConfig(cluster_eps_per_metre=0.0)) < 0.5
     assert recall(InitConfig()) > 0.9
+
+
+def _car_face(rng: np.random.Generator, count: int, depth: float, x: float = 0.0) -> np.ndarray:
+    """(count, 3) returns on a 1.7 m wide rear face ``depth`` metres ahead."""
+    return np.c_[x + rng.uniform(-0.85, 0.85, count), rng.uniform(-0.5, 0.5, count),
+                 depth + rng.normal(0.0, 0.02, count)]
+
+
+CAR_SIZE = np.array([3.88, 1.63, 1.53])
+
+
+def test_a_few_returns_in_front_do_not_anchor_a_trimmed_cluster():
+    rng = np.random.default_rng(0)
+    stray, car = _car_face(rng, 15, 15.0), _car_face(rng, 600, 24.0)
+    kept = trim_cluster(np.r_[stray, car], CAR_SIZE)
+    assert len(kept) == 600 and kept[:, 2].min() > 23.5
+
+
+def test_a_car_chained_to_a_fuller_hedge_behind_keeps_the_car():
+    rng = np.random.default_rng(1)
+    car = _car_face(rng, 300, 10.0)
+    hedge = np.c_[rng.uniform(-6, 6, 2000), rng.uniform(-0.5, 1.5, 2000),
+                  rng.uniform(14.5, 15.5, 2000)]
+    kept = trim_cluster(np.r_[car, hedge], CAR_SIZE)
+    assert kept[:, 2].min() < 10.1 and kept[:, 2].max() < 14.3  # the car and no hedge

@@ -229,30 +229,46 @@ def pixels_in_mask(pixels: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return hit
 
 
-def trim_cluster(points: np.ndarray, size: np.ndarray, sensor: np.ndarray | None = None
-                 ) -> np.ndarray:
-    """Cut a cluster that is too big for one object down to the part nearest the sensor.
+def trim_cluster(points: np.ndarray, size: np.ndarray, sensor: np.ndarray | None = None,
+                 substantial: float = 0.25, few: int = 20, anchors: int = 256) -> np.ndarray:
+    """Cut a cluster that is too big for one object down to its nearest substantial part.
 
     DBSCAN chains objects that stand close together (a row of parked cars, a car against a
-    hedge). When some point lies farther than 1.2 footprint diagonals of ``size`` from the
-    cluster's point nearest to the sensor (in the bird's-eye view), only the points within
-    one diagonal of that nearest point are kept.
+    hedge), and an instance mask can gather a few returns of a nearer object with the car's
+    own. When the cluster reaches farther than 1.2 footprint diagonals of ``size`` (in the
+    bird's-eye view), only the points within one diagonal of an anchor are kept: the point
+    nearest to the sensor whose one-diagonal neighbourhood holds ``few`` points or more, or
+    at least ``substantial`` times as many as the fullest such neighbourhood. A handful of
+    stray returns in front of a car does not anchor it (on the crowded synthetic frames 15
+    returns of a nearer car, seen in the far car's mask, held 658 of the car's own 9 m away);
+    a hedge behind a car, however many its returns, does not take the car's place.
 
     Args:
         points: (M, 3) camera frame. size: (3,) the class's (l, w, h).
         sensor: (3,) sensor position, None for the camera's origin.
+        substantial, few: an anchor's neighbourhood holds ``few`` points or at least this
+            share of the fullest one's.
+        anchors: at most this many points, evenly spread in distance, are tried as anchors.
     Returns:
         (K, 3), K <= M.
 
     >>> row = np.array([[0.0, 0.0, z] for z in (10.0, 11.0, 12.0, 20.0)])
     >>> trim_cluster(row, np.array([3.88, 1.63, 1.53]))[:, 2].tolist()
     [10.0, 11.0, 12.0]
+    >>> stray = np.array([[0.0, 0.0, 5.0]] + [[0.0, 0.0, 10.0 + z / 10] for z in range(20)])
+    >>> float(trim_cluster(stray, np.array([3.88, 1.63, 1.53]))[:, 2].min())
+    10.0
     """
     if len(points) == 0:
         return points
     sensor = np.zeros(3) if sensor is None else np.asarray(sensor, dtype=np.float64)
     bev = points[:, [0, 2]]
-    nearest = bev[np.argmin(np.linalg.norm(bev - sensor[[0, 2]], axis=1))]
-    reach = np.linalg.norm(bev - nearest, axis=1)
+    order = np.argsort(np.linalg.norm(bev - sensor[[0, 2]], axis=1), kind="stable")
     diagonal = float(np.hypot(size[0], size[1]))
-    return points[reach <= diagonal] if reach.max() > 1.2 * diagonal else points
+    if np.linalg.norm(bev - bev[order[0]], axis=1).max() <= 1.2 * diagonal:
+        return points
+    tried = order[::max(1, -(-len(order) // anchors))]
+    counts = (np.linalg.norm(bev[tried, None] - bev[None], axis=-1) <= diagonal).sum(1)
+    qualified = (counts >= few) | (counts >= substantial * counts.max())
+    anchor = bev[tried[int(np.argmax(qualified))]]
+    return points[np.linalg.norm(bev - anchor, axis=1) <= diagonal]
