@@ -481,6 +481,11 @@ FOUND = [  # (reader, file content, what the one-line message says)
      r"a point value that is not a number"),
     ("points-pcd", pcd_file().decode().replace("4.5 -5 6", "4.5 -5 " + "6" * 300),
      r"a value of 300 characters; at most 255 are read"),
+    # open3d crashed the process on this one (a count of '1_0', which int() reads as 10)
+    ("points-pcd", pcd_file().decode().replace("COUNT 1 1 1", "COUNT 1 1_0 1").replace(
+        "1 2 3\n", "2 3\n"), r"field 'COUNT': expected a count, got b'1_0'"),
+    ("points-pcd", pcd_file().decode().replace("1 2 3\n", "2 3\n"),
+     r"data row 0 holds 2 values, not the 3 its header's COUNT adds up to"),
     ("depth-npy", "", r"cannot read the array \(No data left in file\)"),
     ("depth-npy", npy_file()[:20] + b"(5, 7), }  \n", r"cannot read the array"),
     ("image-png", "P1", r"cannot decode the image"),

@@ -71,13 +71,11 @@ def _header(content: bytes, end: bytes) -> tuple[list[list[bytes]], bytes]:
 
 
 def _count_of(path: Path, word: bytes, field: str) -> int:
-    try:
-        count = int(word)
-    except ValueError:
-        raise InputError(path, f"expected a count, got {word!r}", field=field) from None
-    if count < 0:
-        raise InputError(path, f"expected a count, got {count}", field=field)
-    return count
+    """A header's count: decimal digits only (Python's int() also takes '1_0' and '+1', which
+    open3d reads otherwise: a PCD with COUNT 1_0 crashed it)."""
+    if not word.isdigit():
+        raise InputError(path, f"expected a count, got {word!r}", field=field)
+    return int(word)
 
 
 def _lines(data: bytes) -> int:
@@ -107,7 +105,8 @@ def _truncated(path: Path, declared: int, field: str) -> InputError:
 
 def _check_pcd(path: Path, content: bytes) -> None:
     """Refuse a .pcd file whose header is malformed, that holds fewer points than its
-    header's POINTS, or whose ASCII data has a value that is not a number."""
+    header's POINTS, or whose ASCII data has a value that is not a number or a row of
+    another length than a point's (open3d reads such a row as zeros)."""
     lines, data = _header(content, b"DATA")
     header = {words[0].upper(): words[1:] for words in lines}
     for key in (b"POINTS", b"SIZE", b"DATA"):
@@ -120,7 +119,13 @@ def _check_pcd(path: Path, content: bytes) -> None:
     encoding = header[b"DATA"][0].lower()
     if encoding == b"ascii":
         _check_ascii_values(path, data)
-        held = _lines(data)
+        values = sum(_count_of(path, count, "COUNT") for count in counts)
+        rows = [line for line in data.split(b"\n") if line.strip()]
+        ragged = next((n for n, row in enumerate(rows) if len(row.split()) != values), None)
+        if ragged is not None:
+            raise InputError(path, f"data row {ragged} holds {len(rows[ragged].split())} "
+                             f"values, not the {values} its header's COUNT adds up to")
+        held = len(rows)
     elif point_size == 0:
         raise InputError(path, "points of 0 bytes", field="SIZE")
     elif encoding == b"binary":
