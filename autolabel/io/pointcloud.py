@@ -71,10 +71,11 @@ def _header(content: bytes, end: bytes) -> tuple[list[list[bytes]], bytes]:
 
 
 def _count_of(path: Path, word: bytes, field: str) -> int:
-    """A header's count: decimal digits only (Python's int() also takes '1_0' and '+1', which
-    open3d reads otherwise: a PCD with COUNT 1_0 crashed it)."""
-    if not word.isdigit():
-        raise InputError(path, f"expected a count, got {word!r}", field=field)
+    """A header's count: at most 18 decimal digits (Python's int() also takes '1_0' and '+1',
+    which open3d reads otherwise: a PCD with COUNT 1_0 crashed it)."""
+    if not word.isdigit() or len(word) > 18:
+        shown = word if len(word) <= 40 else word[:40] + b"..."
+        raise InputError(path, f"expected a count, got {shown!r}", field=field)
     return int(word)
 
 
