@@ -488,6 +488,7 @@ FOUND = [  # (reader, file content, what the one-line message says)
      r"data row 0 holds 2 values, not the 3 its header's COUNT adds up to"),
     ("depth-npy", "", r"cannot read the array \(No data left in file\)"),
     ("depth-npy", npy_file()[:20] + b"(5, 7), }  \n", r"cannot read the array"),
+    ("depth-npy", npy_file().replace(b" 'shape'", b"b'shape'", 1), r"cannot read the array"),
     ("image-png", "P1", r"cannot decode the image"),
 ]
 

@@ -66,8 +66,9 @@ def _read_npy(path: Path) -> np.ndarray:
         # Mapped, not read: a header that promises more data than the file holds is refused
         # instead of allocated.
         values = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError, EOFError, SyntaxError, TokenError) as error:
-        # numpy parses the header with Python's tokenizer and ast: hence the last two.
+    except (OSError, ValueError, EOFError, SyntaxError, TokenError, TypeError) as error:
+        # numpy parses the header with Python's tokenizer and ast: hence SyntaxError and
+        # TokenError; a header dict with a bytes key (b'shape') fails its sort with TypeError.
         raise InputError(path, f"cannot read the array ({error})") from None
     if not isinstance(values, np.ndarray):
         values.close()
