@@ -484,6 +484,9 @@ FOUND = [  # (reader, file content, what the one-line message says)
     # open3d crashed the process on this one (a count of '1_0', which int() reads as 10)
     ("points-pcd", pcd_file().decode().replace("COUNT 1 1 1", "COUNT 1 1_0 1").replace(
         "1 2 3\n", "2 3\n"), r"field 'COUNT': expected a count, got b'1_0'"),
+    # ... and on this one (a property line without its type and name)
+    ("points-ply", ply_file().decode().replace("property double y", "property"),
+     r"field 'property': a malformed header line b'property'"),
     ("points-pcd", pcd_file().decode().replace("1 2 3\n", "2 3\n"),
      r"data row 0 holds 2 values, not the 3 its header's COUNT adds up to"),
     ("depth-npy", "", r"cannot read the array \(No data left in file\)"),

@@ -142,8 +142,8 @@ def _check_pcd(path: Path, content: bytes) -> None:
 
 def _check_ply(path: Path, content: bytes) -> None:
     """Refuse a .ply file whose header is malformed (or has a line that open3d's PLY reader
-    aborts the process on), that ends before its last vertex, or whose ASCII data has a value
-    that is not a number.
+    aborts the process on, such as a property line without its type or name), that ends
+    before its last vertex, or whose ASCII data has a value that is not a number.
 
     Elements are stored in header order, one line (ascii) or one record (binary) each; list
     properties count as empty lists, so a binary file's length is checked from below.
@@ -159,6 +159,10 @@ def _check_ply(path: Path, content: bytes) -> None:
     ascii_data = formats[0] == b"ascii"
     if ascii_data:
         _check_ascii_values(path, data)
+    for words in lines:  # 'property TYPE NAME' or 'property list COUNT_TYPE TYPE NAME'
+        if words[0] == b"property" and len(words) != (5 if words[1:2] == [b"list"] else 3):
+            raise InputError(path, f"a malformed header line {b' '.join(words)!r}",
+                             field="property")
     needed = 0  # lines (ascii) or bytes (binary) up to the last vertex
     for index, words in enumerate(lines):
         if words[0] != b"element" or len(words) != 3:
