@@ -272,8 +272,9 @@ def fit_command(
                                            show_default=False, help="Image model weights "
                                            "(default: the shipped model, see `autolabel "
                                            "image-model`); it reads each detection's crop "
-                                           "for the car's heading, and places cars without "
-                                           "LiDAR or depth. none: no image model."),
+                                           "for the heading and place of cars without LiDAR "
+                                           "or depth (and, with --viewpoint-weight, the "
+                                           "heading of the others). none: no image model."),
     viewpoint_weight: float = typer.Option(DEFAULT_VIEWPOINT_WEIGHT, "--viewpoint-weight",
                                            min=0.0, help="Weight of the image model's "
                                            "viewpoint when the fitter chooses the heading of a "
