@@ -586,18 +586,34 @@ def constrained_box_iou(box: np.ndarray, detection: np.ndarray, free: np.ndarray
 
 @dataclasses.dataclass(frozen=True)
 class _Measured:
-    """What the labels and their verification take from a fitted batch, per hypothesis, on
-    the host: the label boxes (the fitted boxes grown to enclose their LiDAR points,
-    :mod:`autolabel.extent`), (B, 3) centres and sizes; the image agreement (box IoU, or
-    mask IoU where there is a mask), the prior plausibility, the length seen and the
-    visible share, (B,) each (see :mod:`autolabel.verify`)."""
+    """Everything the labels and their verification take from a fitted batch, read back
+    from the device once for the batch (read per object and value, each read waits for the
+    device). Per hypothesis:
+
+    * ``center`` (B, 3) and ``size`` (B, 3): the label boxes, the fitted boxes grown to
+      enclose their LiDAR points (:mod:`autolabel.extent`); ``rotation`` (B, 3, 3);
+      ``latent`` (B, D);
+    * ``finite`` (B,), ``free_edges`` (B, 4), ``has_mask`` (B,) bool; ``points`` (B,) how
+      many observed points were fitted;
+    * ``inlier_fraction``, ``image_iou`` (box IoU, or mask IoU where there is a mask),
+      ``plausibility``, ``length_seen``, ``visible`` (B,) each (see :mod:`autolabel.verify`);
+    * ``losses``: term name -> (B,) final values.
+    """
 
     center: np.ndarray
     size: np.ndarray
+    rotation: np.ndarray
+    latent: np.ndarray
+    finite: np.ndarray
+    free_edges: np.ndarray
+    has_mask: np.ndarray
+    points: np.ndarray
+    inlier_fraction: np.ndarray
     image_iou: np.ndarray
     plausibility: np.ndarray
     length_seen: np.ndarray
     visible: np.ndarray
+    losses: dict[str, np.ndarray]
 
 
 def _measure(objects: Sequence[_Object], output: FitOutput, batch: ObjectBatch, prior,
@@ -609,56 +625,64 @@ def _measure(objects: Sequence[_Object], output: FitOutput, batch: ObjectBatch, 
                              device=batch.points_valid.device)
         center, size = enclose_points(batch.points, batch.points_valid & lidar[:, None],
                                       center, output.rotation, size, config.extent)
-    image_iou = box_iou_2d(output.extent, batch.box2d)
-    masked = mask_iou(output.silhouette, batch.mask, batch.mask_weight)
-    image_iou = torch.where(batch.has_mask, masked, image_iou)
+    image_iou = torch.where(batch.has_mask,
+                            mask_iou(output.silhouette, batch.mask, batch.mask_weight),
+                            box_iou_2d(output.extent, batch.box2d))
     seen = length_seen(batch.points, batch.points_valid, output.center, output.rotation,
                        output.size)
     visible = (torch.ones_like(seen) if batch.mask_weight is None
                else visible_share(output.silhouette, batch.mask_weight))
 
     def host(values: Tensor) -> np.ndarray:
-        return values.cpu().numpy().astype(np.float64)
+        return values.cpu().numpy()
 
-    return _Measured(host(center), host(size), host(image_iou),
-                     host(plausibility(output.mahalanobis.cpu(), prior.latent_size)),
-                     host(seen), host(visible))
+    def metres(values: Tensor) -> np.ndarray:
+        return host(values).astype(np.float64)
+
+    return _Measured(
+        center=metres(center), size=metres(size), rotation=metres(output.rotation),
+        latent=host(output.latent), finite=host(output.finite),
+        free_edges=host(batch.free_edges), has_mask=host(batch.has_mask),
+        points=host(batch.points_valid.sum(-1)),
+        inlier_fraction=metres(output.inlier_fraction), image_iou=metres(image_iou),
+        plausibility=metres(plausibility(output.mahalanobis.cpu(), prior.latent_size)),
+        length_seen=metres(seen), visible=metres(visible),
+        losses={name: metres(values) for name, values in output.losses.items()})
 
 
-def _result(frame: FrameInput, obj: _Object, i: int, output: FitOutput, batch: ObjectBatch,
-            measured: _Measured, config: PipelineConfig, seconds: float) -> LabelResult:
+def _result(frame: FrameInput, obj: _Object, i: int, measured: _Measured, iterations: int,
+            config: PipelineConfig, seconds: float) -> LabelResult:
     detection = frame.detections[obj.detection]
-    finite = bool(output.finite[i])
-    rotation = output.rotation[i].cpu().numpy().astype(np.float64)
+    finite = bool(measured.finite[i])
     if finite:
         label = ObjectLabel(detection.category, np.asarray(detection.box2d, np.float64),
-                            measured.center[i], rotation, measured.size[i])
+                            measured.center[i], measured.rotation[i], measured.size[i])
     else:
         label = obj.initial.to_label(detection.category, detection.box2d, None)
     bottom = label.center - label.rotation[:, 2] * label.size[2] / 2
     label = label.with_image_box(frame.calib.P2, frame.image_size)
-    box_iou = constrained_box_iou(label.box2d, detection.box2d,
-                                  batch.free_edges[i].cpu().numpy())
+    free = measured.free_edges[i]
     verdict = verify(Observation(
-        image_iou=float(measured.image_iou[i]), box_iou=box_iou,
-        inlier_fraction=float(output.inlier_fraction[i]),
+        image_iou=float(measured.image_iou[i]),
+        box_iou=constrained_box_iou(label.box2d, detection.box2d, free),
+        inlier_fraction=float(measured.inlier_fraction[i]),
         plausibility=float(measured.plausibility[i]),
-        points=int(batch.points_valid[i].sum()), size_z2=float(output.losses["size"][i]),
+        points=int(measured.points[i]), size_z2=float(measured.losses["size"][i]),
         distance=float(np.linalg.norm(label.center)),
         in_view=label.share_in_view(frame.calib.P2, frame.image_size) if finite else 0.0,
         ground_gap=(None if obj.initial.ground is None
                     else float(obj.initial.ground.height(bottom))),
-        finite=finite, weak=obj.initial.weak, has_mask=bool(batch.has_mask[i]),
-        bound_edges=int((~batch.free_edges[i]).sum()),
+        finite=finite, weak=obj.initial.weak, has_mask=bool(measured.has_mask[i]),
+        bound_edges=int((~free).sum()),
         length_seen=float(measured.length_seen[i]), visible=float(measured.visible[i])),
         config.verify)
     label = dataclasses.replace(label, score=verdict.score)
     return LabelResult(
         label=label, accepted=verdict.accepted, reasons=verdict.reasons,
-        source=obj.initial.source, latent=output.latent[i].cpu().numpy(),
-        losses={k: float(v[i]) for k, v in output.losses.items()},
+        source=obj.initial.source, latent=measured.latent[i],
+        losses={name: float(values[i]) for name, values in measured.losses.items()},
         evidence=verdict.evidence, detection_score=float(detection.score),
-        hypothesis=obj.hypothesis, iterations=output.iterations, seconds=seconds)
+        hypothesis=obj.hypothesis, iterations=iterations, seconds=seconds)
 
 
 def _fit_chunks(objects: Sequence[_Object], limit: int) -> Iterator[list[_Object]]:
@@ -708,7 +732,8 @@ def fit_frames(prepared: Sequence[PreparedFrame], prior=None,
         measured = _measure(objects, output, batch, prior, config)
         for i in _best_hypotheses(objects, output, 1, config.image):
             results[objects[i].frame].append(_result(frames[objects[i].frame], objects[i], i,
-                                                      output, batch, measured, config, share))
+                                                      measured, output.iterations, config,
+                                                      share))
     spent = sum(item.seconds for item in prepared) + time.perf_counter() - start
     return [FrameResult(item.frame.frame_id, labels, item.plane, spent / len(frames))
             for item, labels in zip(prepared, results, strict=True)]
