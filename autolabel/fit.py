@@ -50,6 +50,9 @@ from autolabel.surfels import (
     surfel_spacing,
 )
 
+# What a detection box may be compared with (FitConfig.box_extent).
+BOX_EXTENTS = ("shape", "box")
+
 LOSS_TERMS = ("points", "free_space", "silhouette", "box", "nocs", "ground", "latent", "size",
               "overlap")
 
@@ -132,6 +135,11 @@ class FitConfig:
     silhouette_halo: float = 0.75
     surfels: SurfelSettings = SurfelSettings(differentiable_normals=False)
     compile: bool = False
+
+    def __post_init__(self):
+        if self.box_extent not in BOX_EXTENTS:
+            raise ValueError(f"box_extent must be one of {BOX_EXTENTS}, not "
+                             f"{self.box_extent!r}")
 
 
 @dataclasses.dataclass
@@ -346,11 +354,9 @@ class _Objective:
         self.with_attributes = batch.nocs is not None
         self.cameras = WindowCameras.of(batch.projection, batch.window,
                                         config.render.window_size)
-        # Image pixels of a window's (-u_min, -v_min, u_max, v_max): origin + scale * them.
-        if config.box_extent not in ("shape", "box"):
-            raise ValueError(f"box_extent must be 'shape' or 'box', not {config.box_extent!r}")
         self.shape_extent = config.box_extent == "shape"
         self.projection = batch.projection
+        # Image pixels of a window's (-u_min, -v_min, u_max, v_max): origin + scale * them.
         self.extent_origin = batch.window[:, [0, 1, 0, 1]]
         self.extent_scale = ((batch.window[:, 2:3] - batch.window[:, :1])
                              / config.render.window_size * batch.window.new_tensor(

@@ -41,6 +41,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from autolabel.fit import BOX_EXTENTS  # noqa: E402
 from autolabel.io.detections import read_detections  # noqa: E402
 from autolabel.pipeline import PipelineConfig  # noqa: E402
 from benchmarks.common import (  # noqa: E402
@@ -75,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--sensors", choices=tuple(SENSORS), default="lidar",
                         help="What the labelers see besides the boxes: the LiDAR scans, or "
                              "none (boxes and image only).")
-    parser.add_argument("--box-extent", choices=("shape", "box"), default="box",
+    parser.add_argument("--box-extent", choices=BOX_EXTENTS, default="box",
                         help="What the detections' boxes bound (autolabel fit --box-extent): "
                              "KITTI's 2D labels, the default detections, are their 3D boxes "
                              "projected.")

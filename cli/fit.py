@@ -47,7 +47,7 @@ from autolabel.io.files import IMAGE_SUFFIXES
 from cli.common import user_errors
 
 METHODS = ("render", "lshape")
-BOX_EXTENTS = ("shape", "box")
+BOX_EXTENTS = ("shape", "box")  # autolabel.fit.BOX_EXTENTS; a test keeps the two equal
 DEFAULT_ITERATIONS = 60  # FitConfig.iterations; a test keeps the two equal
 DEFAULT_VIEWPOINT_WEIGHT = 0.0  # ImageEvidenceConfig.viewpoint_weight; likewise
 DEFAULT_CAMERA_HEIGHT = 1.65  # InitConfig.camera_height; likewise

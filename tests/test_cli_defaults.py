@@ -14,6 +14,12 @@ def test_fit_iterations_default_is_the_fitters():
     assert fit_cli.DEFAULT_ITERATIONS == FitConfig().iterations
 
 
+def test_fit_box_extents_are_the_fitters():
+    from autolabel.fit import BOX_EXTENTS
+
+    assert fit_cli.BOX_EXTENTS == BOX_EXTENTS
+
+
 def test_fit_image_and_camera_defaults_are_the_pipelines():
     from autolabel.image.evidence import ImageEvidenceConfig
     from autolabel.init import InitConfig

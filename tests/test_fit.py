@@ -265,3 +265,8 @@ def test_past_the_recompile_limit_a_fit_steps_uncompiled(prior, frame, monkeypat
     assert not fallen_back.compiled
     assert torch.equal(fallen_back.params.pose, eager.params.pose)
     assert torch.equal(fallen_back.params.shape, eager.params.shape)
+
+
+def test_an_unknown_box_extent_is_refused_when_the_config_is_made():
+    with pytest.raises(ValueError, match="box_extent must be one of"):
+        FitConfig(box_extent="mask")
