@@ -114,13 +114,14 @@ def _check_pcd(path: Path, content: bytes) -> None:
         if not header.get(key):
             raise InputError(path, "missing from the PCD header", field=key.decode())
     declared = _count_of(path, header[b"POINTS"][0], "POINTS")
-    counts = header.get(b"COUNT", [b"1"] * len(header[b"SIZE"]))
-    point_size = sum(_count_of(path, size, "SIZE") * _count_of(path, count, "COUNT")
-                     for size, count in zip(header[b"SIZE"], counts, strict=False))
+    sizes = [_count_of(path, size, "SIZE") for size in header[b"SIZE"]]
+    counts = [_count_of(path, count, "COUNT")
+              for count in header.get(b"COUNT", [b"1"] * len(sizes))]
+    point_size = sum(size * count for size, count in zip(sizes, counts, strict=False))
     encoding = header[b"DATA"][0].lower()
     if encoding == b"ascii":
         _check_ascii_values(path, data)
-        values = sum(_count_of(path, count, "COUNT") for count in counts)
+        values = sum(counts)
         rows = [line for line in data.split(b"\n") if line.strip()]
         ragged = next((n for n, row in enumerate(rows) if len(row.split()) != values), None)
         if ragged is not None:
