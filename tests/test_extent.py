@@ -28,16 +28,26 @@ def test_a_face_moves_out_to_the_points_beyond_it_and_keeps_the_opposite_face():
     assert torch.allclose(new_front, front, atol=1e-5)  # the far face stays
 
 
-def test_stray_points_a_far_face_and_the_bottom_do_not_move_the_box():
+def test_stray_points_and_points_beyond_the_band_do_not_move_the_box():
     center, size = torch.zeros(1, 3), torch.tensor([[4.0, 2.0, 1.5]])
-    rotation = torch.eye(3)[None]
-    points = torch.tensor([[[2.2, 0.0, 0.0], [2.2, 0.1, 0.0],  # two strays past the front
-                            [0.0, 0.0, -1.0], [0.1, 0.0, -1.0], [0.2, 0.0, -1.0],
-                            [0.3, 0.0, -1.0], [0.4, 0.0, -1.0],  # five below the bottom
-                            [0.0, 2.0, 0.0]] * 1])  # one far beyond the side's band
-    new_center, new_size = enclose_points(points, torch.ones(1, 8, dtype=torch.bool), center,
-                                          rotation, size)
+    strays = [[2.2, 0.1 * k, 0.0] for k in range(4)]  # 4 past the front: fewer than 5
+    beyond = [[0.2 * k, 1.5, 0.0] for k in range(6)]  # 6 half a metre past the left side
+    points = torch.tensor([strays + beyond])
+    new_center, new_size = enclose_points(points, torch.ones(1, 10, dtype=torch.bool), center,
+                                          torch.eye(3)[None], size)
     assert torch.equal(new_center, center) and torch.equal(new_size, size)
+
+
+def test_returns_near_the_bottom_do_not_widen_the_box():
+    """The road and kerb beside the wheels (000031/1 on kitti_dev widened by 0.26 m)."""
+    center, size = torch.zeros(1, 3), torch.tensor([[4.0, 2.0, 1.5]])
+    kerb = torch.tensor([[[0.3 * k - 1.5, 1.2, -0.65] for k in range(10)]])  # 0.1 m up
+    grown = enclose_points(kerb, torch.ones(1, 10, dtype=torch.bool), center,
+                           torch.eye(3)[None], size)[1]
+    assert torch.equal(grown, size)
+    low = enclose_points(kerb, torch.ones(1, 10, dtype=torch.bool), center,
+                         torch.eye(3)[None], size, ExtentConfig(clearance=0.0))[1]
+    assert math.isclose(float(low[0, 1]), 2.2, abs_tol=1e-5)  # counted, they would
 
 
 def test_a_face_moves_by_at_most_the_reach_and_never_inwards():
