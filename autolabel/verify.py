@@ -25,8 +25,7 @@ size:
   that its points span along its heading (at most 1). A car seen from straight behind shows
   its rear face only: its length, and with it the centre, comes from the class statistics,
   and on kitti_dev such cars are most of the labels under BEV IoU 0.7 (5 of the 18 moderate
-  cars whose points span under half their length, against 1 of the other 29).
-
+  cars whose points span under half their length, against 1 of the other 29);
 * visible: ``1 - occlusion_weight * (1 - v)`` with ``v`` the share of the label's rendered
   silhouette not covered by nearer objects' instance masks (1 without masks): a car mostly
   hidden behind others is placed from a small part of itself. On the synthetic frames 0-19

@@ -267,7 +267,7 @@ def trim_cluster(points: np.ndarray, size: np.ndarray, sensor: np.ndarray | None
     diagonal = float(np.hypot(size[0], size[1]))
     if np.linalg.norm(bev - bev[order[0]], axis=1).max() <= 1.2 * diagonal:
         return points
-    tried = order[::max(1, -(-len(order) // anchors))]
+    tried = order[::math.ceil(len(order) / anchors)]
     counts = (np.linalg.norm(bev[tried, None] - bev[None], axis=-1) <= diagonal).sum(1)
     qualified = (counts >= few) | (counts >= substantial * counts.max())
     anchor = bev[tried[int(np.argmax(qualified))]]
