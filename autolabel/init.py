@@ -46,7 +46,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from autolabel.classes import mean_size
+from autolabel.classes import DEFAULT_SIZE_LOG_STD, mean_size, size_log_std
 from autolabel.geometry import (
     backproject_pixels,
     box_corners,
@@ -112,6 +112,9 @@ class InitConfig:
             KITTI's camera is mounted 1.65 m above the road).
         class_sizes: mean (length, width, height) per class as ``((name, (l, w, h)), ...)``;
             None for KITTI's (:data:`CLASS_MEAN_SIZE`).
+        class_spreads: log-size spread (length, width, height) per class, in the same form;
+            None for KITTI's (:data:`CLASS_SIZE_LOG_STD`), except that a class whose mean
+            ``class_sizes`` gives (another data set's) gets the generic spread.
     """
 
     ground_threshold: float = 0.15
@@ -134,10 +137,20 @@ class InitConfig:
     seed: int = 0
     camera_height: float = 1.65
     class_sizes: tuple[tuple[str, tuple[float, float, float]], ...] | None = None
+    class_spreads: tuple[tuple[str, tuple[float, float, float]], ...] | None = None
 
     def mean_size(self, category: str) -> np.ndarray:
         """The class's mean (l, w, h) under these settings (see :func:`mean_size`)."""
         return mean_size(category, None if self.class_sizes is None else dict(self.class_sizes))
+
+    def size_log_std(self, category: str) -> np.ndarray:
+        """The class's log-size spread (l, w, h) under these settings (see
+        :func:`size_log_std`)."""
+        if self.class_spreads is not None:
+            return size_log_std(category, dict(self.class_spreads))
+        if any(name.lower() == category.lower() for name, _ in self.class_sizes or ()):
+            return np.array(DEFAULT_SIZE_LOG_STD)
+        return size_log_std(category)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

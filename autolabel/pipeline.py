@@ -69,9 +69,6 @@ from autolabel.verify import (
     visible_share,
 )
 
-# Spread of log-size around the class mean: wide enough for vans and SUVs among cars.
-SIZE_LOG_STD = (0.15, 0.1, 0.15)
-
 
 @dataclasses.dataclass(frozen=True)
 class PipelineConfig:
@@ -489,6 +486,7 @@ def build_batch(frames: Sequence[FrameInput], objects: Sequence[_Object],
                        else np.zeros(4) for plane in grounds])
     categories = [frames[o.frame].detections[o.detection].category for o in objects]
     log_mean = np.log(np.stack([config.init.mean_size(name) for name in categories]))
+    log_std = np.stack([config.init.size_log_std(name) for name in categories])
 
     def tensor(array, dtype=torch.float32):
         return torch.as_tensor(np.array(array), dtype=dtype, device=device)
@@ -503,7 +501,7 @@ def build_batch(frames: Sequence[FrameInput], objects: Sequence[_Object],
                                                 torch.bool),
         obstacles=tensor(obstacles), obstacles_valid=tensor(obstacles_valid, torch.bool),
         size_log_mean=tensor(log_mean),
-        size_log_std=tensor(np.broadcast_to(SIZE_LOG_STD, log_mean.shape)),
+        size_log_std=tensor(log_std),
         center=tensor([o.initial.center for o in objects]),
         yaw=tensor([o.initial.yaw for o in objects]),
         size=tensor([o.initial.size for o in objects]),

@@ -11,6 +11,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from autolabel import fit as fit_module
 from autolabel.evaluate import bev_iou, labels_to_boxes
 from autolabel.fit import FitConfig, ObjectBatch, _Fit, fit
+from autolabel.init import InitConfig
 from autolabel.pipeline import FrameInput, PipelineConfig, build_batch, label_frames, prepare_frame
 from autolabel.prior import load_prior
 from autolabel.synth import SynthConfig, generate_frame
@@ -64,6 +65,18 @@ def test_fitted_labels_of_a_generated_frame_match_the_ground_truth(prior, frame)
     assert all(r.accepted and r.source == "lidar" for r in result.labels)
     assert all(np.isfinite(r.latent).all() and 0 <= r.label.score <= 1 for r in result.labels)
     assert result.ground_plane is not None
+
+
+def test_the_size_prior_of_each_object_is_its_classs_spread(frame):
+    inputs, _ = frame
+    spreads = InitConfig(class_spreads=(("Car", (0.2, 0.05, 0.07)),))
+    for config, expected in ((PipelineConfig(yaw_hypotheses=1), [0.15, 0.063, 0.09]),
+                             (PipelineConfig(yaw_hypotheses=1, init=spreads), [0.2, 0.05, 0.07])):
+        batch = build_batch([inputs], prepare_frame(inputs, config).objects, config,
+                            torch.device("cpu"))
+        assert len(batch) > 0
+        torch.testing.assert_close(batch.size_log_std,
+                                   torch.tensor(expected).expand(len(batch), 3))
 
 
 def test_an_object_whose_points_are_nan_is_frozen_and_the_others_are_fitted(prior, frame):

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from autolabel.classes import DEFAULT_SIZE_LOG_STD
 from autolabel.evaluate import bev_iou, labels_to_boxes
 from autolabel.geometry import box_corners, project_points, projected_box2d, yaw_to_rotation
 from autolabel.init import (
@@ -281,6 +282,19 @@ def test_class_sizes_of_a_data_set_replace_kittis_statistics():
     assert np.allclose(weak.size, [4.65, 1.84, 1.64])
     with pytest.raises(ValueError, match="'Van'.*known classes: Car"):
         config.mean_size("Van")
+
+
+def test_a_class_mean_from_another_data_set_comes_with_the_generic_spread():
+    kitti = InitConfig()
+    assert np.allclose(kitti.size_log_std("car"), [0.15, 0.063, 0.09])  # KITTI's cars
+    assert np.allclose(kitti.size_log_std("Pedestrian"), DEFAULT_SIZE_LOG_STD)
+    # A data set's own car mean does not come with KITTI's narrow width and height spread.
+    nuscenes = InitConfig(class_sizes=(("Car", (4.6, 1.95, 1.73)),))
+    assert np.allclose(nuscenes.size_log_std("car"), DEFAULT_SIZE_LOG_STD)
+    given = InitConfig(class_sizes=(("Car", (4.6, 1.95, 1.73)),),
+                       class_spreads=(("Car", (0.12, 0.08, 0.1)),))
+    assert np.allclose(given.size_log_std("CAR"), [0.12, 0.08, 0.1])
+    assert np.allclose(given.size_log_std("Cyclist"), DEFAULT_SIZE_LOG_STD)
 
 
 @pytest.mark.skipif(not KITTI_DEV.is_dir(), reason="../shared/data/kitti_dev is not there")
