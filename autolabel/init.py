@@ -268,17 +268,18 @@ def fit_ground_plane(points: np.ndarray, config: InitConfig = InitConfig()) -> G
 def _candidates(points: np.ndarray, indices: np.ndarray, projection: np.ndarray,
                 box2d: np.ndarray, expected_depth: float, config: InitConfig,
                 mask: np.ndarray | None, truncated: bool = False,
-                size: np.ndarray | None = None) -> list[ClusterCandidate]:
+                size: np.ndarray | None = None,
+                context: np.ndarray | None = None) -> list[ClusterCandidate]:
     """:func:`autolabel.lidar.clusters.cluster_candidates` with the settings of ``config``;
     the wider radius only with the class's mean ``size`` (l, w, h), which bounds its
-    clusters."""
+    clusters; ``context`` as there."""
     wide_eps = 0.0 if size is None else config.cluster_eps_per_metre * expected_depth
     reach = 0.0 if size is None else WIDE_CLUSTER_REACH * float(np.hypot(size[0], size[1]))
     return cluster_candidates(points, indices, projection, box2d, expected_depth,
                               eps=config.cluster_eps, wide_eps=wide_eps, wide_reach=reach,
                               min_points=config.cluster_min_points, mask_share=config.mask_share,
                               depth_tolerance=config.depth_tolerance, mask=mask,
-                              truncated=truncated)
+                              truncated=truncated, context=context)
 
 
 def select_cluster(points: np.ndarray, projection: np.ndarray, box2d: np.ndarray,
@@ -461,13 +462,33 @@ def _detection_candidates(points: np.ndarray, detection: Detection, projection: 
     """The box-only fallback of a detection and its scored clusters among ``points``."""
     fallback = box_only_hypothesis(detection.box2d, detection.category, projection,
                                    config=config)
-    index = np.flatnonzero(frustum_mask(points, projection, detection.box2d))
-    if plane is not None:
-        index = index[plane.height(points[index]) > config.ground_clearance]
+    index, context = (_above_ground(points, projection, box, plane, config)
+                      for box in (detection.box2d, _widened(detection.box2d, image_size)))
     return fallback, _candidates(points, index, projection, detection.box2d,
                                  float(fallback.center[2]), config, mask,
                                  bool(border_edges(detection.box2d, image_size).any()),
-                                 config.mean_size(detection.category))
+                                 config.mean_size(detection.category), context)
+
+
+def _above_ground(points: np.ndarray, projection: np.ndarray, box2d: np.ndarray,
+                  plane: GroundPlane | None, config: InitConfig) -> np.ndarray:
+    """Indices of the points in a box's frustum that stand clear of the ground plane."""
+    index = np.flatnonzero(frustum_mask(points, projection, box2d))
+    if plane is None:
+        return index
+    return index[plane.height(points[index]) > config.ground_clearance]
+
+
+def _widened(box2d: np.ndarray, image_size: tuple[int, int] | None) -> np.ndarray:
+    """The box with half its width added on either side, within the image: the frustum
+    where a cluster shows whether it continues past the box (nothing continues past the
+    image's own border that the camera saw)."""
+    x1, y1, x2, y2 = box2d
+    half = (x2 - x1) / 2
+    left, right = x1 - half, x2 + half
+    if image_size is not None:
+        left, right = max(left, 0.0), min(right, float(image_size[1]))
+    return np.array([left, y1, right, y2])
 
 
 def _hypothesis_from(cluster: np.ndarray, fallback: Hypothesis, detection: Detection,

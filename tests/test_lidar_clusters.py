@@ -204,3 +204,29 @@ def test_a_car_chained_to_a_fuller_hedge_behind_keeps_the_car():
                   rng.uniform(14.5, 15.5, 2000)]
     kept = trim_cluster(np.r_[car, hedge], CAR_SIZE)
     assert kept[:, 2].min() < 10.1 and kept[:, 2].max() < 14.3  # the car and no hedge
+
+
+def test_a_hedge_that_runs_past_the_box_loses_to_the_car_the_box_was_drawn_around():
+    # A car's rear face 30 m ahead, its box, and a low hedge 20 m ahead that runs 6 m past
+    # either side of the box; a box jittered taller puts the expected depth at 21 m, where
+    # the hedge's piece of the frustum agrees better than the car.
+    xs, ys = np.arange(-0.85, 0.851, 0.05), np.arange(0.2, 1.51, 0.1)
+    car = np.array([[x, y, 30.0] for x in xs for y in ys])
+    hedge = np.array([[x, y, 20.0] for x in np.arange(-6.0, 6.01, 0.1)
+                      for y in (0.6, 0.7, 0.8, 0.9, 1.0)])
+    points = np.r_[car, hedge]
+    box = np.array([609 - 721 * 0.86 / 30, 172 + 721 * 0.19 / 30, 609 + 721 * 0.86 / 30,
+                    172 + 721 * 1.6 / 30])
+    inside = np.flatnonzero(frustum_mask(points, PROJECTION, box))
+    wider = np.array([box[0] - 50, box[1], box[2] + 50, box[3]])
+    context = np.flatnonzero(frustum_mask(points, PROJECTION, wider))
+
+    def best(**extra) -> np.ndarray:
+        candidates = cluster_candidates(points, inside, PROJECTION, box, 21.0, eps=0.5,
+                                        min_points=4, mask_share=0.8, depth_tolerance=0.35,
+                                        **extra)
+        return points[candidates[0].indices]
+
+    assert np.allclose(best()[:, 2], 20.0)  # the frustum alone: the hedge's piece wins
+    chosen = best(context=context)
+    assert np.allclose(chosen[:, 2], 30.0) and len(chosen) == len(car)

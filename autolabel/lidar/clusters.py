@@ -113,8 +113,8 @@ def cluster_candidates(points: np.ndarray, indices: np.ndarray, projection: np.n
                        box2d: np.ndarray, expected_depth: float, *, eps: float,
                        min_points: int, mask_share: float, depth_tolerance: float,
                        mask: np.ndarray | None = None, truncated: bool = False,
-                       wide_eps: float = 0.0, wide_reach: float = 0.0
-                       ) -> list[ClusterCandidate]:
+                       wide_eps: float = 0.0, wide_reach: float = 0.0,
+                       context: np.ndarray | None = None) -> list[ClusterCandidate]:
     """The DBSCAN clusters of a frustum's non-ground points, each scored as the object.
 
     With an instance mask, the object is every cluster that projects mostly inside it (a
@@ -137,6 +137,13 @@ def cluster_candidates(points: np.ndarray, indices: np.ndarray, projection: np.n
     rear face and rear window are two clusters and the rest noise, and either alone puts the
     box in the wrong place. The reach keeps a chain of background out.
 
+    With ``context``, the non-ground points of a wider frustum around the box, a cluster's
+    horizontal extent is that of the ``eps`` cluster it belongs to among them: a hedge, a
+    wall or a car beyond, of which the box only cuts a piece, continues past the box's sides,
+    while the object the box was drawn around ends at them. On kitti_dev, a few pixels of
+    box jitter otherwise handed two occluded cars at 32 m a roadside object 13-16 m nearer,
+    and one at 38 m a car 7 m beyond it.
+
     Args:
         points: (N, 3) the frame's points, camera frame. indices: (K,) the frustum's
             non-ground points among them. projection: (3, 4). box2d: (4,) pixels.
@@ -146,6 +153,8 @@ def cluster_candidates(points: np.ndarray, indices: np.ndarray, projection: np.n
         truncated: the box touches the image border.
         wide_eps: metres, the second radius (none when not above ``eps``).
         wide_reach: metres, the largest bird's-eye bounding-box diagonal of a wide cluster.
+        context: (C,) indices among ``points`` of the non-ground points around the frustum
+            (which they include), or None.
     Returns:
         Candidates, best first.
     """
@@ -161,13 +170,18 @@ def cluster_candidates(points: np.ndarray, indices: np.ndarray, projection: np.n
     if wide_eps > eps:
         clusters += [members for members in _clusters(frustum, wide_eps, min_points)
                      if _bev_extent(frustum[members]) <= wide_reach]
+    continued = (None if context is None
+                 else _continued_extents(points, context, projection, eps, min_points))
     candidates = []
     x1, y1, x2, y2 = box2d
     for members in clusters:
         cluster = frustum[members]
         u, v = project(cluster, projection).T
-        overlap = max(0.0, min(u.max(), x2) - max(u.min(), x1))
-        coverage = overlap / (max(u.max(), x2) - min(u.min(), x1))
+        left, right = u.min(), u.max()
+        if continued is not None:
+            left, right = continued(indices[members], left, right)
+        overlap = max(0.0, min(right, x2) - max(left, x1))
+        coverage = overlap / (max(right, x2) - min(left, x1))
         coverage *= 0.5 + 0.5 * max(0.0, min(v.max(), y2) - max(v.min(), y1)) / max(y2 - y1, 1)
         ratio = np.median(cluster[:, 2]) / expected_depth
         if truncated:
@@ -176,6 +190,32 @@ def cluster_candidates(points: np.ndarray, indices: np.ndarray, projection: np.n
         if coverage * agreement > 0:
             candidates.append(ClusterCandidate(indices[members], coverage * agreement))
     return sorted(candidates, key=lambda candidate: -candidate.score)
+
+
+def _continued_extents(points: np.ndarray, context: np.ndarray, projection: np.ndarray,
+                       eps: float, min_points: int):
+    """A function (member indices, left, right) -> (left, right): the image columns a
+    cluster spans widened to those of the ``context`` cluster holding most of its members."""
+    labels = dbscan(points[context], eps, min_points)
+    owner = np.full(len(points), -1)
+    owner[context] = labels
+    u = project(points[context], projection)[:, 0]
+    count = labels.max(initial=-1) + 1
+    low = np.full(count, np.inf)
+    high = np.full(count, -np.inf)
+    kept = labels >= 0
+    np.minimum.at(low, labels[kept], u[kept])
+    np.maximum.at(high, labels[kept], u[kept])
+
+    def widen(members: np.ndarray, left: float, right: float) -> tuple[float, float]:
+        found = owner[members]
+        found = found[found >= 0]
+        if len(found) == 0:
+            return left, right
+        main = np.bincount(found).argmax()
+        return min(left, low[main]), max(right, high[main])
+
+    return widen
 
 
 def assign_clusters(candidates: Sequence[Sequence[ClusterCandidate]], max_shared: float = 0.5
