@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 
 from autolabel.camera_only import RoadConfig, camera_hypothesis, detection_grounds
+from autolabel.classes import DEFAULT_SIZE_LOG_STD
 from autolabel.extent import ExtentConfig, enclose_points
 from autolabel.fit import FitConfig, FitOutput, ObjectBatch, fit
 from autolabel.geometry import project_points, rotation_to_yaw
@@ -49,6 +50,7 @@ from autolabel.io.detections import Detection
 from autolabel.io.kitti import Calib
 from autolabel.label import ObjectLabel
 from autolabel.lidar.ground import ray_heights
+from autolabel.losses import size_prior_loss
 from autolabel.occlusion import occluded_edges, occluder_masks
 from autolabel.render import Rendered, RenderSettings, detection_windows, render
 from autolabel.stream import AHEAD_BATCHES, WorkerLost, map_ahead
@@ -595,6 +597,10 @@ class _Measured:
       many observed points were fitted;
     * ``inlier_fraction``, ``image_iou`` (box IoU, or mask IoU where there is a mask),
       ``plausibility``, ``length_seen``, ``visible`` (B,) each (see :mod:`autolabel.verify`);
+    * ``size_z2`` (B,): mean squared z-score of the fitted log-size about the class mean
+      under the generic spread (:data:`autolabel.classes.DEFAULT_SIZE_LOG_STD`), what the
+      score's size typicality judges: a class's own narrower spread (KITTI's cars) steadies
+      the fit, but a well-fitted car 0.3 m wider than KITTI's mean is no less right;
     * ``losses``: term name -> (B,) final values.
     """
 
@@ -611,6 +617,7 @@ class _Measured:
     plausibility: np.ndarray
     length_seen: np.ndarray
     visible: np.ndarray
+    size_z2: np.ndarray
     losses: dict[str, np.ndarray]
 
 
@@ -645,6 +652,8 @@ def _measure(objects: Sequence[_Object], output: FitOutput, batch: ObjectBatch, 
         inlier_fraction=metres(output.inlier_fraction), image_iou=metres(image_iou),
         plausibility=metres(plausibility(output.mahalanobis.cpu(), prior.latent_size)),
         length_seen=metres(seen), visible=metres(visible),
+        size_z2=metres(size_prior_loss(output.size.log(), batch.size_log_mean,
+                                       batch.size_log_mean.new_tensor(DEFAULT_SIZE_LOG_STD))),
         losses={name: metres(values) for name, values in output.losses.items()})
 
 
@@ -665,7 +674,7 @@ def _result(frame: FrameInput, obj: _Object, i: int, measured: _Measured, iterat
         box_iou=constrained_box_iou(label.box2d, detection.box2d, free),
         inlier_fraction=float(measured.inlier_fraction[i]),
         plausibility=float(measured.plausibility[i]),
-        points=int(measured.points[i]), size_z2=float(measured.losses["size"][i]),
+        points=int(measured.points[i]), size_z2=float(measured.size_z2[i]),
         distance=float(np.linalg.norm(label.center)),
         in_view=label.share_in_view(frame.calib.P2, frame.image_size) if finite else 0.0,
         ground_gap=(None if obj.initial.ground is None
