@@ -17,7 +17,8 @@ size:
   (about 6 % on kitti_dev) grow into metres with distance, and an edge cut by the image
   border or a nearer object says nothing of the size;
 * size typicality: ``exp(-z^2 / 4)`` with ``z^2`` the mean squared z-score of the log-size
-  under the class statistics: a car fitted far smaller or longer than cars are is usually
+  about the class mean under the generic spread (``DEFAULT_SIZE_LOG_STD``, whatever spread
+  the fit's size prior uses): a car fitted far smaller or longer than cars are is usually
   one whose points did not tell its size;
 * view: the share of the 3D box inside the image (:meth:`ObjectLabel.share_in_view`): a car
   cut by the image border shows only part of itself, and its label is less sure;
@@ -114,7 +115,8 @@ class Observation:
             the detection box, on the edges the detection constrains.
         inlier_fraction: in [0, 1], NaN without points.
         plausibility: prior plausibility in [0, 1]. points: observed points fitted.
-        size_z2: mean squared z-score of the log-size under the class statistics.
+        size_z2: mean squared z-score of the log-size about the class mean under the generic
+            spread.
         in_view: share of the 3D box inside the image, in [0, 1].
         distance: metres from the camera to the label's centre.
         ground_gap: metres from the box bottom to the ground plane, None without a plane.
