@@ -25,11 +25,12 @@ CLASS_MEAN_SIZE: dict[str, tuple[float, float, float]] = {
 }
 
 # Spread (standard deviation) of each class's log-size (length, width, height): how far the
-# size prior of the fit and the size typicality of the score let a label's size stray from
-# the class mean. KITTI's cars vary by 0.10 m in width and 0.14 m in height about their means
-# (0.063 and 0.090 in log-size), the figures published with the class means; their length,
-# 3.88 +- 0.43 m (0.11), keeps the generic spread, which measured better on kitti_dev
-# (docs/decisions.md). Classes without an entry get the generic spread.
+# fit's size prior lets a label's size stray from the class mean (the score's size
+# typicality always judges with the generic spread, :mod:`autolabel.verify`). KITTI's cars
+# vary by 0.10 m in width and 0.14 m in height about their means (0.063 and 0.090 in
+# log-size), the figures published with the class means; their length, 3.88 +- 0.43 m
+# (0.11), keeps the generic spread, which measured better on kitti_dev (docs/decisions.md).
+# Classes without an entry get the generic spread.
 DEFAULT_SIZE_LOG_STD: tuple[float, float, float] = (0.15, 0.1, 0.15)
 CLASS_SIZE_LOG_STD: dict[str, tuple[float, float, float]] = {
     "Car": (0.15, 0.063, 0.090),

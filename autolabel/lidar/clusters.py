@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -193,7 +193,8 @@ def cluster_candidates(points: np.ndarray, indices: np.ndarray, projection: np.n
 
 
 def _continued_extents(points: np.ndarray, context: np.ndarray, projection: np.ndarray,
-                       eps: float, min_points: int):
+                       eps: float, min_points: int
+                       ) -> Callable[[np.ndarray, float, float], tuple[float, float]]:
     """A function (member indices, left, right) -> (left, right): the image columns a
     cluster spans widened to those of the ``context`` cluster holding most of its members."""
     labels = dbscan(points[context], eps, min_points)
