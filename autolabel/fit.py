@@ -53,8 +53,8 @@ from autolabel.surfels import (
 # What a detection box may be compared with (FitConfig.box_extent).
 BOX_EXTENTS = ("shape", "box")
 
-LOSS_TERMS = ("points", "free_space", "silhouette", "box", "nocs", "ground", "latent", "size",
-              "overlap")
+LOSS_TERMS = ("points", "free_space", "free_rays", "silhouette", "box", "nocs", "ground",
+              "latent", "size", "overlap")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +63,7 @@ class LossWeights:
 
     points: float = 4.0
     free_space: float = 0.3
+    free_rays: float = 1.0
     silhouette: float = 1.0
     box: float = 0.5
     nocs: float = 1.0
@@ -153,6 +154,9 @@ class ObjectBatch:
         window: (B, 4) render windows (x0, y0, x1, y1).
         points: (B, M, 3) the object's observed surface points (camera frame).
         points_valid: (B, M) bool.
+        free_points: (B, F, 3) places on the LiDAR's rays near the object that the sensor saw
+            through (:func:`autolabel.lidar.rays.free_samples`), or None without LiDAR.
+        free_valid: (B, F) bool or None.
         observed_depth: (B, S, S) nearest sensor return per window pixel, 0 where none.
         mask: (B, S, S) instance mask resampled into the window. has_mask: (B,) bool.
         mask_weight: (B, S, S) 1 where the mask speaks, 0 over nearer objects' masks (see
@@ -186,6 +190,8 @@ class ObjectBatch:
     mask_weight: Tensor | None = None
     obstacles: Tensor | None = None
     obstacles_valid: Tensor | None = None
+    free_points: Tensor | None = None
+    free_valid: Tensor | None = None
 
     def __len__(self) -> int:
         return self.center.shape[0]
@@ -349,7 +355,9 @@ class _Objective:
 
     def __init__(self, prior, batch: ObjectBatch, config: FitConfig):
         self.prior, self.config = prior, config
-        self.points = batch.points
+        self.points = (batch.points if batch.free_points is None
+                       else torch.cat([batch.points, batch.free_points], 1))
+        self.observed = batch.points.shape[1]
         self.ground = batch.ground
         self.with_attributes = batch.nocs is not None
         self.cameras = WindowCameras.of(batch.projection, batch.window,
@@ -371,11 +379,14 @@ class _Objective:
         self.box_loss = losses.BoxLoss(batch.box2d, batch.free_edges)
         self.ground_loss = losses.GroundLoss(batch.has_ground, dtype=dtype)
         self.size_loss = losses.SizePriorLoss(batch.size_log_mean, batch.size_log_std)
+        self.free_ray_loss = (None if batch.free_points is None
+                              else losses.FreeRayLoss(batch.free_valid, dtype=dtype))
         self.overlap_loss = (None if batch.obstacles is None else losses.FootprintOverlapLoss(
             batch.obstacles, batch.obstacles_valid))
         self.nocs_loss = (None if batch.nocs is None
                           else losses.NocsLoss(batch.nocs, batch.nocs_valid))
         absent = {name for name, loss in (("overlap", self.overlap_loss),
+                                          ("free_rays", self.free_ray_loss),
                                           ("nocs", self.nocs_loss)) if loss is None}
         self.terms = [name for name in LOSS_TERMS if name not in absent]
         weights = dataclasses.asdict(config.weights)
@@ -392,6 +403,7 @@ class _Objective:
                   else g.projected_box2d(g.box_corners(pose.translation, pose.rotation,
                                                        pose.size), self.projection))
         distances = _metric_sdf(self.prior, params.latent, self.points, pose)
+        distances, free = distances[:, :self.observed], distances[:, self.observed:]
         terms = {
             "points": self.point_loss(distances),
             "free_space": self.free_space_loss(rendered.depth, rendered.silhouette),
@@ -403,6 +415,8 @@ class _Objective:
         }
         if self.nocs_loss is not None:
             terms["nocs"] = self.nocs_loss(rendered.nocs, rendered.silhouette)
+        if self.free_ray_loss is not None:
+            terms["free_rays"] = self.free_ray_loss(free)
         if self.overlap_loss is not None:
             terms["overlap"] = self.overlap_loss(pose.translation, pose.rotation, pose.size)
         total = torch.stack([terms[name] for name in self.terms], dim=-1) @ self.weights

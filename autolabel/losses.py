@@ -176,6 +176,49 @@ def free_space_loss(depth: Tensor, silhouette: Tensor, observed: Tensor,
     return FreeSpaceLoss(observed, margin, cap)(depth, silhouette)
 
 
+class FreeRayLoss:
+    """Share of the places the sensor's rays crossed that the shape swallows (dimensionless).
+
+    The samples (:func:`autolabel.lidar.rays.free_samples`) lie on rays before their
+    returns, so each belongs outside the shape. A sample counts by how surely it lies more
+    than ``tolerance`` inside: ``sigmoid(-(d + tolerance) / softness)`` at signed distance
+    ``d``. A count, not a depth: the rays that graze past a car's far end cross only a thin
+    wedge of a box fitted too long, and their depth inside it is a few centimetres.
+
+    Args:
+        valid: (B, F) bool, False for padding.
+        tolerance: metres inside the surface that a sample may lie uncounted (range noise,
+            the shape's smoothing of a real car's corners).
+        softness: metres over which a sample goes from uncounted to counted.
+    Called with:
+        distance: (B, F) signed distances of the samples to the fitted surface, metres.
+    Returns:
+        (B,) mean count over the valid samples; 0 for objects without any.
+    """
+
+    def __init__(self, valid: Tensor, tolerance: float = 0.05, softness: float = 0.02,
+                 dtype: torch.dtype = torch.float32):
+        weight = valid.to(dtype)
+        self.share = weight / weight.sum(-1, keepdim=True).clamp(min=1)
+        self.tolerance, self.softness = tolerance, softness
+
+    def __call__(self, distance: Tensor) -> Tensor:
+        swallowed = torch.sigmoid(-(distance + self.tolerance) / self.softness)
+        return (swallowed * self.share).sum(-1)
+
+
+def free_ray_loss(distance: Tensor, valid: Tensor, tolerance: float = 0.05,
+                  softness: float = 0.02) -> Tensor:
+    """:class:`FreeRayLoss` of ``valid`` samples at ``distance``: outside, on the surface,
+    well inside, and padding.
+
+    >>> round(float(free_ray_loss(torch.tensor([[0.5, 0.0, -0.5, -2.0]]),
+    ...                           torch.tensor([[True, True, True, False]]))), 4)
+    0.3586
+    """
+    return FreeRayLoss(valid, tolerance, softness, distance.dtype)(distance)
+
+
 class BoxLoss:
     """Disagreement of the shape's projected extent with the detected 2D box (dimensionless).
 

@@ -50,6 +50,7 @@ from autolabel.io.detections import Detection
 from autolabel.io.kitti import Calib
 from autolabel.label import ObjectLabel
 from autolabel.lidar.ground import ray_heights
+from autolabel.lidar.rays import FreeRayConfig, free_samples
 from autolabel.losses import size_prior_loss
 from autolabel.occlusion import occluded_edges, occluder_masks
 from autolabel.render import Rendered, RenderSettings, detection_windows, render
@@ -90,6 +91,9 @@ class PipelineConfig:
             car windows or over the bonnet, or grazing the road near the wheels, pulled roofs
             down (by a median 2 cm on kitti_dev, and a car 0.37 m too short where far returns
             through the windows fell inside the band by their own height). None: every return.
+        free_rays: where the fit's free-ray term (:class:`autolabel.losses.FreeRayLoss`)
+            takes its samples of the places the LiDAR saw through around each object
+            (:mod:`autolabel.lidar.rays`); None: no such term.
         max_fit_objects: hypotheses optimised at once; a chunk of frames with more is fitted
             in several pieces (each detection's hypotheses together), which bounds memory:
             about 1.6 GB peak for the whole process at 128 on CPU, 0.95 GB at 32
@@ -111,6 +115,7 @@ class PipelineConfig:
     shape_hypotheses: int = 1
     max_points: int = 400
     free_space_band: tuple[float, float] | None = (0.3, 0.9)
+    free_rays: FreeRayConfig | None = FreeRayConfig()
     max_fit_objects: int = 128
     image: ImageEvidenceConfig = ImageEvidenceConfig()
     extent: ExtentConfig | None = ExtentConfig()
@@ -484,6 +489,8 @@ def build_batch(frames: Sequence[FrameInput], objects: Sequence[_Object],
     points, points_valid = zip(*(_observed_points(o.initial, config.max_points, rng)
                                  for o in objects), strict=True)
     grounds = [o.initial.ground for o in objects]
+    free_points, free_valid = _free_ray_samples(frames, objects, config,
+                                                np.random.default_rng(config.seed))
     ground = np.array([np.append(plane.normal, plane.offset) if plane is not None
                        else np.zeros(4) for plane in grounds])
     categories = [frames[o.frame].detections[o.detection].category for o in objects]
@@ -507,7 +514,40 @@ def build_batch(frames: Sequence[FrameInput], objects: Sequence[_Object],
         center=tensor([o.initial.center for o in objects]),
         yaw=tensor([o.initial.yaw for o in objects]),
         size=tensor([o.initial.size for o in objects]),
+        free_points=None if free_points is None else tensor(free_points),
+        free_valid=None if free_valid is None else tensor(free_valid, torch.bool),
     )
+
+
+def _free_ray_samples(frames: Sequence[FrameInput], objects: Sequence[_Object],
+                      config: PipelineConfig, rng: np.random.Generator
+                      ) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(B, F, 3) places the LiDAR saw through around each hypothesis
+    (:func:`autolabel.lidar.rays.free_samples`) and (B, F) validity; None for both when no
+    hypothesis has LiDAR and a ground, or ``config.free_rays`` is None."""
+    settings = config.free_rays
+    if settings is None:
+        return None, None
+    samples = []
+    for o in objects:
+        frame, plane = frames[o.frame], o.initial.ground or o.plane
+        if frame.points is None or plane is None:
+            samples.append(np.zeros((0, 3)))
+            continue
+        category = frame.detections[o.detection].category
+        radius = 0.5 * float(config.init.mean_size(category)[0]) + settings.reach
+        samples.append(free_samples(frame.points, frame.calib.lidar_origin(), plane,
+                                    o.initial.center, radius, settings.band, settings.margin,
+                                    settings.per_ray, settings.count, rng))
+    if not any(len(s) for s in samples):
+        return None, None
+    width = max(len(s) for s in samples)
+    points = np.zeros((len(objects), width, 3))
+    valid = np.zeros((len(objects), width), dtype=bool)
+    for row, s in enumerate(samples):
+        points[row, :len(s)] = s
+        valid[row, :len(s)] = True
+    return points, valid
 
 
 def _choice_costs(objects: Sequence[_Object], output: FitOutput,

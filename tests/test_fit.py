@@ -11,6 +11,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from autolabel import fit as fit_module
 from autolabel.evaluate import bev_iou, labels_to_boxes
 from autolabel.fit import FitConfig, ObjectBatch, _Fit, fit
+from autolabel.geometry import points_in_box
 from autolabel.init import InitConfig
 from autolabel.pipeline import FrameInput, PipelineConfig, build_batch, label_frames, prepare_frame
 from autolabel.prior import load_prior
@@ -77,6 +78,24 @@ def test_the_size_prior_of_each_object_is_its_classs_spread(frame):
         assert len(batch) > 0
         torch.testing.assert_close(batch.size_log_std,
                                    torch.tensor(expected).expand(len(batch), 3))
+
+
+def test_lidar_objects_get_free_ray_samples_outside_their_cars(frame):
+    inputs, truth = frame
+    config = PipelineConfig(yaw_hypotheses=1)
+    batch = build_batch([inputs], prepare_frame(inputs, config).objects, config,
+                        torch.device("cpu"))
+    assert batch.free_points is not None and batch.free_valid.sum(-1).min() > 20
+    # The simulated LiDAR has no glass: no sample the sensor saw through lies in a true car
+    # (its box less 0.15 m a side: rounded bumper corners leave the box's corners empty).
+    samples = batch.free_points[batch.free_valid].double()
+    for car in truth:
+        inside = points_in_box(samples, torch.as_tensor(car.center),
+                               torch.as_tensor(car.rotation), torch.as_tensor(car.size - 0.3))
+        assert not inside.any()
+    off = dataclasses.replace(config, free_rays=None)
+    assert build_batch([inputs], prepare_frame(inputs, off).objects, off,
+                       torch.device("cpu")).free_points is None
 
 
 def test_an_object_whose_points_are_nan_is_frozen_and_the_others_are_fitted(prior, frame):

@@ -94,3 +94,17 @@ def test_footprint_overlap_gradient_matches_finite_differences_and_pushes_apart(
     assert before.item() > 0.05 and after.item() < before.item()
     apart = torch.tensor([8.0, 30.0, 0.1, 4.0, 1.7], dtype=torch.float64)
     assert _footprint_overlap(apart, obstacles).item() == 0.0
+
+
+def test_free_ray_loss_counts_samples_well_inside_and_pushes_the_surface_back():
+    valid = torch.tensor([[True, True, True, True, False]])
+    # Outside, just inside (within the tolerance), 0.2 m inside, 1 m inside, padding.
+    distance = torch.tensor([[0.3, -0.02, -0.2, -1.0, -5.0]], requires_grad=True)
+    value = losses.free_ray_loss(distance, valid)
+    counted = torch.sigmoid(-(torch.tensor([0.3, -0.02, -0.2, -1.0]) + 0.05) / 0.02)
+    assert torch.allclose(value, counted.mean().unsqueeze(0))
+    assert counted[0] < 1e-6 and counted[1] < 0.2 and counted[2] > 0.99  # a count, not a depth
+    value.sum().backward()
+    # Less swallowed (a larger distance) lowers it; padding has no say.
+    assert distance.grad[0, 1] < 0 and distance.grad[0, 4] == 0
+    assert losses.free_ray_loss(torch.zeros(1, 3), torch.zeros(1, 3, dtype=torch.bool)) == 0
