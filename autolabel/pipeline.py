@@ -489,8 +489,7 @@ def build_batch(frames: Sequence[FrameInput], objects: Sequence[_Object],
     points, points_valid = zip(*(_observed_points(o.initial, config.max_points, rng)
                                  for o in objects), strict=True)
     grounds = [o.initial.ground for o in objects]
-    free_points, free_valid = _free_ray_samples(frames, objects, config,
-                                                np.random.default_rng(config.seed))
+    free_points, free_valid = _free_ray_samples(frames, objects, config)
     ground = np.array([np.append(plane.normal, plane.offset) if plane is not None
                        else np.zeros(4) for plane in grounds])
     categories = [frames[o.frame].detections[o.detection].category for o in objects]
@@ -520,25 +519,34 @@ def build_batch(frames: Sequence[FrameInput], objects: Sequence[_Object],
 
 
 def _free_ray_samples(frames: Sequence[FrameInput], objects: Sequence[_Object],
-                      config: PipelineConfig, rng: np.random.Generator
-                      ) -> tuple[np.ndarray | None, np.ndarray | None]:
+                      config: PipelineConfig) -> tuple[np.ndarray | None, np.ndarray | None]:
     """(B, F, 3) places the LiDAR saw through around each hypothesis
     (:func:`autolabel.lidar.rays.free_samples`) and (B, F) validity; None for both when no
-    hypothesis has LiDAR and a ground, or ``config.free_rays`` is None."""
+    hypothesis has LiDAR and a ground, or ``config.free_rays`` is None.
+
+    Hypotheses with the same frame, ground and centre (a detection's yaw hypotheses) share
+    one draw, so they are compared on the same samples; the draw is seeded by
+    ``config.seed`` and the detection's index, so it does not depend on how frames are
+    batched."""
     settings = config.free_rays
     if settings is None:
         return None, None
     samples = []
+    drawn: dict[tuple, np.ndarray] = {}
     for o in objects:
         frame, plane = frames[o.frame], o.initial.ground or o.plane
         if frame.points is None or plane is None:
             samples.append(np.zeros((0, 3)))
             continue
-        category = frame.detections[o.detection].category
-        radius = 0.5 * float(config.init.mean_size(category)[0]) + settings.reach
-        samples.append(free_samples(frame.points, frame.calib.lidar_origin(), plane,
-                                    o.initial.center, radius, settings.band, settings.margin,
-                                    settings.per_ray, settings.count, rng))
+        key = (o.frame, id(plane), o.initial.center.tobytes())
+        if key not in drawn:
+            category = frame.detections[o.detection].category
+            radius = 0.5 * float(config.init.mean_size(category)[0]) + settings.reach
+            drawn[key] = free_samples(frame.points, frame.calib.lidar_origin(), plane,
+                                      o.initial.center, radius, settings.band, settings.margin,
+                                      settings.per_ray, settings.count,
+                                      np.random.default_rng([config.seed, o.detection]))
+        samples.append(drawn[key])
     if not any(len(s) for s in samples):
         return None, None
     width = max(len(s) for s in samples)

@@ -98,6 +98,23 @@ def test_lidar_objects_get_free_ray_samples_outside_their_cars(frame):
                        torch.device("cpu")).free_points is None
 
 
+def test_a_detections_yaw_hypotheses_share_one_draw_of_free_ray_samples(frame):
+    """Hypotheses are compared on the same samples, whichever frames they are batched with."""
+    inputs, _ = frame
+    config = PipelineConfig(yaw_hypotheses=4)
+    objects = prepare_frame(inputs, config).objects
+    batch = build_batch([inputs], objects, config, torch.device("cpu"))
+    rows = [i for i, o in enumerate(objects) if o.detection == objects[0].detection]
+    assert len(rows) == 4
+    for row in rows[1:]:
+        assert torch.equal(batch.free_points[row], batch.free_points[rows[0]])
+    others = [i for i, o in enumerate(objects) if o.detection != objects[0].detection]
+    assert not torch.equal(batch.free_points[others[0]], batch.free_points[rows[0]])
+    alone = build_batch([inputs], [objects[r] for r in rows], config, torch.device("cpu"))
+    count = int(batch.free_valid[rows[0]].sum())
+    assert torch.equal(alone.free_points[0, :count], batch.free_points[rows[0], :count])
+
+
 def test_an_object_whose_points_are_nan_is_frozen_and_the_others_are_fitted(prior, frame):
     inputs, _ = frame
     config = PipelineConfig(yaw_hypotheses=1)
