@@ -85,12 +85,14 @@ class PipelineConfig:
             pose stage, go on to the shape stage (which costs about 2.5 times as much a
             step); ``yaw_hypotheses`` or more: all, fitted in one run.
         max_points: observed points per object kept for the fit (a seeded subsample).
-        free_space_band: with LiDAR and a ground plane, only returns whose rays pass the
-            object's initial position between these heights (metres) above its ground enter
-            the free-space loss (:func:`autolabel.lidar.ground.ray_heights`): rays through
-            car windows or over the bonnet, or grazing the road near the wheels, pulled roofs
-            down (by a median 2 cm on kitti_dev, and a car 0.37 m too short where far returns
-            through the windows fell inside the band by their own height). None: every return.
+        free_space_band: with LiDAR and a ground plane, the heights (metres) above an
+            object's ground where the LiDAR's rays tell of free space around it, for both
+            free-space terms: only returns whose rays pass the object's initial position in
+            this band enter the rendered free-space loss
+            (:func:`autolabel.lidar.ground.ray_heights`), and the free-ray samples lie in it.
+            Rays through car windows or over the bonnet, or grazing the road near the wheels,
+            pulled roofs down (by a median 2 cm on kitti_dev, and a car 0.37 m too short
+            where far returns through the windows fell inside the band by their own height).
         free_rays: where the fit's free-ray term (:class:`autolabel.losses.FreeRayLoss`)
             takes its samples of the places the LiDAR saw through around each object
             (:mod:`autolabel.lidar.rays`); None: no such term.
@@ -114,7 +116,7 @@ class PipelineConfig:
     yaw_hypotheses: int = 4
     shape_hypotheses: int = 1
     max_points: int = 400
-    free_space_band: tuple[float, float] | None = (0.3, 0.9)
+    free_space_band: tuple[float, float] = (0.3, 0.9)
     free_rays: FreeRayConfig | None = FreeRayConfig()
     max_fit_objects: int = 128
     image: ImageEvidenceConfig = ImageEvidenceConfig()
@@ -396,12 +398,10 @@ def _observed_points(hypothesis: Hypothesis, limit: int, rng: np.random.Generato
 
 
 def _free_space_rays(points: np.ndarray, origin: np.ndarray, objects: Sequence[_Object],
-                     band: tuple[float, float] | None) -> np.ndarray | None:
+                     band: tuple[float, float]) -> np.ndarray:
     """(B, N) bool: the returns whose rays each object's free-space loss follows, those that
     pass the object's initial position between ``band`` metres above its ground (every
-    return for an object without a ground, None without a band)."""
-    if band is None:
-        return None
+    return for an object without a ground)."""
     keep = np.ones((len(objects), len(points)), dtype=bool)
     done: dict[tuple[int, float], int] = {}  # a detection's hypotheses share place and ground
     for row, obj in enumerate(objects):
@@ -543,8 +543,8 @@ def _free_ray_samples(frames: Sequence[FrameInput], objects: Sequence[_Object],
             category = frame.detections[o.detection].category
             radius = 0.5 * float(config.init.mean_size(category)[0]) + settings.reach
             drawn[key] = free_samples(frame.points, frame.calib.lidar_origin(), plane,
-                                      o.initial.center, radius, settings.band, settings.margin,
-                                      settings.per_ray, settings.count,
+                                      o.initial.center, radius, config.free_space_band,
+                                      settings.margin, settings.per_ray, settings.count,
                                       np.random.default_rng([config.seed, o.detection]))
         samples.append(drawn[key])
     if not any(len(s) for s in samples):

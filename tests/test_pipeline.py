@@ -55,7 +55,6 @@ def test_free_space_follows_only_rays_that_cross_the_object_between_the_band_hei
     assert keep.tolist() == [[True, False, True, True, False]]
     unknown = _Object(0, 0, 0, dataclasses.replace(car, ground=None), None)
     assert _free_space_rays(points, np.zeros(3), [unknown], (0.3, 0.9)).all()
-    assert _free_space_rays(points, np.zeros(3), [unknown], None) is None
 
 
 def test_sparse_depth_windows_take_only_the_points_each_window_uses():

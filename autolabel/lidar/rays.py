@@ -72,17 +72,16 @@ def free_samples(points: np.ndarray, origin: np.ndarray, plane: GroundPlane,
 
 @dataclasses.dataclass(frozen=True)
 class FreeRayConfig:
-    """How many free-space samples an object gets from the LiDAR's rays, and where.
+    """How many free-space samples an object gets from the LiDAR's rays, and where (the
+    heights they may lie at are ``PipelineConfig.free_space_band``).
 
     Attributes:
         reach: metres beyond half the class's mean length that the samples reach from the
             object's initial centre (horizontally).
-        band: (low, high) metres above the object's ground that a sample may lie.
         margin: metres short of each return. per_ray: draws per ray. count: samples kept.
     """
 
     reach: float = 1.0
-    band: tuple[float, float] = (0.3, 0.9)
     margin: float = 0.15
     per_ray: int = 4
     count: int = 256
