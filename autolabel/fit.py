@@ -107,6 +107,9 @@ class FitConfig:
             projection of the label's 3D box (a detector trained on labels like KITTI's,
             whose 2D boxes are their 3D boxes' projections: on kitti_dev's unoccluded cars the
             two agree to a median 0.3 px).
+        nocs_either_end: the NOCS term (given NOCS maps) does not tell the car's front from
+            its back (:class:`autolabel.losses.NocsLoss`): the image model that predicts the
+            maps mistakes one real car's front for its back in five.
         weights, render, surfels: loss weights, renderer and surfel settings.
         compile: run each iteration's loss and its backward pass as code compiled with
             ``torch.compile`` (:func:`_compiled_loss`): a few operator calls per iteration
@@ -134,6 +137,7 @@ class FitConfig:
     point_inside_weight: float = 0.3
     box_extent: str = "shape"
     silhouette_halo: float = 0.75
+    nocs_either_end: bool = True
     surfels: SurfelSettings = SurfelSettings(differentiable_normals=False)
     compile: bool = False
 
@@ -384,7 +388,8 @@ class _Objective:
         self.overlap_loss = (None if batch.obstacles is None else losses.FootprintOverlapLoss(
             batch.obstacles, batch.obstacles_valid))
         self.nocs_loss = (None if batch.nocs is None
-                          else losses.NocsLoss(batch.nocs, batch.nocs_valid))
+                          else losses.NocsLoss(batch.nocs, batch.nocs_valid,
+                                               config.nocs_either_end))
         absent = {name for name, loss in (("overlap", self.overlap_loss),
                                           ("free_rays", self.free_ray_loss),
                                           ("nocs", self.nocs_loss)) if loss is None}

@@ -274,19 +274,35 @@ class NocsLoss:
 
     Args:
         target: (B, S, S, 3) given NOCS. target_valid: (B, S, S) bool.
+        either_end: compare each object with the target as given and turned end for end
+            (``(1 - x, 1 - y, z)``, the same car heading the other way) and keep the closer:
+            the map then says where the car's ends are but not which is the front.
     Called with:
         nocs: (B, S, S, 3) rendered. silhouette: (B, S, S) coverage.
     Returns:
         (B,) coverage-weighted mean L1 over valid pixels.
+
+    >>> target = torch.full((1, 2, 2, 3), 0.5); target[..., 0] = torch.tensor([0.0, 1.0])
+    >>> turned = target.clone(); turned[..., :2] = 1 - turned[..., :2]
+    >>> valid, cover = torch.ones(1, 2, 2, dtype=torch.bool), torch.ones(1, 2, 2)
+    >>> NocsLoss(target, valid)(turned, cover).item(), NocsLoss(target, valid, True)(turned, cover).item()
+    (1.0, 0.0)
     """
 
-    def __init__(self, target: Tensor, target_valid: Tensor):
+    def __init__(self, target: Tensor, target_valid: Tensor, either_end: bool = False):
         self.target, self.valid = target, target_valid.to(target.dtype)
+        self.turned = None
+        if either_end:
+            self.turned = torch.cat([1 - target[..., :2], target[..., 2:]], dim=-1)
 
     def __call__(self, nocs: Tensor, silhouette: Tensor) -> Tensor:
         weight = silhouette * self.valid
-        error = (nocs - self.target).abs().sum(-1)
-        return (weight * error).sum((-1, -2)) / weight.sum((-1, -2)).clamp(min=1e-6)
+        total = weight.sum((-1, -2)).clamp(min=1e-6)
+        error = (weight * (nocs - self.target).abs().sum(-1)).sum((-1, -2)) / total
+        if self.turned is None:
+            return error
+        turned = (weight * (nocs - self.turned).abs().sum(-1)).sum((-1, -2)) / total
+        return torch.minimum(error, turned)
 
 
 def nocs_loss(nocs: Tensor, silhouette: Tensor, target: Tensor, target_valid: Tensor) -> Tensor:

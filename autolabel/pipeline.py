@@ -272,7 +272,9 @@ def sparse_depth_windows(points: np.ndarray, projection: np.ndarray, window: np.
 @dataclasses.dataclass
 class _Object:
     """One hypothesis of one detection, before batching (``plane``: the frame's ground;
-    ``viewpoint``: the image model's (K,) observation-angle bin probabilities, or None)."""
+    ``viewpoint``: the image model's (K,) observation-angle bin probabilities, or None;
+    ``nocs``: its (S, S, 3) NOCS map and (S, S) bool validity in the render window, or
+    None)."""
 
     frame: int
     detection: int
@@ -281,6 +283,7 @@ class _Object:
     plane: GroundPlane | None
     occluder: np.ndarray | None = None
     viewpoint: np.ndarray | None = None
+    nocs: tuple[np.ndarray, np.ndarray] | None = None
 
 
 def free_edges(box2d: np.ndarray, image_size: tuple[int, int] | None,
@@ -343,8 +346,10 @@ def _hypotheses(frame: FrameInput, config: PipelineConfig, evidence: FrameEviden
     objects = []
     for d, hypothesis in enumerate(initial):
         variants = yaw_hypotheses(hypothesis)
+        nocs = (None if evidence is None or evidence.nocs is None
+                else (evidence.nocs[d], evidence.nocs_valid[d]))
         objects.extend(_Object(0, d, k, variants[k], plane, occluders[d],
-                               None if evidence is None else evidence.viewpoints[d])
+                               None if evidence is None else evidence.viewpoints[d], nocs)
                        for k in keep)
     return objects, plane
 
@@ -490,6 +495,7 @@ def build_batch(frames: Sequence[FrameInput], objects: Sequence[_Object],
                                  for o in objects), strict=True)
     grounds = [o.initial.ground for o in objects]
     free_points, free_valid = _free_ray_samples(frames, objects, config)
+    nocs, nocs_valid = _nocs_targets(objects, size)
     ground = np.array([np.append(plane.normal, plane.offset) if plane is not None
                        else np.zeros(4) for plane in grounds])
     categories = [frames[o.frame].detections[o.detection].category for o in objects]
@@ -515,7 +521,31 @@ def build_batch(frames: Sequence[FrameInput], objects: Sequence[_Object],
         size=tensor([o.initial.size for o in objects]),
         free_points=None if free_points is None else tensor(free_points),
         free_valid=None if free_valid is None else tensor(free_valid, torch.bool),
+        nocs=None if nocs is None else tensor(nocs),
+        nocs_valid=None if nocs_valid is None else tensor(nocs_valid, torch.bool),
     )
+
+
+def _nocs_targets(objects: Sequence[_Object], size: int
+                  ) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(B, S, S, 3) the image model's NOCS maps of the hypotheses, resampled to the render
+    windows' S x S pixels, and (B, S, S) bool where they hold (none for a hypothesis
+    without one); None for both when no hypothesis has one."""
+    if all(o.nocs is None for o in objects):
+        return None, None
+    nocs = np.zeros((len(objects), size, size, 3), dtype=np.float32)
+    valid = np.zeros((len(objects), size, size), dtype=bool)
+    for row, o in enumerate(objects):
+        if o.nocs is None:
+            continue
+        target, on = (torch.as_tensor(np.asarray(a, dtype=np.float32)) for a in o.nocs)
+        if target.shape[0] != size:  # the image model's crops have another size
+            target = torch.nn.functional.interpolate(
+                target.permute(2, 0, 1)[None], (size, size), mode="bilinear",
+                align_corners=False)[0].permute(1, 2, 0)
+            on = torch.nn.functional.interpolate(on[None, None], (size, size))[0, 0] > 0.5
+        nocs[row], valid[row] = target.numpy(), on.numpy() > 0
+    return nocs, valid
 
 
 def _free_ray_samples(frames: Sequence[FrameInput], objects: Sequence[_Object],

@@ -95,3 +95,20 @@ def test_label_dataset_with_a_worker_process_gives_the_labels_of_one_process():
         assert label.label.center.tolist() == expected.label.center.tolist()
         assert label.label.size.tolist() == expected.label.size.tolist()
         assert label.latent.tolist() == expected.latent.tolist()
+
+
+def test_nocs_maps_of_another_size_are_resampled_to_the_render_window():
+    from autolabel.init import Hypothesis
+    from autolabel.pipeline import _nocs_targets, _Object
+
+    car = Hypothesis(np.array([0.0, 1.0, 10.0]), 0.0, np.array([4.0, 1.6, 1.5]),
+                     np.zeros((0, 3)), "lidar")
+    nocs = np.broadcast_to(np.array([0.2, 0.5, 0.9], np.float32), (32, 32, 3))
+    valid = np.zeros((32, 32), dtype=bool)
+    valid[:, :16] = True  # the left half
+    objects = [_Object(0, 0, 0, car, None, nocs=(nocs, valid)), _Object(0, 1, 0, car, None)]
+    target, on = _nocs_targets(objects, 64)
+    assert target.shape == (2, 64, 64, 3) and on.shape == (2, 64, 64)
+    np.testing.assert_allclose(target[0], np.broadcast_to(nocs[0, 0], (64, 64, 3)), atol=1e-6)
+    assert on[0, :, :32].all() and not on[0, :, 32:].any() and not on[1].any()
+    assert _nocs_targets(objects[1:], 64) == (None, None)

@@ -8,7 +8,11 @@ two pieces of evidence the fitter can use:
   occluder masks of farther detections, mask IoU in verification);
 * a **viewpoint** distribution over the bins of the observation angle: how probable each
   fitted heading is given what the crop shows, which tells a car's front from its back
-  where the LiDAR outline cannot (:func:`viewpoint_cost`).
+  where the LiDAR outline cannot (:func:`viewpoint_cost`);
+* a **NOCS map**: for each pixel of the predicted mask, where on the car's box it lies
+  (``point / size + 1/2``, the renderer's convention), so the fitter can compare it with its
+  render (:class:`autolabel.losses.NocsLoss`); it says where in the image a car's far end is,
+  which its points may not.
 """
 
 from __future__ import annotations
@@ -52,6 +56,8 @@ class ImageEvidenceConfig:
             on 7 (docs/decisions.md). On synthetic frames 0.01 saved one flip.
         weak_viewpoint_weight: the same for weak (box-only) hypotheses, which have no 3D
             evidence of their heading: there the model's viewpoint decides.
+        nocs: detections get the predicted NOCS map on their predicted mask as the target
+            of the fit's NOCS term (``FitConfig.weights.nocs``).
         model: the weights file; None for the shipped model.
         mask_threshold: probability above which a pixel is on the predicted mask.
         probability_floor: the smallest viewpoint probability a heading is given, which caps
@@ -63,6 +69,7 @@ class ImageEvidenceConfig:
     camera_only: bool = True
     viewpoint_weight: float = 0.0
     weak_viewpoint_weight: float = 1.0
+    nocs: bool = False
     model: str | None = None
     mask_threshold: float = 0.5
     probability_floor: float = 0.01
@@ -76,7 +83,7 @@ class ImageEvidenceConfig:
     @property
     def enabled(self) -> bool:
         return (self.masks or self.occluders or self.camera_only or self.viewpoint_weight > 0
-                or self.weak_viewpoint_weight > 0)
+                or self.weak_viewpoint_weight > 0 or self.nocs)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,11 +96,16 @@ class FrameEvidence:
         viewpoints: (D, K) probabilities of the observation angle's K bins per detection.
         alphas: (D,) the predicted observation angle per detection (the likeliest bin's
             centre plus its residual), radians.
+        nocs: (D, S, S, 3) the predicted NOCS maps in the detections' render windows and
+            (D, S, S) bool where they hold (the predicted mask); None for both when the
+            config uses no NOCS.
     """
 
     masks: list[np.ndarray] | None
     viewpoints: np.ndarray
     alphas: np.ndarray
+    nocs: np.ndarray | None = None
+    nocs_valid: np.ndarray | None = None
 
 
 @functools.cache
@@ -172,7 +184,10 @@ def read_frame(image: np.ndarray, detections: Sequence[Detection], margin: float
                  for p, w, d in zip(probability, windows, detections, strict=True)]
     viewpoints = torch.softmax(prediction.bin_logits, dim=-1).numpy()
     alphas = decode_angle(prediction.bin_logits, prediction.residuals).numpy()
-    return FrameEvidence(masks, viewpoints, alphas)
+    if not config.nocs:
+        return FrameEvidence(masks, viewpoints, alphas)
+    on_mask = torch.sigmoid(prediction.mask_logits) > config.mask_threshold
+    return FrameEvidence(masks, viewpoints, alphas, prediction.nocs.numpy(), on_mask.numpy())
 
 
 def viewpoint_cost(viewpoints: Tensor, yaw: Tensor, center: Tensor, floor: float) -> Tensor:
