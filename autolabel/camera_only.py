@@ -153,6 +153,7 @@ class RoadConfig:
     height_spread: float = 0.03
     slope_spread: float = 0.01
     roughness: float = 0.1
+    grade_spread: float = 0.0
     size_spread: float = 0.1
     edge_noise: float = 3.0
     outlier: float = 2.5
@@ -217,7 +218,8 @@ def estimate_road(samples: np.ndarray, box_heights: np.ndarray, camera_height: f
     relative = np.sqrt(config.size_spread ** 2
                        + 2 * (config.edge_noise / np.asarray(box_heights, dtype=np.float64)) ** 2)
     noise = np.abs(y) * relative
-    spread = np.sqrt(noise ** 2 + config.roughness ** 2)
+    rough = config.roughness ** 2 + (config.grade_spread * z) ** 2
+    spread = np.sqrt(noise ** 2 + rough)
     prior = np.array([[1 / config.height_spread, 0.0], [0.0, 1 / config.slope_spread]])
     target = np.array([camera_height / config.height_spread, 0.0])
     weight = np.ones(len(samples))
@@ -229,7 +231,7 @@ def estimate_road(samples: np.ndarray, box_heights: np.ndarray, camera_height: f
                                         rcond=None)[0]
         residual = np.abs(y - height - slope * z) / spread
         weight = np.minimum(1.0, config.outlier / np.maximum(residual, 1e-12))
-    offsets = (config.roughness ** 2 / spread ** 2 * weight) * (y - height - slope * z)
+    offsets = (rough / spread ** 2 * weight) * (y - height - slope * z)
     return road_plane(float(height), float(slope)), offsets
 
 
