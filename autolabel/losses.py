@@ -285,7 +285,8 @@ class NocsLoss:
     >>> target = torch.full((1, 2, 2, 3), 0.5); target[..., 0] = torch.tensor([0.0, 1.0])
     >>> turned = target.clone(); turned[..., :2] = 1 - turned[..., :2]
     >>> valid, cover = torch.ones(1, 2, 2, dtype=torch.bool), torch.ones(1, 2, 2)
-    >>> NocsLoss(target, valid)(turned, cover).item(), NocsLoss(target, valid, True)(turned, cover).item()
+    >>> as_given, either_end = NocsLoss(target, valid), NocsLoss(target, valid, True)
+    >>> as_given(turned, cover).item(), either_end(turned, cover).item()
     (1.0, 0.0)
     """
 
