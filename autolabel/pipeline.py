@@ -98,7 +98,7 @@ class PipelineConfig:
             (:mod:`autolabel.lidar.rays`); None: no such term.
         max_fit_objects: hypotheses optimised at once; a chunk of frames with more is fitted
             in several pieces (each detection's hypotheses together), which bounds memory:
-            about 1.5 GB peak for the whole process at 128 on CPU, 0.96 GB at 32
+            about 1.5 GB peak for the whole process at 128 on CPU, 0.97 GB at 32
             (benchmarks/results/memory.json).
         image: which predictions of the image model the fit uses (needs the frame's image).
         extent: how a LiDAR label's box grows to enclose the object's points
