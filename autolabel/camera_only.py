@@ -18,9 +18,10 @@ Three pieces of knowledge stand in for the missing 3D points:
   moves the road under it by what the road's roughness and grade allow, the more the
   farther the car: the road 40 m ahead may lie a metre above or below the level one, the
   road under a car 8 m ahead hardly. A frame without usable samples keeps the level road.
-  By default (:class:`RoadConfig`) the plane is held level and only the per-car moves
+  With the spreads of :class:`RoadConfig` the plane is held level and only the per-car moves
   remain: a plane tilted by a frame's few samples moved the nearer cars, which the level
-  road already places well;
+  road already places well. The estimate is off by default: it helps where roads rise and
+  fall, and costs far cars on level roads the depth their own samples' noise adds;
 * the class's **mean size**.
 
 A box of the mean size, at that observation angle, standing on that ground, has one free
@@ -136,8 +137,10 @@ class RoadConfig:
     (:func:`estimate_road`). The spreads are one standard deviation.
 
     Attributes:
-        enabled: estimate the road; False: every detection stands on the level road
-            ``camera_height`` below the camera.
+        enabled: estimate the road; False (the default): every detection stands on the level
+            road ``camera_height`` below the camera. Enabled, kitti_dev's camera-only labels
+            gain (its roads rise and fall) and the synthetic ones, on level roads, lose more
+            (docs/decisions.md).
         height_spread: prior spread of the frame's road height below the camera around
             ``camera_height``, metres (the car's load and suspension, the road's camber).
         slope_spread: prior spread of the frame's road slope along the camera's z (camera
@@ -157,7 +160,7 @@ class RoadConfig:
     iterations: reweighting rounds of the robust fit.
     """
 
-    enabled: bool = True
+    enabled: bool = False
     height_spread: float = 0.01
     slope_spread: float = 0.001
     roughness: float = 0.1

@@ -112,8 +112,8 @@ def test_camera_only_hypotheses_of_a_generated_frame_land_near_the_cars():
     detections = [dataclasses.replace(d, mask=None) for d in generated.detections]
     frame = FrameInput("000000", image.shape[:2], kitti_calib(), detections, image=image)
     errors = {}
-    for camera_only in (False, True):  # the generated road is level: so is the one assumed
-        config = PipelineConfig(yaw_hypotheses=1, road=RoadConfig(enabled=False),
+    for camera_only in (False, True):
+        config = PipelineConfig(yaw_hypotheses=1,
                                 image=ImageEvidenceConfig(camera_only=camera_only))
         initial = [o.initial for o in prepare_frame(frame, config).objects]
         assert all(h.weak for h in initial)
@@ -131,7 +131,7 @@ def test_camera_only_hypotheses_of_a_generated_frame_land_near_the_cars():
 # Cars on a road a little lower than the level one at the camera and falling away from it,
 # y = 1.68 + 0.008 z (0.43 m lower than the level road 50 m ahead), as (x, z, yaw).
 TILTED = (1.68, 0.008)
-ON = RoadConfig(height_spread=0.03, slope_spread=0.01, grade_spread=0.0)  # a tilting plane
+ON = RoadConfig(enabled=True, height_spread=0.03, slope_spread=0.01, grade_spread=0.0)
 ROAD_CARS = [(-3.0, 9.0, 0.3), (3.5, 14.0, -1.2), (-5.0, 19.0, 2.0), (2.0, 25.0, 1.4),
              (-2.5, 31.0, -0.4), (4.0, 38.0, 3.0), (-1.5, 45.0, 0.8), (1.0, 55.0, -2.2)]
 
@@ -206,19 +206,20 @@ def test_one_detection_moves_the_road_toward_it_but_not_all_the_way():
 
 
 def test_a_far_cars_own_sample_moves_its_road_further_than_a_near_cars():
-    """By default the frame's plane stays level and each car's road moves toward its own
-    sample by what the grade allows over its distance: a car 9 m ahead hardly moves, one
-    45 m ahead most of the way."""
+    """Enabled with the default spreads, the frame's plane stays level and each car's road
+    moves toward its own sample by what the grade allows over its distance: a car 9 m ahead
+    a third of the way, one 45 m ahead most of it."""
     lower = (GROUND_Y + 0.3, 0.0)  # a road 0.3 m below the level one
     share = {}
     for x, z, yaw in (ROAD_CARS[0], ROAD_CARS[6]):
         boxes, alphas, bottoms = _cars_on(lower, [(x, z, yaw)])
         ground, = detection_grounds(boxes, alphas, mean_size("Car")[None], P2,
-                                    np.zeros((1, 4), dtype=bool), GROUND_Y)
+                                    np.zeros((1, 4), dtype=bool), GROUND_Y,
+                                    RoadConfig(enabled=True))
         share[z] = (float(ground.y_at(bottoms[0, 0], bottoms[0, 2])) - GROUND_Y) / 0.3
     print("share of the way to the true road, by distance:", share)
     assert share[9.0] < 0.4 and share[45.0] > 0.55
     level, = detection_grounds(boxes, alphas, mean_size("Car")[None], P2,
                                np.zeros((1, 4), dtype=bool), GROUND_Y,
-                               RoadConfig(grade_spread=0.0))
+                               RoadConfig(enabled=True, grade_spread=0.0))
     assert float(level.y_at(bottoms[0, 0], bottoms[0, 2])) < GROUND_Y + 0.05
