@@ -538,7 +538,7 @@ def _nocs_targets(objects: Sequence[_Object], size: int
     for row, o in enumerate(objects):
         if o.nocs is None:
             continue
-        target, on = (torch.as_tensor(np.asarray(a, dtype=np.float32)) for a in o.nocs)
+        target, on = (torch.tensor(np.asarray(a, dtype=np.float32)) for a in o.nocs)
         if target.shape[0] != size:  # the image model's crops have another size
             target = torch.nn.functional.interpolate(
                 target.permute(2, 0, 1)[None], (size, size), mode="bilinear",
