@@ -16,9 +16,9 @@ surfels that went stale) is checked between iterations, every ``FitConfig.check_
 Everything that depends only on the observations is made once per batch (:class:`_Objective`),
 the parameters are two tensors updated by one fused Adam operator (:class:`_Parameters`), and
 the renderer and the posing of surfels have hand-written backward passes: an iteration is
-about 810 operators in the pose stage and 1035 in the shape stage as dispatched
+about 800 operators in the pose stage and 1055 in the shape stage as dispatched
 (tests/test_fit.py counts them; the profiler, which does not see the operators called inside
-others, counts 669 and 887, benchmarks/speed.py), whatever the batch size, of which the shape
+others, counts 687 and 905, benchmarks/speed.py), whatever the batch size, of which the shape
 decoder's passes are about 100 and 250. Compiled (``FitConfig.compile``) the profiler counts
 49 and 84.
 

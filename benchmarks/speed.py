@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import platform
 import resource
 import statistics
@@ -37,6 +38,7 @@ from torch.profiler import ProfilerActivity, profile
 from autolabel import geometry as g
 from autolabel import losses, surfels
 from autolabel.fit import FitConfig, ObjectBatch, _Fit
+from autolabel.lidar.rays import FreeRayConfig
 from autolabel.prior import load_prior
 from autolabel.render import RenderSettings, detection_windows, render
 
@@ -96,20 +98,30 @@ def _iteration(prior, params, fixed, settings, surfel_settings, device) -> dict[
 
 def _object_batch(fixed: dict, centre, yaw, size, box2d) -> ObjectBatch:
     """The cars as the fitter's input: the targets as mask and depth, the first 400 target
-    surfels (posed) as observed points, the ground plane under the wheels."""
+    surfels (posed) as observed points, the ground plane under the wheels, and as many
+    free-ray samples as the fitter's default takes (``FreeRayConfig.count``), in a ring 0.2-1 m
+    outside each car's box at half its height."""
     batch = centre.shape[0]
     observed, _ = surfels.pose_surfels(fixed["surfels"], fixed["moved"],
                                        g.yaw_to_rotation(yaw + 0.17), size)
     ground = torch.tensor([0.0, -1.0, 0.0], device=centre.device).expand(batch, 3)
     ground = torch.cat([ground, centre[:, 1:2] + size[:, 2:] / 2], dim=1)
     every = torch.ones(batch, dtype=torch.bool, device=centre.device)
+    draws = torch.rand(2, batch, FreeRayConfig().count,
+                       generator=torch.Generator().manual_seed(0)).to(centre.device)
+    angle = 2 * math.pi * draws[0]
+    reach = size[:, :1] / 2 + 0.2 + 0.8 * draws[1]  # (B, F) metres from the centre
+    free = centre[:, None, :] + torch.stack([reach * torch.cos(angle),
+                                             torch.zeros_like(reach),
+                                             reach * torch.sin(angle)], dim=-1)
     return ObjectBatch(
         projection=fixed["camera"], box2d=box2d, free_edges=torch.zeros_like(box2d).bool(),
         window=fixed["window"], points=observed[:, :400],
         points_valid=fixed["surfels"].valid[:, :400], observed_depth=fixed["depth"],
         mask=fixed["mask"], has_mask=every, ground=ground, has_ground=every,
         size_log_mean=size.log(), size_log_std=torch.full_like(size, 0.1),
-        center=centre, yaw=yaw, size=size)
+        center=centre, yaw=yaw, size=size, free_points=free,
+        free_valid=torch.ones(free.shape[:2], dtype=torch.bool, device=centre.device))
 
 
 def _operator_calls(function) -> dict[str, int]:

@@ -292,7 +292,7 @@ def fit_command(
                                      "score passes; otherwise they are always rejected."),
     compile_fit: bool = typer.Option(False, "--compile", help="Compile each fit iteration "
                                      "with torch.compile: 49-84 operators (profiler) instead "
-                                     "of 669-887, up to twice as fast at large batches, after "
+                                     "of 687-905, up to 1.7 times as fast at large batches, after "
                                      "tens of seconds of compiling per process (for long runs "
                                      "and GPUs)."),
     box_extent: str = typer.Option("shape", "--box-extent", help="What a detection's box "
