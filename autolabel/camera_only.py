@@ -20,8 +20,9 @@ Three pieces of knowledge stand in for the missing 3D points:
   road under a car 8 m ahead hardly. A frame without usable samples keeps the level road.
   With the spreads of :class:`RoadConfig` the plane is held level and only the per-car moves
   remain: a plane tilted by a frame's few samples moved the nearer cars, which the level
-  road already places well. The estimate is off by default: it helps where roads rise and
-  fall, and costs far cars on level roads the depth their own samples' noise adds;
+  road already places well. The estimate is off by default: it moves the far cars of hilly
+  frames toward their roads, but kitti_dev's official AP fell with it and on level roads it
+  only adds its samples' noise to the far cars' depth;
 * the class's **mean size**.
 
 A box of the mean size, at that observation angle, standing on that ground, has one free
@@ -139,8 +140,8 @@ class RoadConfig:
     Attributes:
         enabled: estimate the road; False (the default): every detection stands on the level
             road ``camera_height`` below the camera. Enabled, kitti_dev's camera-only labels
-            gain (its roads rise and fall) and the synthetic ones, on level roads, lose more
-            (docs/decisions.md).
+            come nearer their cars on average but its official AP falls, and the synthetic
+            ones, on level roads, lose much more (docs/decisions.md).
         height_spread: prior spread of the frame's road height below the camera around
             ``camera_height``, metres (the car's load and suspension, the road's camber).
         slope_spread: prior spread of the frame's road slope along the camera's z (camera
@@ -157,7 +158,7 @@ class RoadConfig:
             is off by this share (KITTI cars: height 1.53 +- 0.14 m, length 3.9 +- 0.4 m).
         edge_noise: spread of a detection's edges, pixels.
         outlier: residuals beyond this many spreads count less (Huber weights).
-    iterations: reweighting rounds of the robust fit.
+        iterations: reweighting rounds of the robust fit.
     """
 
     enabled: bool = False
