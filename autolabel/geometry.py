@@ -286,7 +286,19 @@ def points_in_frustum(
     Returns:
         (*, N) bool.
     """
-    pixels, depth = project_points(points, projection)
+    return pixels_in_box(*project_points(points, projection), box2d, min_depth)
+
+
+def pixels_in_box(pixels: Tensor, depth: Tensor, box2d: Tensor, min_depth: float = 0.1
+                  ) -> Tensor:
+    """:func:`points_in_frustum` of points already projected (:func:`project_points`).
+
+    Args:
+        pixels: (*, N, 2). depth: (*, N). box2d: (*, 4) as (x1, y1, x2, y2) in pixels.
+        min_depth: points closer than this (metres) are excluded.
+    Returns:
+        (*, N) bool.
+    """
     u, v = pixels[..., 0], pixels[..., 1]
     x1, y1, x2, y2 = (box2d[..., i].unsqueeze(-1) for i in range(4))
     return (depth > min_depth) & (u >= x1) & (u <= x2) & (v >= y1) & (v <= y2)

@@ -61,9 +61,9 @@ from autolabel.label import ObjectLabel
 from autolabel.lidar import ground
 from autolabel.lidar.clusters import (
     ClusterCandidate,
+    ProjectedPoints,
     assign_clusters,
     cluster_candidates,
-    frustum_mask,
     trim_cluster,
 )
 from autolabel.lidar.ground import GroundPlane, local_ground
@@ -457,12 +457,15 @@ def border_edges(box2d: np.ndarray, image_size: tuple[int, int] | None,
 
 def _detection_candidates(points: np.ndarray, detection: Detection, projection: np.ndarray,
                           plane: GroundPlane | None, image_size: tuple[int, int] | None,
-                          config: InitConfig, mask: np.ndarray | None
+                          config: InitConfig, mask: np.ndarray | None,
+                          seen: ProjectedPoints | None = None
                           ) -> tuple[Hypothesis, list[ClusterCandidate]]:
-    """The box-only fallback of a detection and its scored clusters among ``points``."""
+    """The box-only fallback of a detection and its scored clusters among ``points``
+    (``seen``: the points already projected through ``projection``, else projected here)."""
     fallback = box_only_hypothesis(detection.box2d, detection.category, projection,
                                    config=config)
-    index, context = (_above_ground(points, projection, box, plane, config)
+    seen = ProjectedPoints.of(points, projection) if seen is None else seen
+    index, context = (_above_ground(points, seen, box, plane, config)
                       for box in (detection.box2d, _widened(detection.box2d, image_size)))
     return fallback, _candidates(points, index, projection, detection.box2d,
                                  float(fallback.center[2]), config, mask,
@@ -470,10 +473,10 @@ def _detection_candidates(points: np.ndarray, detection: Detection, projection: 
                                  config.mean_size(detection.category), context)
 
 
-def _above_ground(points: np.ndarray, projection: np.ndarray, box2d: np.ndarray,
+def _above_ground(points: np.ndarray, seen: ProjectedPoints, box2d: np.ndarray,
                   plane: GroundPlane | None, config: InitConfig) -> np.ndarray:
     """Indices of the points in a box's frustum that stand clear of the ground plane."""
-    index = np.flatnonzero(frustum_mask(points, projection, box2d))
+    index = np.flatnonzero(seen.in_box(box2d))
     if plane is None:
         return index
     return index[plane.height(points[index]) > config.ground_clearance]
@@ -577,7 +580,9 @@ def frame_hypotheses(points: np.ndarray | None, calib: Calib, detections: Sequen
         points = np.asarray(points, dtype=np.float64)
         plane = fit_ground_plane(points, config)
     sensor = calib.lidar_origin()
-    scored = [_detection_candidates(points, d, calib.P2, plane, image_size, config, d.mask)
+    seen = ProjectedPoints.of(points, calib.P2)
+    scored = [_detection_candidates(points, d, calib.P2, plane, image_size, config, d.mask,
+                                    seen)
               for d in detections]
     chosen = assign_clusters([candidates for _, candidates in scored])
     hypotheses = [_hypothesis_from(points[indices], fallback, d, calib.P2, plane, sensor,

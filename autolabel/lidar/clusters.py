@@ -13,7 +13,32 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
-from autolabel.geometry import points_in_frustum
+from autolabel.geometry import pixels_in_box, project_points
+
+
+@dataclasses.dataclass(frozen=True)
+class ProjectedPoints:
+    """A frame's points projected into its image once, for the frusta of all its detections.
+
+    Attributes:
+        pixels: (N, 2) (u, v). depth: (N,) the projection's ``w`` (see
+            :func:`autolabel.geometry.project_points`).
+    """
+
+    pixels: torch.Tensor
+    depth: torch.Tensor
+
+    @classmethod
+    def of(cls, points: np.ndarray, projection: np.ndarray) -> ProjectedPoints:
+        """Points (N, 3) in the camera frame seen through the (3, 4) camera matrix."""
+        return cls(*project_points(torch.as_tensor(np.asarray(points, dtype=np.float64)),
+                                   torch.as_tensor(np.asarray(projection, dtype=np.float64))))
+
+    def in_box(self, box2d: np.ndarray) -> np.ndarray:
+        """(N,) bool: which points project inside the box (x1, y1, x2, y2 pixels) and lie
+        in front of the camera."""
+        box = torch.as_tensor(np.asarray(box2d, dtype=np.float64))
+        return pixels_in_box(self.pixels, self.depth, box).numpy()
 
 
 def frustum_mask(points: np.ndarray, projection: np.ndarray, box2d: np.ndarray) -> np.ndarray:
@@ -24,10 +49,7 @@ def frustum_mask(points: np.ndarray, projection: np.ndarray, box2d: np.ndarray) 
     Returns:
         (N,) bool.
     """
-    inside = points_in_frustum(torch.as_tensor(np.asarray(points, dtype=np.float64)),
-                               torch.as_tensor(np.asarray(projection, dtype=np.float64)),
-                               torch.as_tensor(np.asarray(box2d, dtype=np.float64)))
-    return inside.numpy()
+    return ProjectedPoints.of(points, projection).in_box(box2d)
 
 
 def project(points: np.ndarray, projection: np.ndarray) -> np.ndarray:
