@@ -408,19 +408,18 @@ def _free_space_rays(points: np.ndarray, origin: np.ndarray, objects: Sequence[_
     pass the object's initial position between ``band`` metres above its ground (every
     return for an object without a ground)."""
     keep = np.ones((len(objects), len(points)), dtype=bool)
-    done: dict[tuple[int, float], int] = {}  # a detection's hypotheses share place and ground
+    done: dict[int, int] = {}  # a detection's hypotheses share place and ground
     for row, obj in enumerate(objects):
         plane = obj.initial.ground or obj.plane
         if plane is None:
             continue
-        reach = float(np.hypot(*(obj.initial.center - origin)[[0, 2]]))
-        key = (id(plane), reach)
-        if key in done:
-            keep[row] = keep[done[key]]
+        if obj.detection in done:
+            keep[row] = keep[done[obj.detection]]
             continue
+        reach = float(np.hypot(*(obj.initial.center - origin)[[0, 2]]))
         height = ray_heights(points, origin, plane, reach)
         keep[row] = (height > band[0]) & (height < band[1])
-        done[key] = row
+        done[obj.detection] = row
     return keep
 
 
@@ -554,21 +553,20 @@ def _free_ray_samples(frames: Sequence[FrameInput], objects: Sequence[_Object],
     (:func:`autolabel.lidar.rays.free_samples`) and (B, F) validity; None for both when no
     hypothesis has LiDAR and a ground, or ``config.free_rays`` is None.
 
-    Hypotheses with the same frame, ground and centre (a detection's yaw hypotheses) share
-    one draw, so they are compared on the same samples; the draw is seeded by
-    ``config.seed`` and the detection's index, so it does not depend on how frames are
-    batched."""
+    A detection's hypotheses (which share its centre and ground) share one draw, so they are
+    compared on the same samples; the draw is seeded by ``config.seed`` and the detection's
+    index, so it does not depend on how frames are batched."""
     settings = config.free_rays
     if settings is None:
         return None, None
     samples = []
-    drawn: dict[tuple, np.ndarray] = {}
+    drawn: dict[tuple[int, int], np.ndarray] = {}
     for o in objects:
         frame, plane = frames[o.frame], o.initial.ground or o.plane
         if frame.points is None or plane is None:
             samples.append(np.zeros((0, 3)))
             continue
-        key = (o.frame, id(plane), o.initial.center.tobytes())
+        key = (o.frame, o.detection)
         if key not in drawn:
             category = frame.detections[o.detection].category
             radius = 0.5 * float(config.init.mean_size(category)[0]) + settings.reach
