@@ -14,7 +14,12 @@ from autolabel.geometry import points_in_box, yaw_to_rotation
 from autolabel.init import InitConfig, fit_ground_plane, frame_hypotheses
 from autolabel.io.detections import Detection
 from autolabel.io.kitti import read_calib, read_labels, read_velodyne
-from autolabel.lidar.clusters import cluster_candidates, dbscan, frustum_mask, trim_cluster
+from autolabel.lidar.clusters import (
+    ProjectedPoints,
+    cluster_candidates,
+    dbscan,
+    trim_cluster,
+)
 
 KITTI_DEV = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "kitti_dev"
 
@@ -89,7 +94,7 @@ def kitti_dev_frustums() -> list[np.ndarray]:
         points = calib.velo_to_rect(scan[:, :3])
         plane = fit_ground_plane(points, config)
         for label in read_labels(KITTI_DEV / "label_2" / f"{calib_path.stem}.txt"):
-            index = np.flatnonzero(frustum_mask(points, calib.P2, label.box2d))
+            index = np.flatnonzero(ProjectedPoints.of(points, calib.P2).in_box(label.box2d))
             index = index[plane.height(points[index]) > config.ground_clearance]
             frustums.append(points[index])
     return frustums
@@ -217,9 +222,10 @@ def test_a_hedge_that_runs_past_the_box_loses_to_the_car_the_box_was_drawn_aroun
     points = np.r_[car, hedge]
     box = np.array([609 - 721 * 0.86 / 30, 172 + 721 * 0.19 / 30, 609 + 721 * 0.86 / 30,
                     172 + 721 * 1.6 / 30])
-    inside = np.flatnonzero(frustum_mask(points, PROJECTION, box))
+    seen = ProjectedPoints.of(points, PROJECTION)
+    inside = np.flatnonzero(seen.in_box(box))
     wider = np.array([box[0] - 50, box[1], box[2] + 50, box[3]])
-    context = np.flatnonzero(frustum_mask(points, PROJECTION, wider))
+    context = np.flatnonzero(seen.in_box(wider))
 
     def best(**extra) -> np.ndarray:
         candidates = cluster_candidates(points, inside, PROJECTION, box, 21.0, eps=0.5,

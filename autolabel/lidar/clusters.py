@@ -41,17 +41,6 @@ class ProjectedPoints:
         return pixels_in_box(self.pixels, self.depth, box).numpy()
 
 
-def frustum_mask(points: np.ndarray, projection: np.ndarray, box2d: np.ndarray) -> np.ndarray:
-    """Which points project inside a 2D box and lie in front of the camera.
-
-    Args:
-        points: (N, 3) camera frame. projection: (3, 4). box2d: (4,) x1, y1, x2, y2 pixels.
-    Returns:
-        (N,) bool.
-    """
-    return ProjectedPoints.of(points, projection).in_box(box2d)
-
-
 def project(points: np.ndarray, projection: np.ndarray) -> np.ndarray:
     """Pixels (N, 2) of camera-frame points (N, 3) in front of the camera."""
     homogeneous = points @ projection[:, :3].T + projection[:, 3]
