@@ -4,6 +4,8 @@ error, and a picture of each.
     .venv/bin/python benchmarks/diagnose.py --root ../shared/data/kitti_dev --threads 1 \\
         --rows /tmp/rows.json --pictures /tmp/gallery
     .venv/bin/python benchmarks/diagnose.py --frames 20          # synthetic LiDAR scenes
+    .venv/bin/python benchmarks/diagnose.py --root ../shared/data/kitti_dev --threads 1 \\
+        --more-seeds 1 2 3 4                                     # which cars fail every draw
 
 With ``--root`` it fits every frame of a KITTI-layout folder as ``benchmarks/kitti.py``
 does (``PipelineConfig()`` with ``box_extent='box'``), on detections made as it makes them
@@ -37,6 +39,13 @@ by the cause that costs each most (:func:`main_cause`), gives the success rate (
 0.7) of the cars of every level by distance, occlusion and LiDAR points, the median signed
 errors of the moderate cars, and how well the verification score predicts BEV IoU 0.5.
 ``--pictures DIR`` draws every car under 0.7 (``benchmarks/gallery.py``).
+
+With ``--root``, ``--more-seeds`` fits the folder again on further draws of the jitter (rows
+cached per draw) and adds ``persistence`` to the summary (:func:`persistence`): for every
+moderate car that misses BEV or 3D IoU 0.7 or turns its heading by more than 90 degrees in
+any draw, in how many draws it does, and its mean errors over the draws. One draw of 3 px
+moves a car across 0.7 often enough that a single run does not say which failures are the
+fitter's and which the jitter's.
 """
 
 from __future__ import annotations
@@ -95,6 +104,9 @@ BREAKDOWNS = {"distance": ("distance_m", (30.0,), ("< 30 m", ">= 30 m")),
               "points": ("points", (20, 100), ("< 20", "20-99", ">= 100"))}
 SIGNED_ERRORS = ("vertical_m", "height_m", "length_m", "width_m", "along_ray_m",
                  "across_ray_m", "yaw_deg")
+# Mean errors :func:`persistence` reports of a car over the draws.
+PERSISTENT_ERRORS = ("length_m", "width_m", "height_m", "vertical_m", "along_ray_m")
+FLIP_DEGREES = 90.0  # a heading off by more than this faces the wrong way
 # Errors :func:`main_cause` removes one at a time from the box: name -> index in the 7-vector.
 _BOX_ERRORS = {"length": 3, "width": 4, "yaw": 6}
 
@@ -352,6 +364,64 @@ def summarize(rows: Sequence[dict]) -> dict:
             "score": score_quality(rows)}
 
 
+def persistence(rows_by_draw: Sequence[Sequence[dict]]) -> dict:
+    """How the moderate cars fare over several draws of the detections' jitter.
+
+    Args:
+        rows_by_draw: each draw's rows (:func:`frame_rows`) of the same cars.
+    Returns:
+        ``draws``; ``moderate_cars``; ``mean_over_0.7``, the mean count of moderate cars over
+        BEV and 3D IoU 0.7 a draw (a success, as in the summary); ``cars``, one entry per
+        moderate car that is not over BEV or 3D IoU 0.7 or flips its heading in at least one
+        draw: ``frame``, ``index``, ``points``,
+        ``distance_m``, the draws it is ``under_bev_0.7``, ``under_3d_0.7`` and ``flipped``
+        in, and its ``mean_errors`` (metres) over the draws it was labelled in; most 3D misses
+        first.
+    """
+    cars: dict[tuple[str, int], list[dict]] = {}
+    for rows in rows_by_draw:
+        for row in rows:
+            if row["level"] <= MODERATE:
+                cars.setdefault((row["frame"], row["index"]), []).append(row)
+    draws = len(rows_by_draw)
+    over = {metric: sum(row.get(key, 0.0) > SUCCESS_IOU for rows in rows_by_draw
+                        for row in rows if row["level"] <= MODERATE) / max(draws, 1)
+            for metric, key in (("bev", "bev_iou"), ("3d", "iou_3d"))}
+    entries = []
+    for (frame, index), rows in cars.items():
+        labelled = [row for row in rows if "predicted" in row]
+        entry = {"frame": frame, "index": index, "points": rows[0]["points"],
+                 "distance_m": rows[0]["distance_m"],
+                 "under_bev_0.7": sum(row["bev_iou"] <= SUCCESS_IOU for row in rows),
+                 "under_3d_0.7": sum(row.get("iou_3d", 0.0) <= SUCCESS_IOU for row in rows),
+                 "flipped": sum(abs(row["yaw_deg"]) > FLIP_DEGREES for row in labelled),
+                 "mean_errors": {key: round(float(np.mean([row[key] for row in labelled])), 3)
+                                 for key in PERSISTENT_ERRORS} if labelled else {}}
+        if entry["under_bev_0.7"] or entry["under_3d_0.7"] or entry["flipped"]:
+            entries.append(entry)
+    entries.sort(key=lambda e: (-e["under_3d_0.7"], -e["under_bev_0.7"], -e["flipped"],
+                                e["frame"], e["index"]))
+    return {"draws": draws, "moderate_cars": len(cars),
+            "mean_over_0.7": {metric: round(count, 2) for metric, count in over.items()},
+            "cars": entries}
+
+
+def format_persistence(summary: dict) -> str:
+    """:func:`persistence` as text."""
+    draws, mean = summary["draws"], summary["mean_over_0.7"]
+    lines = [f"over {draws} draws: {mean['bev']:.1f} / {mean['3d']:.1f} of "
+             f"{summary['moderate_cars']} moderate cars over BEV / 3D IoU {SUCCESS_IOU} a draw",
+             "moderate cars that miss or flip (draws under BEV 0.7, under 3D 0.7, flipped; "
+             "mean errors):"]
+    for car in summary["cars"]:
+        errors = " ".join(f"{key.split('_')[0][:5]}={value:+.2f}"
+                          for key, value in car["mean_errors"].items())
+        lines.append(f"  {car['frame']}/{car['index']:<2d} {car['points']:5d} pts "
+                     f"{car['distance_m']:5.1f} m  {car['under_bev_0.7']}/{draws} "
+                     f"{car['under_3d_0.7']}/{draws} {car['flipped']}/{draws}  {errors}")
+    return "\n".join(lines)
+
+
 def format_summary(summary: dict, rows: Sequence[dict]) -> str:
     """The summary as text, followed by the failing moderate cars, worst first."""
     lines = [f"{summary['cars']} cars, {summary['moderate_cars']} moderate"]
@@ -432,6 +502,20 @@ def _cached_rows(path: Path, source: str, code: str) -> list[dict] | None:
     return document["rows"] if same else None
 
 
+def _rows(args: argparse.Namespace, root: Path, seed: int, rows_file: Path, code: str
+          ) -> tuple[str, list[dict]]:
+    """The source description and the rows of one draw, from ``rows_file`` when it holds
+    them (same data, jitter, seed and code), else fitted and written there."""
+    source = (f"kitti {root.resolve()} jitter {args.jitter:g} seed {seed}"
+              if args.root is not None else f"synthetic {root} frames {args.frames}")
+    rows = _cached_rows(rows_file, source, code)
+    if rows is None:
+        rows = (kitti_rows(root, args.jitter, seed) if args.root is not None
+                else synthetic_rows(root, args.frames, seed))
+        write_json(rows_file, {"source": source, "code": code, "rows": rows})
+    return source, rows
+
+
 def main(argv: Sequence[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", type=Path, default=None,
@@ -440,6 +524,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
                         help="Std. dev. (pixels) of the noise on ground-truth box edges.")
     parser.add_argument("--frames", type=int, default=20, help="Synthetic frames.")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the jitter / scenes.")
+    parser.add_argument("--more-seeds", type=int, nargs="*", default=[],
+                        help="With --root: further jitter seeds to fit; the summary adds, per "
+                             "moderate car, in how many draws it fails.")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--rows", type=Path, default=None,
                         help="Rows file: read when it holds rows of the same source (data, "
@@ -451,25 +538,28 @@ def main(argv: Sequence[str] | None = None) -> dict:
                         help="Folder for a picture of every car under BEV IoU 0.7, an "
                              "index.md and the score's precision-recall plot.")
     args = parser.parse_args(argv)
+    if args.more_seeds and args.root is None:
+        parser.error("--more-seeds needs --root: the synthetic scenes change with the seed")
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.root is not None:
         root, name = args.root, args.root.resolve().name
-        source = f"kitti {root.resolve()} jitter {args.jitter:g} seed {args.seed}"
     else:
         root, name = cache_folder(args.seed, SCENES, CACHE), "synthetic"
-        source = f"synthetic {root} frames {args.frames}"
     rows_file = args.rows or ROOT / "benchmarks" / "output" / f"diagnose_rows_{name}.json"
     code = code_fingerprint()
-    rows = _cached_rows(rows_file, source, code)
-    if rows is None:
-        rows = (kitti_rows(root, args.jitter, args.seed) if args.root is not None
-                else synthetic_rows(root, args.frames, args.seed))
-        write_json(rows_file, {"source": source, "code": code, "rows": rows})
+    source, rows = _rows(args, root, args.seed, rows_file, code)
     summary = summarize(rows)
     print(format_summary(summary, rows))
     document = {"benchmark": "diagnose", "source": source,
                 "frames_with_cars": len({row["frame"] for row in rows}), **summary}
+    if args.more_seeds:
+        more = [_rows(args, root, seed, rows_file.with_name(
+            f"{rows_file.stem}_seed{seed}{rows_file.suffix}"), code)[1]
+            for seed in args.more_seeds]
+        document["persistence"] = {"seeds": [args.seed, *args.more_seeds],
+                                   **persistence([rows, *more])}
+        print(format_persistence(document["persistence"]))
     out = args.summary or ROOT / "benchmarks" / "results" / f"diagnose_{name}.json"
     write_json(out, document)
     print(f"wrote {out}")

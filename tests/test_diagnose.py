@@ -1,6 +1,6 @@
 """Tests for benchmarks/diagnose.py and benchmarks/gallery.py on constructed rows and frames:
-the ray decomposition, a fit that slid onto a nearer car, the score's precision-recall curve
-and one picture per failing car (no fitting)."""
+the ray decomposition, a fit that slid onto a nearer car, the score's precision-recall curve,
+one picture per failing car, and which cars fail over several draws (no fitting)."""
 
 from __future__ import annotations
 
@@ -18,10 +18,13 @@ from autolabel.label import ObjectLabel
 from autolabel.pipeline import LabelResult
 from benchmarks.common import Frame, load_kitti, write_json
 from benchmarks.diagnose import (
+    PERSISTENT_ERRORS,
     _cached_rows,
     code_fingerprint,
+    format_persistence,
     frame_rows,
     main_cause,
+    persistence,
     ray_components,
     score_curve,
     success_rates,
@@ -156,3 +159,27 @@ def test_cached_rows_are_reused_only_for_the_same_data_and_code(tmp_path):
     assert _cached_rows(path, "kitti x jitter 3 seed 0", "another version") is None
     assert _cached_rows(tmp_path / "none.json", "kitti x jitter 3 seed 0", code) is None
     assert len(code) == 40 and code == code_fingerprint()
+
+
+def _draw_row(frame: str, index: int, bev: float, iou3d: float, yaw: float = 0.0,
+              length: float = 0.0, level: int = 1) -> dict:
+    """A hand-made row of one car in one draw."""
+    errors = dict.fromkeys(PERSISTENT_ERRORS, 0.0) | {"length_m": length}
+    return {"frame": frame, "index": index, "level": level, "points": 30, "distance_m": 20.0,
+            "bev_iou": bev, "iou_3d": iou3d, "yaw_deg": yaw, "predicted": [0.0] * 7,
+            **errors}
+
+
+def test_persistence_counts_each_cars_failures_over_the_draws():
+    first = [_draw_row("a", 0, 0.60, 0.55, length=1.4), _draw_row("a", 1, 0.90, 0.80),
+             _draw_row("b", 0, 0.80, 0.65, yaw=179.0), _draw_row("b", 1, 0.2, 0.1, level=2)]
+    second = [_draw_row("a", 0, 0.62, 0.50, length=1.2), _draw_row("a", 1, 0.90, 0.85),
+              _draw_row("b", 0, 0.85, 0.75, yaw=-2.0), _draw_row("b", 1, 0.2, 0.1, level=2)]
+    summary = persistence([first, second])
+    assert summary["draws"] == 2 and summary["moderate_cars"] == 3
+    assert summary["mean_over_0.7"] == {"bev": 2.0, "3d": 1.5}
+    assert [(car["frame"], car["index"], car["under_bev_0.7"], car["under_3d_0.7"],
+             car["flipped"]) for car in summary["cars"]] == [("a", 0, 2, 2, 0),
+                                                             ("b", 0, 0, 1, 1)]
+    assert summary["cars"][0]["mean_errors"]["length_m"] == pytest.approx(1.3)
+    assert "a/0" in format_persistence(summary)
