@@ -43,17 +43,20 @@ class ImageEvidenceConfig:
             silhouette target, and as occluders of farther detections).
         occluders: predicted masks of detections without a mask serve only as occluders:
             the edges of a farther detection that border them go free and their pixels do
-            not count in its silhouette (:mod:`autolabel.occlusion`).
+            not count in its silhouette (:mod:`autolabel.occlusion`). With amodal boxes
+            (``FitConfig.box_extent="box"``) no edge goes free, so without instance masks
+            this changes nothing (kitti_dev's benchmark: the same labels).
         camera_only: detections without LiDAR or depth points start from the predicted
             observation angle, placed on the ground (:mod:`autolabel.camera_only`) instead
             of heading along the viewing ray.
         viewpoint_weight: weight of :func:`viewpoint_cost` added to each hypothesis's loss
             when the fitter chooses between the heading hypotheses of a detection with LiDAR
-            or depth (0: not used, the default). On kitti_dev, at 0.01 it decided the heading
-            of four far cars and got one right (5 flips among 47 moderate cars against 3
-            without it, in two versions of the fitter), since on real crops the model flips
-            one car in five itself; at 0.1 it overruled the LiDAR fit on 9 cars and was wrong
-            on 7 (docs/decisions.md). On synthetic frames 0.01 saved one flip.
+            or depth (0: not used, the default). On kitti_dev (five draws of the jitter) 0.01
+            gives 4.2 heading flips a draw among the 47 moderate cars against 3.8 without
+            it: it rights rear views the LiDAR fit reads as fronts and turns front views,
+            since on real crops the model flips one car in five itself; at 0.1 it overruled
+            the LiDAR fit on 9 cars and was wrong on 7 (an older fitter, docs/decisions.md).
+            On synthetic frames 0.01 saved one flip.
         weak_viewpoint_weight: the same for weak (box-only) hypotheses, which have no 3D
             evidence of their heading: there the model's viewpoint decides.
         nocs: detections get the predicted NOCS map on their predicted mask as the target
