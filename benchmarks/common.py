@@ -56,6 +56,9 @@ from autolabel.verify import VerifyConfig, box_iou_2d
 # their score passes, so that the accepted labels' precision says what the score's threshold
 # accepts. The benchmarks' camera-only runs use it.
 WEAK_ACCEPTED = PipelineConfig(verify=VerifyConfig(accept_weak=True))
+# What the real-data benchmarks' labelers see besides the boxes: the LiDAR scans, or nothing
+# (the scans hidden; boxes and image only).
+SENSORS = {"lidar": PipelineConfig(), "none": WEAK_ACCEPTED}
 
 
 def boxes_bound(config: PipelineConfig, box_extent: str) -> PipelineConfig:

@@ -40,7 +40,9 @@ by the cause that costs each most (:func:`main_cause`), gives the success rate (
 errors of the moderate cars, and how well the verification score predicts BEV IoU 0.5.
 ``--pictures DIR`` draws every car under 0.7 (``benchmarks/gallery.py``).
 
-With ``--root``, ``--more-seeds`` fits the folder again on further draws of the jitter (rows
+With ``--root``, ``--sensors none`` hides the LiDAR scans from the fit (camera-only labels;
+the rows still count each car's points; files named ``..._boxes_only``), and ``--more-seeds``
+fits the folder again on further draws of the jitter (rows
 cached per draw) and adds ``persistence`` to the summary (:func:`persistence`): for every
 moderate car that misses BEV or 3D IoU 0.7 or turns its heading by more than 90 degrees in
 any draw, in how many draws it does, and its mean errors over the draws. One draw of 3 px
@@ -52,6 +54,7 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import dataclasses
 import hashlib
 import json
 import math
@@ -81,6 +84,7 @@ from autolabel.label import ObjectLabel  # noqa: E402
 from autolabel.pipeline import LabelResult, PipelineConfig  # noqa: E402
 from autolabel.synth.writer import DETECTIONS_FILE  # noqa: E402
 from benchmarks.common import (  # noqa: E402
+    SENSORS,
     Frame,
     box_iou_matrix,
     boxes_bound,
@@ -454,26 +458,30 @@ def format_summary(summary: dict, rows: Sequence[dict]) -> str:
 
 
 def fit_rows(frames: Sequence[Frame], detections: dict[str, list[Detection]],
-             config: PipelineConfig = PipelineConfig()) -> list[dict]:
+             config: PipelineConfig = PipelineConfig(), hide_points: bool = False
+             ) -> list[dict]:
     """Fit every frame's detections (keyed by image name) with ``config``; every frame's
-    rows."""
+    rows. ``hide_points``: the fit does not see the LiDAR scans (the rows still count each
+    car's points)."""
     rows = []
     for frame in track(frames, description="fitting"):
         found = list(detections.get(frame.image_name, []))
-        rows.extend(frame_rows(frame, found, fit_frame(frame, found, config)))
+        seen = dataclasses.replace(frame, points=None) if hide_points else frame
+        rows.extend(frame_rows(frame, found, fit_frame(seen, found, config)))
     return rows
 
 
-def kitti_rows(root: Path, jitter: float, seed: int) -> list[dict]:
-    """Rows of every frame of ``root``, fitted as ``benchmarks/kitti.py`` fits them (the
-    detection boxes bound the projected 3D boxes) on the ground-truth Car boxes jittered as
-    it jitters them."""
+def kitti_rows(root: Path, jitter: float, seed: int, sensors: str = "lidar") -> list[dict]:
+    """Rows of every frame of ``root``, fitted as ``benchmarks/kitti.py --sensors SENSORS``
+    fits them (the detection boxes bound the projected 3D boxes) on the ground-truth Car
+    boxes jittered as it jitters them."""
     frames = load_kitti(root)
     rng = np.random.default_rng(seed)
     detections = {frame.image_name: detections_from_labels(frame.labels, frame.image_size,
                                                            jitter, rng)
                   for frame in frames}
-    return fit_rows(frames, detections, boxes_bound(PipelineConfig(), "box"))
+    return fit_rows(frames, detections, boxes_bound(SENSORS[sensors], "box"),
+                    hide_points=sensors == "none")
 
 
 def synthetic_rows(folder: Path, frames: int, seed: int) -> list[dict]:
@@ -506,11 +514,12 @@ def _rows(args: argparse.Namespace, root: Path, seed: int, rows_file: Path, code
           ) -> tuple[str, list[dict]]:
     """The source description and the rows of one draw, from ``rows_file`` when it holds
     them (same data, jitter, seed and code), else fitted and written there."""
-    source = (f"kitti {root.resolve()} jitter {args.jitter:g} seed {seed}"
+    sensors = "" if args.sensors == "lidar" else f" sensors {args.sensors}"
+    source = (f"kitti {root.resolve()} jitter {args.jitter:g} seed {seed}{sensors}"
               if args.root is not None else f"synthetic {root} frames {args.frames}")
     rows = _cached_rows(rows_file, source, code)
     if rows is None:
-        rows = (kitti_rows(root, args.jitter, seed) if args.root is not None
+        rows = (kitti_rows(root, args.jitter, seed, args.sensors) if args.root is not None
                 else synthetic_rows(root, args.frames, seed))
         write_json(rows_file, {"source": source, "code": code, "rows": rows})
     return source, rows
@@ -524,6 +533,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
                         help="Std. dev. (pixels) of the noise on ground-truth box edges.")
     parser.add_argument("--frames", type=int, default=20, help="Synthetic frames.")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the jitter / scenes.")
+    parser.add_argument("--sensors", choices=tuple(SENSORS), default="lidar",
+                        help="With --root: what the fit sees besides the boxes, the LiDAR "
+                             "scans or none (camera-only labels, as benchmarks/kitti.py "
+                             "--sensors none).")
     parser.add_argument("--more-seeds", type=int, nargs="*", default=[],
                         help="With --root: further jitter seeds to fit; the summary adds, per "
                              "moderate car, in how many draws it fails.")
@@ -540,10 +553,13 @@ def main(argv: Sequence[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     if args.more_seeds and args.root is None:
         parser.error("--more-seeds needs --root: the synthetic scenes change with the seed")
+    if args.sensors != "lidar" and args.root is None:
+        parser.error("--sensors needs --root: the synthetic diagnosis fits its LiDAR frames")
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.root is not None:
-        root, name = args.root, args.root.resolve().name
+        root = args.root
+        name = root.resolve().name + ("" if args.sensors == "lidar" else "_boxes_only")
     else:
         root, name = cache_folder(args.seed, SCENES, CACHE), "synthetic"
     rows_file = args.rows or ROOT / "benchmarks" / "output" / f"diagnose_rows_{name}.json"

@@ -49,9 +49,8 @@ sys.path.insert(0, str(ROOT))
 from autolabel.evaluate import to_json  # noqa: E402
 from autolabel.fit import BOX_EXTENTS  # noqa: E402
 from autolabel.io.detections import read_detections  # noqa: E402
-from autolabel.pipeline import PipelineConfig  # noqa: E402
 from benchmarks.common import (  # noqa: E402
-    WEAK_ACCEPTED,
+    SENSORS,
     boxes_bound,
     detections_from_labels,
     evaluate_methods,
@@ -64,7 +63,6 @@ from benchmarks.common import (  # noqa: E402
     write_json,
 )
 
-SENSORS = {"lidar": PipelineConfig(), "none": WEAK_ACCEPTED}
 RESULTS = ROOT / "benchmarks" / "results"
 
 

@@ -16,6 +16,7 @@ from autolabel.io.detections import Detection
 from autolabel.io.kitti import Calib
 from autolabel.label import ObjectLabel
 from autolabel.pipeline import LabelResult
+from benchmarks import diagnose
 from benchmarks.common import Frame, load_kitti, write_json
 from benchmarks.diagnose import (
     PERSISTENT_ERRORS,
@@ -183,3 +184,21 @@ def test_persistence_counts_each_cars_failures_over_the_draws():
                                                              ("b", 0, 0, 1, 1)]
     assert summary["cars"][0]["mean_errors"]["length_m"] == pytest.approx(1.3)
     assert "a/0" in format_persistence(summary)
+
+
+def test_hidden_points_are_not_fitted_but_still_counted(monkeypatch):
+    car = _car(0.0, 15.0)
+    inside = np.array([[0.0, 0.5, 15.0], [0.5, 0.3, 14.5], [-0.4, 0.6, 15.5]])
+    frame = _frame([car], inside)
+    seen = []
+
+    def fake_fit(frame, detections, config):
+        seen.append(frame.points)
+        return [_result(car)]
+
+    monkeypatch.setattr(diagnose, "fit_frame", fake_fit)
+    detections = {frame.image_name: [Detection(car.box2d, "Car", 1.0)]}
+    (shown,) = diagnose.fit_rows([frame], detections)
+    (hidden,) = diagnose.fit_rows([frame], detections, hide_points=True)
+    assert seen[0] is frame.points and seen[1] is None
+    assert shown["points"] == hidden["points"] == 3
