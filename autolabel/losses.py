@@ -299,11 +299,12 @@ class NocsLoss:
     def __call__(self, nocs: Tensor, silhouette: Tensor) -> Tensor:
         weight = silhouette * self.valid
         total = weight.sum((-1, -2)).clamp(min=1e-6)
-        error = (weight * (nocs - self.target).abs().sum(-1)).sum((-1, -2)) / total
-        if self.turned is None:
-            return error
-        turned = (weight * (nocs - self.turned).abs().sum(-1)).sum((-1, -2)) / total
-        return torch.minimum(error, turned)
+
+        def mean_l1(target: Tensor) -> Tensor:
+            return (weight * (nocs - target).abs().sum(-1)).sum((-1, -2)) / total
+
+        error = mean_l1(self.target)
+        return error if self.turned is None else torch.minimum(error, mean_l1(self.turned))
 
 
 def nocs_loss(nocs: Tensor, silhouette: Tensor, target: Tensor, target_valid: Tensor) -> Tensor:
