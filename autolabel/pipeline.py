@@ -542,8 +542,8 @@ def _nocs_targets(objects: Sequence[_Object], size: int
             target = torch.nn.functional.interpolate(
                 target.permute(2, 0, 1)[None], (size, size), mode="bilinear",
                 align_corners=False)[0].permute(1, 2, 0)
-            on = torch.nn.functional.interpolate(on[None, None], (size, size))[0, 0] > 0.5
-        nocs[row], valid[row] = target.numpy(), on.numpy() > 0
+            on = torch.nn.functional.interpolate(on[None, None], (size, size))[0, 0]
+        nocs[row], valid[row] = target.numpy(), on.numpy() > 0.5
     return nocs, valid
 
 
