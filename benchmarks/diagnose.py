@@ -388,8 +388,8 @@ def persistence(rows_by_draw: Sequence[Sequence[dict]]) -> dict:
             if row["level"] <= MODERATE:
                 cars.setdefault((row["frame"], row["index"]), []).append(row)
     draws = len(rows_by_draw)
-    over = {metric: sum(row.get(key, 0.0) > SUCCESS_IOU for rows in rows_by_draw
-                        for row in rows if row["level"] <= MODERATE) / max(draws, 1)
+    over = {metric: sum(row.get(key, 0.0) > SUCCESS_IOU for rows in cars.values()
+                        for row in rows) / max(draws, 1)
             for metric, key in (("bev", "bev_iou"), ("3d", "iou_3d"))}
     entries = []
     for (frame, index), rows in cars.items():
