@@ -265,7 +265,7 @@ def fit_ground_plane(points: np.ndarray, config: InitConfig = InitConfig()) -> G
                                    max_range=config.ground_range, seed=config.seed)
 
 
-def _candidates(points: np.ndarray, indices: np.ndarray, projection: np.ndarray,
+def _candidates(points: np.ndarray, indices: np.ndarray, seen: ProjectedPoints,
                 box2d: np.ndarray, expected_depth: float, config: InitConfig,
                 mask: np.ndarray | None, truncated: bool = False,
                 size: np.ndarray | None = None,
@@ -275,7 +275,7 @@ def _candidates(points: np.ndarray, indices: np.ndarray, projection: np.ndarray,
     clusters; ``context`` as there."""
     wide_eps = 0.0 if size is None else config.cluster_eps_per_metre * expected_depth
     reach = 0.0 if size is None else WIDE_CLUSTER_REACH * float(np.hypot(size[0], size[1]))
-    return cluster_candidates(points, indices, projection, box2d, expected_depth,
+    return cluster_candidates(points, indices, seen, box2d, expected_depth,
                               eps=config.cluster_eps, wide_eps=wide_eps, wide_reach=reach,
                               min_points=config.cluster_min_points, mask_share=config.mask_share,
                               depth_tolerance=config.depth_tolerance, mask=mask,
@@ -294,8 +294,9 @@ def select_cluster(points: np.ndarray, projection: np.ndarray, box2d: np.ndarray
     Returns:
         (M, 3) the object's points; (0, 3) when DBSCAN finds no cluster.
     """
-    candidates = _candidates(points, np.arange(len(points)), projection, box2d,
-                             expected_depth, config, mask)
+    candidates = _candidates(points, np.arange(len(points)),
+                             ProjectedPoints.of(points, projection), box2d, expected_depth,
+                             config, mask)
     return points[candidates[0].indices] if candidates else np.zeros((0, 3))
 
 
@@ -467,7 +468,7 @@ def _detection_candidates(points: np.ndarray, detection: Detection, projection: 
     seen = ProjectedPoints.of(points, projection) if seen is None else seen
     index, context = (_above_ground(points, seen, box, plane, config)
                       for box in (detection.box2d, _widened(detection.box2d, image_size)))
-    return fallback, _candidates(points, index, projection, detection.box2d,
+    return fallback, _candidates(points, index, seen, detection.box2d,
                                  float(fallback.center[2]), config, mask,
                                  bool(border_edges(detection.box2d, image_size).any()),
                                  config.mean_size(detection.category), context)

@@ -138,7 +138,8 @@ def far_car_rows() -> tuple[np.ndarray, np.ndarray]:
 
 
 def best_candidate(points: np.ndarray, box: np.ndarray, **wide) -> np.ndarray:
-    candidates = cluster_candidates(points, np.arange(len(points)), PROJECTION, box, 35.0,
+    candidates = cluster_candidates(points, np.arange(len(points)),
+                                    ProjectedPoints.of(points, PROJECTION), box, 35.0,
                                     eps=0.5, min_points=4, mask_share=0.8,
                                     depth_tolerance=0.35, **wide)
     return candidates[0].indices
@@ -228,7 +229,7 @@ def test_a_hedge_that_runs_past_the_box_loses_to_the_car_the_box_was_drawn_aroun
     context = np.flatnonzero(seen.in_box(wider))
 
     def best(**extra) -> np.ndarray:
-        candidates = cluster_candidates(points, inside, PROJECTION, box, 21.0, eps=0.5,
+        candidates = cluster_candidates(points, inside, seen, box, 21.0, eps=0.5,
                                         min_points=4, mask_share=0.8, depth_tolerance=0.35,
                                         **extra)
         return points[candidates[0].indices]

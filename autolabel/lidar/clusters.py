@@ -41,12 +41,6 @@ class ProjectedPoints:
         return pixels_in_box(self.pixels, self.depth, box).numpy()
 
 
-def project(points: np.ndarray, projection: np.ndarray) -> np.ndarray:
-    """Pixels (N, 2) of camera-frame points (N, 3) in front of the camera."""
-    homogeneous = points @ projection[:, :3].T + projection[:, 3]
-    return homogeneous[:, :2] / homogeneous[:, 2:3]
-
-
 def dbscan(points: np.ndarray, eps: float, min_points: int) -> np.ndarray:
     """DBSCAN cluster labels of points, the same labels as open3d's ``cluster_dbscan``.
 
@@ -120,7 +114,7 @@ class ClusterCandidate:
     score: float
 
 
-def cluster_candidates(points: np.ndarray, indices: np.ndarray, projection: np.ndarray,
+def cluster_candidates(points: np.ndarray, indices: np.ndarray, seen: ProjectedPoints,
                        box2d: np.ndarray, expected_depth: float, *, eps: float,
                        min_points: int, mask_share: float, depth_tolerance: float,
                        mask: np.ndarray | None = None, truncated: bool = False,
@@ -157,7 +151,8 @@ def cluster_candidates(points: np.ndarray, indices: np.ndarray, projection: np.n
 
     Args:
         points: (N, 3) the frame's points, camera frame. indices: (K,) the frustum's
-            non-ground points among them. projection: (3, 4). box2d: (4,) pixels.
+            non-ground points among them. seen: ``points`` projected into the image.
+            box2d: (4,) pixels.
         expected_depth: metres, e.g. the depth of the box-only hypothesis.
         eps, min_points: DBSCAN's neighbourhood radius (metres) and core-point count.
         mask: (H, W) bool instance mask over the image, or None.
@@ -172,9 +167,10 @@ def cluster_candidates(points: np.ndarray, indices: np.ndarray, projection: np.n
     if len(indices) < min_points:
         return []
     frustum = points[indices]
+    pixels = seen.pixels.numpy()
     clusters = _clusters(frustum, eps, min_points)
     if mask is not None:
-        inside = pixels_in_mask(project(frustum, projection), mask)
+        inside = pixels_in_mask(pixels[indices], mask)
         chosen = [members for members in clusters if inside[members].mean() >= mask_share]
         if chosen:
             return [ClusterCandidate(indices[np.concatenate(chosen)], 1.0)]
@@ -182,12 +178,12 @@ def cluster_candidates(points: np.ndarray, indices: np.ndarray, projection: np.n
         clusters += [members for members in _clusters(frustum, wide_eps, min_points)
                      if _bev_extent(frustum[members]) <= wide_reach]
     continued = (None if context is None
-                 else _continued_extents(points, context, projection, eps, min_points))
+                 else _continued_extents(points, context, pixels[:, 0], eps, min_points))
     candidates = []
     x1, y1, x2, y2 = box2d
     for members in clusters:
         cluster = frustum[members]
-        u, v = project(cluster, projection).T
+        u, v = pixels[indices[members]].T
         left, right = u.min(), u.max()
         if continued is not None:
             left, right = continued(indices[members], left, right)
@@ -203,15 +199,16 @@ def cluster_candidates(points: np.ndarray, indices: np.ndarray, projection: np.n
     return sorted(candidates, key=lambda candidate: -candidate.score)
 
 
-def _continued_extents(points: np.ndarray, context: np.ndarray, projection: np.ndarray,
+def _continued_extents(points: np.ndarray, context: np.ndarray, columns: np.ndarray,
                        eps: float, min_points: int
                        ) -> Callable[[np.ndarray, float, float], tuple[float, float]]:
     """A function (member indices, left, right) -> (left, right): the image columns a
-    cluster spans widened to those of the ``context`` cluster holding most of its members."""
+    cluster spans widened to those of the ``context`` cluster holding most of its members
+    (``columns``: (N,) the image column of each of ``points``)."""
     labels = dbscan(points[context], eps, min_points)
     owner = np.full(len(points), -1)
     owner[context] = labels
-    u = project(points[context], projection)[:, 0]
+    u = columns[context]
     count = labels.max(initial=-1) + 1
     low = np.full(count, np.inf)
     high = np.full(count, -np.inf)
