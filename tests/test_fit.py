@@ -9,11 +9,12 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from autolabel import fit as fit_module
+from autolabel.batching import build_batch
 from autolabel.evaluate import bev_iou, labels_to_boxes
 from autolabel.fit import FitConfig, ObjectBatch, _Fit, fit
 from autolabel.geometry import points_in_box
 from autolabel.init import InitConfig
-from autolabel.pipeline import FrameInput, PipelineConfig, build_batch, label_frames, prepare_frame
+from autolabel.pipeline import FrameInput, PipelineConfig, label_frames, prepare_frame
 from autolabel.prior import load_prior
 from autolabel.synth import SynthConfig, generate_frame
 from autolabel.synth.lidar import LidarConfig

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from autolabel.batching import build_batch, window_samples
 from autolabel.evaluate import labels_to_boxes
 from autolabel.geometry import wrap_angle
 from autolabel.image.crops import crop_window
@@ -19,13 +20,7 @@ from autolabel.image.evidence import (
     viewpoint_cost,
 )
 from autolabel.image.viewpoint import bin_centres, observation_angle
-from autolabel.pipeline import (
-    PipelineConfig,
-    build_batch,
-    label_frames,
-    prepare_frame,
-    window_samples,
-)
+from autolabel.pipeline import PipelineConfig, label_frames, prepare_frame
 from autolabel.prior import load_prior
 from tests.test_fit import generated_frame
 

@@ -2,7 +2,7 @@ import dataclasses
 
 import numpy as np
 
-from autolabel.pipeline import sparse_depth_windows, window_samples
+from autolabel.batching import sparse_depth_windows, window_samples
 
 CAMERA = np.array([[100.0, 0.0, 50.0, 0.0], [0.0, 100.0, 50.0, 0.0], [0.0, 0.0, 1.0, 0.0]])
 
@@ -40,8 +40,8 @@ def test_label_dataset_yields_one_result_per_frame_in_order_across_batches(monke
 
 
 def test_free_space_follows_only_rays_that_cross_the_object_between_the_band_heights():
+    from autolabel.batching import FitObject, _free_space_rays
     from autolabel.init import GroundPlane, Hypothesis
-    from autolabel.pipeline import _free_space_rays, _Object
 
     plane = GroundPlane(np.array([0.0, -1.0, 0.0]), 1.65)  # the sensor 1.65 m up
     car = Hypothesis(np.array([0.0, 1.0, 10.0]), 0.0, np.array([4.0, 1.6, 1.5]),
@@ -51,9 +51,9 @@ def test_free_space_follows_only_rays_that_cross_the_object_between_the_band_hei
     # ahead (0.36 m up at the car), a door 10 m ahead 0.5 m up, a roof 10 m ahead 1.4 m up.
     returns = np.array([[20.0, 0.0], [25.0, 0.6], [12.0, 0.1], [10.0, 0.5], [10.0, 1.4]])
     points = np.c_[np.zeros(5), 1.65 - returns[:, 1], returns[:, 0]]
-    keep = _free_space_rays(points, np.zeros(3), [_Object(0, 0, 0, car, plane)], (0.3, 0.9))
+    keep = _free_space_rays(points, np.zeros(3), [FitObject(0, 0, 0, car, plane)], (0.3, 0.9))
     assert keep.tolist() == [[True, False, True, True, False]]
-    unknown = _Object(0, 0, 0, dataclasses.replace(car, ground=None), None)
+    unknown = FitObject(0, 0, 0, dataclasses.replace(car, ground=None), None)
     assert _free_space_rays(points, np.zeros(3), [unknown], (0.3, 0.9)).all()
 
 
@@ -98,15 +98,15 @@ def test_label_dataset_with_a_worker_process_gives_the_labels_of_one_process():
 
 
 def test_nocs_maps_of_another_size_are_resampled_to_the_render_window():
+    from autolabel.batching import FitObject, _nocs_targets
     from autolabel.init import Hypothesis
-    from autolabel.pipeline import _nocs_targets, _Object
 
     car = Hypothesis(np.array([0.0, 1.0, 10.0]), 0.0, np.array([4.0, 1.6, 1.5]),
                      np.zeros((0, 3)), "lidar")
     nocs = np.broadcast_to(np.array([0.2, 0.5, 0.9], np.float32), (32, 32, 3))
     valid = np.zeros((32, 32), dtype=bool)
     valid[:, :16] = True  # the left half
-    objects = [_Object(0, 0, 0, car, None, nocs=(nocs, valid)), _Object(0, 1, 0, car, None)]
+    objects = [FitObject(0, 0, 0, car, None, nocs=(nocs, valid)), FitObject(0, 1, 0, car, None)]
     target, on = _nocs_targets(objects, 64)
     assert target.shape == (2, 64, 64, 3) and on.shape == (2, 64, 64)
     np.testing.assert_allclose(target[0], np.broadcast_to(nocs[0, 0], (64, 64, 3)), atol=1e-6)
