@@ -95,6 +95,12 @@ class Frame:
     image: np.ndarray | None = None
 
 
+def as_seen(frame: Frame, sensors: str) -> Frame:
+    """The frame as a labeler with ``sensors`` (a key of :data:`SENSORS`) sees it: without
+    its LiDAR scan for ``"none"``."""
+    return frame if sensors == "lidar" else dataclasses.replace(frame, points=None)
+
+
 @dataclasses.dataclass(frozen=True)
 class FrameLabels:
     """A labeler's output for one frame.

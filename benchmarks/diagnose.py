@@ -54,7 +54,6 @@ from __future__ import annotations
 
 import argparse
 import bisect
-import dataclasses
 import hashlib
 import json
 import math
@@ -86,6 +85,7 @@ from autolabel.synth.writer import DETECTIONS_FILE  # noqa: E402
 from benchmarks.common import (  # noqa: E402
     SENSORS,
     Frame,
+    as_seen,
     box_iou_matrix,
     boxes_bound,
     detections_from_labels,
@@ -458,16 +458,15 @@ def format_summary(summary: dict, rows: Sequence[dict]) -> str:
 
 
 def fit_rows(frames: Sequence[Frame], detections: dict[str, list[Detection]],
-             config: PipelineConfig = PipelineConfig(), hide_points: bool = False
+             config: PipelineConfig = PipelineConfig(), sensors: str = "lidar"
              ) -> list[dict]:
-    """Fit every frame's detections (keyed by image name) with ``config``; every frame's
-    rows. ``hide_points``: the fit does not see the LiDAR scans (the rows still count each
-    car's points)."""
+    """Fit every frame's detections (keyed by image name) with ``config``, the frames as a
+    labeler with ``sensors`` sees them (:func:`benchmarks.common.as_seen`); every frame's
+    rows, which count each car's points whatever the fit saw."""
     rows = []
     for frame in track(frames, description="fitting"):
         found = list(detections.get(frame.image_name, []))
-        seen = dataclasses.replace(frame, points=None) if hide_points else frame
-        rows.extend(frame_rows(frame, found, fit_frame(seen, found, config)))
+        rows.extend(frame_rows(frame, found, fit_frame(as_seen(frame, sensors), found, config)))
     return rows
 
 
@@ -480,8 +479,7 @@ def kitti_rows(root: Path, jitter: float, seed: int, sensors: str = "lidar") -> 
     detections = {frame.image_name: detections_from_labels(frame.labels, frame.image_size,
                                                            jitter, rng)
                   for frame in frames}
-    return fit_rows(frames, detections, boxes_bound(SENSORS[sensors], "box"),
-                    hide_points=sensors == "none")
+    return fit_rows(frames, detections, boxes_bound(SENSORS[sensors], "box"), sensors)
 
 
 def synthetic_rows(folder: Path, frames: int, seed: int) -> list[dict]:

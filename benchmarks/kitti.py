@@ -34,7 +34,6 @@ shape's outline instead (detectors that box the visible pixels).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import functools
 import sys
 from collections.abc import Sequence
@@ -51,6 +50,7 @@ from autolabel.fit import BOX_EXTENTS  # noqa: E402
 from autolabel.io.detections import read_detections  # noqa: E402
 from benchmarks.common import (  # noqa: E402
     SENSORS,
+    as_seen,
     boxes_bound,
     detections_from_labels,
     evaluate_methods,
@@ -97,8 +97,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
                                  else "kitti_dev_boxes_only.json")
 
     frames = load_kitti(args.root)
-    seen = (frames if args.sensors == "lidar"
-            else [dataclasses.replace(frame, points=None) for frame in frames])
+    seen = [as_seen(frame, args.sensors) for frame in frames]
     if args.detections is not None:
         detections = read_detections(args.detections)
         source = f"file {args.detections}"

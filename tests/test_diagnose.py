@@ -199,6 +199,6 @@ def test_hidden_points_are_not_fitted_but_still_counted(monkeypatch):
     monkeypatch.setattr(diagnose, "fit_frame", fake_fit)
     detections = {frame.image_name: [Detection(car.box2d, "Car", 1.0)]}
     (shown,) = diagnose.fit_rows([frame], detections)
-    (hidden,) = diagnose.fit_rows([frame], detections, hide_points=True)
+    (hidden,) = diagnose.fit_rows([frame], detections, sensors="none")
     assert seen[0] is frame.points and seen[1] is None
     assert shown["points"] == hidden["points"] == 3
