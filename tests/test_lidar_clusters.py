@@ -93,8 +93,9 @@ def kitti_dev_frustums() -> list[np.ndarray]:
         scan = read_velodyne(KITTI_DEV / "velodyne" / f"{calib_path.stem}.bin")
         points = calib.velo_to_rect(scan[:, :3])
         plane = fit_ground_plane(points, config)
+        seen = ProjectedPoints.of(points, calib.P2)
         for label in read_labels(KITTI_DEV / "label_2" / f"{calib_path.stem}.txt"):
-            index = np.flatnonzero(ProjectedPoints.of(points, calib.P2).in_box(label.box2d))
+            index = np.flatnonzero(seen.in_box(label.box2d))
             index = index[plane.height(points[index]) > config.ground_clearance]
             frustums.append(points[index])
     return frustums
