@@ -78,10 +78,13 @@ from autolabel.evaluate import (  # noqa: E402
     labels_to_boxes,
 )
 from autolabel.geometry import camera_centres, points_in_box  # noqa: E402
-from autolabel.io.detections import Detection, read_detections  # noqa: E402
+from autolabel.io.detections import (  # noqa: E402
+    DETECTIONS_FILE,  # noqa: E402
+    Detection,
+    read_detections,
+)
 from autolabel.label import ObjectLabel  # noqa: E402
 from autolabel.pipeline import LabelResult, PipelineConfig  # noqa: E402
-from autolabel.synth.writer import DETECTIONS_FILE  # noqa: E402
 from benchmarks.common import (  # noqa: E402
     SENSORS,
     Frame,

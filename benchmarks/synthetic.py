@@ -73,7 +73,11 @@ sys.path.insert(0, str(ROOT))
 
 from autolabel.init import InitConfig  # noqa: E402
 from autolabel.io.depth import read_depth  # noqa: E402
-from autolabel.io.detections import Detection, read_detections  # noqa: E402
+from autolabel.io.detections import (  # noqa: E402
+    DETECTIONS_FILE,  # noqa: E402
+    Detection,
+    read_detections,
+)
 from autolabel.label import ObjectLabel  # noqa: E402
 from autolabel.pipeline import PipelineConfig  # noqa: E402
 from autolabel.synth import (  # noqa: E402
@@ -85,7 +89,6 @@ from autolabel.synth import (  # noqa: E402
 )
 from autolabel.synth.noise import DepthNoise, DetectionNoise  # noqa: E402
 from autolabel.synth.scene import SceneConfig  # noqa: E402
-from autolabel.synth.writer import DETECTIONS_FILE  # noqa: E402
 from benchmarks.common import (  # noqa: E402
     WEAK_ACCEPTED,
     Frame,

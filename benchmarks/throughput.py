@@ -37,8 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from autolabel.io.atomic import write_text_atomic  # noqa: E402
-from autolabel.synth import merge_detections  # noqa: E402
-from benchmarks.synthetic import CACHE, SCENES, cache_folder, ensure_scenes  # noqa: E402
+from autolabel.io.detections import merge_detections  # noqa: E402
 
 WORKER_PEAKS = re.compile(r"peak memory per worker ([\d., ]+) GB")
 
@@ -89,6 +88,13 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--frames", type=int, default=32, help="Generated frames to label.")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the synthetic data set.")
+    parser.add_argument("--scenes", type=Path, default=None,
+                        help="Label this data set's folder (image_2, calib, velodyne, "
+                        "detections/<id>.json; synthetic.py's cache layout) instead of the "
+                        "generated one: for a machine that cannot generate (no open3d).")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="Label each of the frames this many times, under new names: a "
+                        "long run on a fast device from few frames.")
     parser.add_argument("--batch", type=int, default=4, help="--batch of every run (the "
                         "batches are what Ray spreads over its workers).")
     parser.add_argument("--devices", nargs="+", default=["cpu", "cuda"],
@@ -102,11 +108,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" /
                         "throughput.json", help="Where to write the JSON results.")
     args = parser.parse_args(argv)
-    folder = cache_folder(args.seed, SCENES, CACHE)
-    ensure_scenes(folder, args.seed, args.frames, SCENES)
+    folder = args.scenes or _generated(args.seed, args.frames)
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
-        scenes = _first_frames(folder, args.frames, Path(scratch))
+        scenes = _first_frames(folder, args.frames, args.repeat, Path(scratch))
         for device in args.devices:
             if not available(device):
                 rows.append({"device": device, "result": "not measured (no such device here)"})
@@ -117,7 +122,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
             for run in runs:
                 rows.append(run_fit(scenes, device, args.batch, **run))
                 print(json.dumps(rows[-1]), flush=True)
-    result = {"benchmark": "throughput", "frames": args.frames, "seed": args.seed,
+    result = {"benchmark": "throughput", "frames": args.frames, "repeat": args.repeat,
+              "scenes": str(args.scenes) if args.scenes else "generated", "seed": args.seed,
               "batch": args.batch, "cpu_cores": os.cpu_count(), "conditions": args.conditions,
               "command": "python -m cli.main --threads 1 fit --images ... --detections ... "
                          f"--out ... --device D --batch {args.batch} "
@@ -127,17 +133,33 @@ def main(argv: Sequence[str] | None = None) -> dict:
     return result
 
 
-def _first_frames(folder: Path, count: int, scratch: Path) -> Path:
+def _generated(seed: int, frames: int) -> Path:
+    """The cache folder of the synthetic data set with ``seed``, its first ``frames`` frames
+    generated where missing (imported here: generating needs open3d)."""
+    from benchmarks.synthetic import CACHE, SCENES, cache_folder, ensure_scenes
+
+    folder = cache_folder(seed, SCENES, CACHE)
+    ensure_scenes(folder, seed, frames, SCENES)
+    return folder
+
+
+def _first_frames(folder: Path, count: int, repeat: int, scratch: Path) -> Path:
     """A folder with links to the data set's first ``count`` frames (image, calib, LiDAR,
-    detections) and their merged detections.json."""
+    detections), each ``repeat`` times under the names ``<copy><id>``, and their merged
+    detections.json."""
     scenes = scratch / "scenes"
     ids = sorted(path.stem for path in (folder / "image_2").glob("*.png"))[:count]
+    if len(ids) < count:
+        raise SystemExit(f"{folder / 'image_2'}: {len(ids)} frames, fewer than --frames {count}")
+    names = {(copy, frame): f"{copy:02d}{frame}" if repeat > 1 else frame
+             for copy in range(repeat) for frame in ids}
     for name, suffix in (("image_2", ".png"), ("calib", ".txt"), ("velodyne", ".bin"),
                          ("detections", ".json")):
         (scenes / name).mkdir(parents=True)
-        for frame in ids:
-            os.symlink(folder / name / f"{frame}{suffix}", scenes / name / f"{frame}{suffix}")
-    merge_detections(scenes, ids)
+        for (_, frame), link in names.items():
+            os.symlink((folder / name / f"{frame}{suffix}").resolve(),
+                       scenes / name / f"{link}{suffix}")
+    merge_detections(scenes, list(names.values()))
     return scenes
 
 

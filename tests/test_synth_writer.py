@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 
 from autolabel.io.depth import read_depth
-from autolabel.io.detections import read_detections
+from autolabel.io.detections import DETECTIONS_FILE, merge_detections, read_detections
 from autolabel.io.kitti import list_frames, read_calib, read_labels, read_velodyne
 from autolabel.synth.generate import SynthConfig, generate_frame
 from autolabel.synth.lidar import LidarConfig
 from autolabel.synth.noise import DepthNoise
 from autolabel.synth.rig import kitti_calib
 from autolabel.synth.scene import SceneConfig
-from autolabel.synth.writer import DETECTIONS_FILE, merge_detections, write_frame
+from autolabel.synth.writer import write_frame
 
 CONFIG = SynthConfig(scene=SceneConfig(min_cars=3, max_cars=4),
                      lidar=LidarConfig(azimuth_step=math.radians(0.4)), depth=DepthNoise())
@@ -68,6 +68,17 @@ def test_merged_detections_hold_every_frame(written):
         assert [d.score for d in detections] == [d.score for d in frame.detections]
         for read, made in zip(detections, frame.detections, strict=True):
             np.testing.assert_array_equal(read.mask, made.mask)
+
+
+def test_merged_detections_name_each_image_after_its_frame(written, tmp_path):
+    root, frames = written
+    (tmp_path / "detections").mkdir()
+    for copy in ("a", "b"):
+        (tmp_path / "detections" / f"{copy}.json").symlink_to(
+            root / "detections" / f"{frames[1].frame_id}.json")
+    merged = read_detections(merge_detections(tmp_path, ["a", "b"]))
+    assert sorted(merged) == ["a.png", "b.png"]
+    assert [d.score for d in merged["b.png"]] == [d.score for d in frames[1].detections]
 
 
 def test_scene_record_links_every_labelled_car_to_its_label_line(written):

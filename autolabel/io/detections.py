@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,8 @@ from autolabel.io.atomic import write_text_atomic
 from autolabel.io.files import json_float, read_json
 
 BBOX_FORMATS = ("xyxy", "xywh")
+# The merged detections of a KITTI-layout folder (:func:`merge_detections`).
+DETECTIONS_FILE = "detections.json"
 # The largest mask (pixels) decoded or drawn: Pillow's limit for the images it opens.
 MAX_MASK_PIXELS = 2 * Image.MAX_IMAGE_PIXELS
 
@@ -466,3 +468,34 @@ def write_detections_coco(path: str | Path, detections_by_image: Mapping[str, li
         "annotations": annotations,
     }
     write_text_atomic(path, json.dumps(document, allow_nan=False) + "\n")
+
+
+def merge_detections(root: str | Path, frame_ids: Sequence[str]) -> Path:
+    """Gather ``detections/<id>.json`` of the frames into ``root/detections.json``.
+
+    Images are numbered from 1 in the given order and named ``<id>.png`` after their frame
+    (so a file linked under another name is read as that frame), categories from 1 in name
+    order, annotations from 1; masks are copied as they are (already RLE-encoded).
+
+    Returns:
+        The path of the merged file.
+    """
+    root = Path(root)
+    documents = [json.loads((root / "detections" / f"{frame}.json").read_text("utf-8"))
+                 for frame in frame_ids]
+    names = sorted({c["name"] for document in documents for c in document["categories"]})
+    category_ids = {name: index for index, name in enumerate(names, start=1)}
+    images, annotations = [], []
+    for image_id, (frame, document) in enumerate(zip(frame_ids, documents), start=1):
+        (image,) = document["images"]
+        images.append({**image, "id": image_id, "file_name": f"{frame}.png"})
+        local = {c["id"]: c["name"] for c in document["categories"]}
+        for annotation in document["annotations"]:
+            annotations.append({**annotation, "id": len(annotations) + 1, "image_id": image_id,
+                                "category_id": category_ids[local[annotation["category_id"]]]})
+    merged = {"images": images,
+              "categories": [{"id": index, "name": name} for name, index in category_ids.items()],
+              "annotations": annotations}
+    path = root / DETECTIONS_FILE
+    write_text_atomic(path, json.dumps(merged, allow_nan=False) + "\n")
+    return path

@@ -6,8 +6,9 @@ instance masks), ``annotate`` (label_2), ``noise`` (detections and depth), ``dra
 on the image), ``generate`` (one frame from a seed), ``writer`` (the KITTI folder).
 """
 
+from autolabel.io.detections import merge_detections
 from autolabel.synth.generate import SynthConfig, SynthFrame, frame_id, generate_frame
-from autolabel.synth.writer import merge_detections, write_frame
+from autolabel.synth.writer import write_frame
 
 __all__ = ["SynthConfig", "SynthFrame", "frame_id", "generate_frame", "merge_detections",
            "write_frame"]

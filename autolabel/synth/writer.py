@@ -12,13 +12,12 @@ Per frame ``<id>``::
     scene/<id>.json         every car placed: shape seed, body type, box, label line or null
 
 and, once for the data set, ``detections.json``: all frames' detections in one COCO file
-(:func:`merge_detections`).
+(:func:`autolabel.io.detections.merge_detections`).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from pathlib import Path
 
 from PIL import Image
@@ -29,8 +28,6 @@ from autolabel.io.detections import write_detections_coco
 from autolabel.io.kitti import write_calib, write_labels
 from autolabel.synth.generate import SynthFrame
 from autolabel.viz import draw_boxes, save_png
-
-DETECTIONS_FILE = "detections.json"
 
 
 def write_frame(root: str | Path, frame: SynthFrame, viz: bool = True) -> None:
@@ -62,33 +59,3 @@ def _scene_record(frame: SynthFrame) -> dict:
          "center": car.center.tolist(), "yaw": car.yaw, "size": car.size.tolist(),
          "label_line": line_of_car.get(index)}
         for index, car in enumerate(frame.scene.cars)]}
-
-
-def merge_detections(root: str | Path, frame_ids: Sequence[str]) -> Path:
-    """Gather ``detections/<id>.json`` of the frames into ``root/detections.json``.
-
-    Images are numbered from 1 in the given order, categories from 1 in name order,
-    annotations from 1; masks are copied as they are (already RLE-encoded).
-
-    Returns:
-        The path of the merged file.
-    """
-    root = Path(root)
-    documents = [json.loads((root / "detections" / f"{frame}.json").read_text("utf-8"))
-                 for frame in frame_ids]
-    names = sorted({c["name"] for document in documents for c in document["categories"]})
-    category_ids = {name: index for index, name in enumerate(names, start=1)}
-    images, annotations = [], []
-    for image_id, document in enumerate(documents, start=1):
-        (image,) = document["images"]
-        images.append({**image, "id": image_id})
-        local = {c["id"]: c["name"] for c in document["categories"]}
-        for annotation in document["annotations"]:
-            annotations.append({**annotation, "id": len(annotations) + 1, "image_id": image_id,
-                                "category_id": category_ids[local[annotation["category_id"]]]})
-    merged = {"images": images,
-              "categories": [{"id": index, "name": name} for name, index in category_ids.items()],
-              "annotations": annotations}
-    path = root / DETECTIONS_FILE
-    write_text_atomic(path, json.dumps(merged, allow_nan=False) + "\n")
-    return path
