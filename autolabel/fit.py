@@ -66,7 +66,7 @@ class LossWeights:
     free_rays: float = 1.0
     silhouette: float = 1.0
     box: float = 0.5
-    nocs: float = 1.0
+    nocs: float = 0.1
     ground: float = 1.0
     latent: float = 0.05
     size: float = 0.01

@@ -259,7 +259,7 @@ def _hypotheses(frame: FrameInput, config: PipelineConfig, evidence: FrameEviden
     objects = []
     for d, hypothesis in enumerate(initial):
         variants = yaw_hypotheses(hypothesis)
-        nocs = (None if evidence is None or evidence.nocs is None
+        nocs = (None if evidence is None or evidence.nocs is None or hypothesis.weak
                 else (evidence.nocs[d], evidence.nocs_valid[d]))
         objects.extend(FitObject(0, d, k, variants[k], plane, occluders[d],
                                None if evidence is None else evidence.viewpoints[d], nocs)

@@ -50,6 +50,7 @@ METHODS = ("render", "lshape")
 BOX_EXTENTS = ("shape", "box")  # autolabel.fit.BOX_EXTENTS; a test keeps the two equal
 DEFAULT_ITERATIONS = 60  # FitConfig.iterations; a test keeps the two equal
 DEFAULT_VIEWPOINT_WEIGHT = 0.0  # ImageEvidenceConfig.viewpoint_weight; likewise
+DEFAULT_NOCS_WEIGHT = 0.1  # LossWeights.nocs, with ImageEvidenceConfig.nocs on; likewise
 DEFAULT_CAMERA_HEIGHT = 1.65  # InitConfig.camera_height; likewise
 DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
 RAY_ADDRESS_PATTERN = re.compile(r"local|auto|(ray://)?[\w.-]+:\d+")
@@ -75,6 +76,8 @@ class FitJob:
             no image model.
         viewpoint_weight: weight of its viewpoint in the choice of the heading of labels
             with LiDAR or depth.
+        nocs_weight: weight of the fit term that compares the render's NOCS with the image
+            model's map (0: the term is off).
         camera_height: metres from the camera to the road (the ground of frames without
             LiDAR or depth). accept_weak: labels without 3D evidence may be accepted.
         compile: fit iterations compiled with torch.compile.
@@ -107,6 +110,7 @@ class FitJob:
     workers: int | None = None
     image_model: str | None = None
     viewpoint_weight: float = DEFAULT_VIEWPOINT_WEIGHT
+    nocs_weight: float = DEFAULT_NOCS_WEIGHT
     camera_height: float = DEFAULT_CAMERA_HEIGHT
     accept_weak: bool = False
     compile: bool = False
@@ -282,6 +286,11 @@ def fit_command(
                                            "real images the model flips one car in five, "
                                            "and at 0.01 it cost kitti_dev two heading "
                                            "flips)."),
+    nocs_weight: float = typer.Option(DEFAULT_NOCS_WEIGHT, "--nocs-weight", min=0.0,
+                                      help="Weight of the fit term that compares each "
+                                      "render's NOCS (where on the car a pixel lies) with the "
+                                      "image model's map, either end for end (0: off; on "
+                                      "kitti_dev it shortens cars fitted too long)."),
     camera_height: float = typer.Option(DEFAULT_CAMERA_HEIGHT, "--camera-height", min=0.0,
                                         help="Metres from "
                                         "the camera down to the road (KITTI's: 1.65): the "
@@ -339,7 +348,7 @@ def fit_command(
                      prior_path, device, batch, batch_objects,
                      iterations, viz, save_meshes, min_score, max_detections, min_box_side,
                      skip_failed, ray_settings, workers, image_model, viewpoint_weight,
-                     camera_height, accept_weak, compile_fit, box_extent)
+                     nocs_weight, camera_height, accept_weak, compile_fit, box_extent)
     from cli.fit_run import run  # loads torch
 
     failed = run(job)

@@ -287,10 +287,13 @@ def pipeline_config(job: FitJob, device: str) -> PipelineConfig:
     """The fitter's settings for the job on ``device``."""
     image = (ImageEvidenceConfig.off() if job.image_model == "none"
              else ImageEvidenceConfig(model=job.image_model,
-                                      viewpoint_weight=job.viewpoint_weight))
+                                      viewpoint_weight=job.viewpoint_weight,
+                                      nocs=job.nocs_weight > 0))
+    fit = FitConfig()
     return PipelineConfig(
-        fit=dataclasses.replace(FitConfig(), iterations=job.iterations, compile=job.compile,
-                                box_extent=job.box_extent),
+        fit=dataclasses.replace(fit, iterations=job.iterations, compile=job.compile,
+                                box_extent=job.box_extent,
+                                weights=dataclasses.replace(fit.weights, nocs=job.nocs_weight)),
         init=InitConfig(class_sizes=tuple(job.class_sizes.items()),
                         camera_height=job.camera_height),
         verify=VerifyConfig(accept_weak=job.accept_weak), device=device,

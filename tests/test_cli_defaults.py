@@ -21,10 +21,12 @@ def test_fit_box_extents_are_the_fitters():
 
 
 def test_fit_image_and_camera_defaults_are_the_pipelines():
+    from autolabel.fit import LossWeights
     from autolabel.image.evidence import ImageEvidenceConfig
     from autolabel.init import InitConfig
 
     assert fit_cli.DEFAULT_VIEWPOINT_WEIGHT == ImageEvidenceConfig().viewpoint_weight
+    assert fit_cli.DEFAULT_NOCS_WEIGHT == LossWeights().nocs and ImageEvidenceConfig().nocs
     assert fit_cli.DEFAULT_CAMERA_HEIGHT == InitConfig().camera_height
     assert not ImageEvidenceConfig.off().enabled
 
@@ -84,10 +86,12 @@ def test_fit_options_reach_the_pipeline_config():
     job = FitJob(**{**fields, "iterations": 7, "class_sizes": {}, "batch_objects": 8,
                     "compile": True, "accept_weak": True, "camera_height": 1.4,
                     "image_model": "weights.pt", "viewpoint_weight": 0.2,
-                    "box_extent": "box"})
+                    "nocs_weight": 0.3, "box_extent": "box"})
     config = pipeline_config(job, "cpu")
     assert (config.fit.iterations, config.fit.compile, config.verify.accept_weak,
             config.init.camera_height, config.fit.box_extent) == (7, True, True, 1.4, "box")
     assert (config.image.model, config.image.viewpoint_weight) == ("weights.pt", 0.2)
+    assert (config.image.nocs, config.fit.weights.nocs) == (True, 0.3)
+    assert not pipeline_config(dataclasses.replace(job, nocs_weight=0.0), "cpu").image.nocs
     off = pipeline_config(dataclasses.replace(job, image_model="none"), "cpu")
     assert off.image == ImageEvidenceConfig.off()

@@ -172,8 +172,12 @@ def test_predicted_nocs_maps_say_where_on_the_true_box_each_pixel_lies(scene):
     objects = prepare_frame(frame, config).objects
     batch = build_batch([frame], objects, config, torch.device("cpu"))
     assert batch.nocs is not None and batch.nocs.shape == (len(objects), 64, 64, 3)
-    assert build_batch([frame], prepare_frame(frame, PipelineConfig()).objects,
-                       PipelineConfig(), torch.device("cpu")).nocs is None
+    without = PipelineConfig(image=ImageEvidenceConfig(nocs=False))
+    assert build_batch([frame], prepare_frame(frame, without).objects, without,
+                       torch.device("cpu")).nocs is None
+    boxes_only = dataclasses.replace(frame, points=None)  # weak hypotheses get no NOCS target
+    assert build_batch([boxes_only], prepare_frame(boxes_only, config).objects, config,
+                       torch.device("cpu")).nocs is None
     for row, obj in enumerate(objects):
         box, hit = _box_nocs(truth[obj.detection], frame.calib.P2,
                              batch.window[row].numpy().astype(np.float64), 64)
