@@ -486,7 +486,8 @@ def merge_detections(root: str | Path, frame_ids: Sequence[str]) -> Path:
     names = sorted({c["name"] for document in documents for c in document["categories"]})
     category_ids = {name: index for index, name in enumerate(names, start=1)}
     images, annotations = [], []
-    for image_id, (frame, document) in enumerate(zip(frame_ids, documents), start=1):
+    for image_id, (frame, document) in enumerate(zip(frame_ids, documents, strict=True),
+                                                 start=1):
         (image,) = document["images"]
         images.append({**image, "id": image_id, "file_name": f"{frame}.png"})
         local = {c["id"]: c["name"] for c in document["categories"]}
