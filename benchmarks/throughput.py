@@ -6,6 +6,8 @@ worker processes ahead of the fit, ``--workers W``) and on Ray with 1 and 2 work
     .venv/bin/python benchmarks/throughput.py --frames 500 --devices cuda --stream-workers 4 \
         --ray-workers 1
     .venv/bin/python benchmarks/throughput.py --frames 20 --ray-workers --out /tmp/t.json
+    python3 benchmarks/throughput.py --scenes DIR --frames 30 --repeat 5 --devices cuda \
+        --ray-workers    # a machine without open3d: an existing folder, each frame 5 times
 
 The frames are ``0 .. N-1`` of the default synthetic data set (:mod:`benchmarks.synthetic`:
 LiDAR and instance masks, cached under ``benchmarks/cache/synthetic/``). Each row runs the
@@ -108,6 +110,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" /
                         "throughput.json", help="Where to write the JSON results.")
     args = parser.parse_args(argv)
+    if args.repeat < 1:
+        parser.error(f"--repeat must be at least 1, not {args.repeat}")
     folder = args.scenes or _generated(args.seed, args.frames)
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
