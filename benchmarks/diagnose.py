@@ -79,7 +79,7 @@ from autolabel.evaluate import (  # noqa: E402
 )
 from autolabel.geometry import camera_centres, points_in_box  # noqa: E402
 from autolabel.io.detections import (  # noqa: E402
-    DETECTIONS_FILE,  # noqa: E402
+    DETECTIONS_FILE,
     Detection,
     read_detections,
 )

@@ -74,7 +74,7 @@ sys.path.insert(0, str(ROOT))
 from autolabel.init import InitConfig  # noqa: E402
 from autolabel.io.depth import read_depth  # noqa: E402
 from autolabel.io.detections import (  # noqa: E402
-    DETECTIONS_FILE,  # noqa: E402
+    DETECTIONS_FILE,
     Detection,
     read_detections,
 )

@@ -155,15 +155,15 @@ def _first_frames(folder: Path, count: int, repeat: int, scratch: Path) -> Path:
     ids = sorted(path.stem for path in (folder / "image_2").glob("*.png"))[:count]
     if len(ids) < count:
         raise SystemExit(f"{folder / 'image_2'}: {len(ids)} frames, fewer than --frames {count}")
-    names = {(copy, frame): f"{copy:02d}{frame}" if repeat > 1 else frame
-             for copy in range(repeat) for frame in ids}
+    links = [(frame, f"{copy:02d}{frame}" if repeat > 1 else frame)
+             for copy in range(repeat) for frame in ids]
     for name, suffix in (("image_2", ".png"), ("calib", ".txt"), ("velodyne", ".bin"),
                          ("detections", ".json")):
         (scenes / name).mkdir(parents=True)
-        for (_, frame), link in names.items():
+        for frame, link in links:
             os.symlink((folder / name / f"{frame}{suffix}").resolve(),
                        scenes / name / f"{link}{suffix}")
-    merge_detections(scenes, list(names.values()))
+    merge_detections(scenes, [link for _, link in links])
     return scenes
 
 
