@@ -33,3 +33,22 @@ class InputError(ValueError):
         self.path = None if path is None else Path(path)
         self.entry = entry
         self.field = field
+
+
+
+def wrong_format(path: str | Path, payload: object, kind: str, expected: str,
+                 command: str) -> InputError:
+    """The error for a file that is not ``kind`` (with its article, e.g. "a shape prior"),
+    whose format is ``expected``. A training checkpoint (it holds the optimiser's state) is
+    named as one, with the file that ``command`` writes as the one to give instead.
+
+    >>> str(wrong_format("run.ckpt", {"optimiser": {}}, "a shape prior", "prior",
+    ...                  "autolabel prior train")).split(": give")[0]
+    'run.ckpt: a training checkpoint, not a shape prior'
+    >>> print(wrong_format("x.pt", [], "a shape prior", "prior", "autolabel prior train"))
+    x.pt: not a shape prior: expected a file of format 'prior'
+    """
+    if isinstance(payload, dict) and "optimiser" in payload:
+        return InputError(path, f"a training checkpoint, not {kind}: give the file that "
+                          f"'{command}' writes with --out")
+    return InputError(path, f"not {kind}: expected a file of format '{expected}'")

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from autolabel.errors import InputError
+from autolabel.errors import InputError, wrong_format
 from shape_priors.decoder import SdfDecoder, clamped_l1
 from shape_priors.train import PRIOR_FORMAT, PRIOR_VERSION
 
@@ -113,7 +113,7 @@ def load_prior(path: str | Path | None = None, device: str | torch.device = "cpu
         raise InputError(path, f"not a readable shape prior (truncated or foreign file: "
                          f"{_first_line(error)})") from error
     if not isinstance(payload, dict) or payload.get("format") != PRIOR_FORMAT:
-        raise InputError(path, f"not a shape prior: expected a file of format '{PRIOR_FORMAT}'")
+        raise wrong_format(path, payload, "a shape prior", PRIOR_FORMAT, "autolabel prior train")
     if payload.get("version") != PRIOR_VERSION:
         raise InputError(path, f"shape prior version {payload.get('version')} is not supported "
                          f"(this code reads version {PRIOR_VERSION})", field="version")

@@ -111,8 +111,9 @@ def test_a_checkpoint_of_other_settings_is_refused(crops, tmp_path):
 
 
 def test_weights_file_round_trips_and_foreign_files_are_refused(crops, tmp_path):
+    checkpoint = tmp_path / "run.ckpt"
     trained = train_image_model(crops, dataclasses.replace(FAST, steps=10), SMALL,
-                                show_progress=False)
+                                checkpoint=checkpoint, show_progress=False)
     path = tmp_path / "model.pt"
     export_image_model(trained, path, {"count": 16})
     model, metadata = load_image_model(path)
@@ -122,5 +123,8 @@ def test_weights_file_round_trips_and_foreign_files_are_refused(crops, tmp_path)
     torch.save({"format": "something else"}, tmp_path / "other.pt")
     with pytest.raises(InputError, match="not an image model"):
         load_image_model(tmp_path / "other.pt")
+    with pytest.raises(InputError, match=r"run\.ckpt: a training checkpoint, not an image "
+                       r"model: give the file that 'autolabel image-model train' writes"):
+        load_image_model(checkpoint)
     with pytest.raises(InputError, match="not found"):
         load_image_model(tmp_path / "missing.pt")

@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -99,6 +101,16 @@ def test_foreign_files_are_rejected_with_their_names(tmp_path):
     torch.save({"state_dict": {"w": torch.zeros(2)}}, other)
     with pytest.raises(InputError, match=rf"model\.pt: not a shape prior.*'{PRIOR_FORMAT}'"):
         load_prior(other)
+
+
+def test_a_training_checkpoint_is_named_as_one(trained_file, tmp_path):
+    _, samples, _ = trained_file
+    checkpoint = tmp_path / "run.ckpt"
+    train_prior(samples, dataclasses.replace(CONFIG, epochs=1, checkpoint_every=1),
+                checkpoint=checkpoint, show_progress=False)
+    with pytest.raises(InputError, match=r"run\.ckpt: a training checkpoint, not a shape "
+                       r"prior: give the file that 'autolabel prior train' writes with --out"):
+        load_prior(checkpoint)
 
 
 def test_prior_of_another_version_or_incomplete_is_rejected(tmp_path):

@@ -27,7 +27,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import Tensor
 from torch.nn import functional as F
 
-from autolabel.errors import InputError
+from autolabel.errors import InputError, wrong_format
 from autolabel.image.network import ImageModel, ImageModelConfig, ImagePrediction, predict, to_input
 from autolabel.image.viewpoint import angle_error, decode_angle, encode_angle, mirrored_angle
 from autolabel.io.atomic import atomic_path
@@ -345,7 +345,8 @@ def load_image_model(path: str | Path | None = None, device: str | torch.device 
         raise InputError(path, "not a readable image model (truncated or foreign file)"
                          ) from error
     if not isinstance(payload, dict) or payload.get("format") != IMAGE_MODEL_FORMAT:
-        raise InputError(path, f"not an image model: expected format '{IMAGE_MODEL_FORMAT}'")
+        raise wrong_format(path, payload, "an image model", IMAGE_MODEL_FORMAT,
+                           "autolabel image-model train")
     if payload.get("version") != IMAGE_MODEL_VERSION:
         raise InputError(path, f"image model version {payload.get('version')} is not "
                          f"supported (this code reads version {IMAGE_MODEL_VERSION})",
