@@ -35,7 +35,6 @@ class InputError(ValueError):
         self.field = field
 
 
-
 def wrong_format(path: str | Path, payload: object, kind: str, expected: str,
                  command: str) -> InputError:
     """The error for a file that is not ``kind`` (with its article, e.g. "a shape prior"),
