@@ -41,9 +41,8 @@ def wrong_format(path: str | Path, payload: object, kind: str, expected: str,
     whose format is ``expected``. A training checkpoint (it holds the optimiser's state) is
     named as one, with the file that ``command`` writes as the one to give instead.
 
-    >>> str(wrong_format("run.ckpt", {"optimiser": {}}, "a shape prior", "prior",
-    ...                  "autolabel prior train")).split(": give")[0]
-    'run.ckpt: a training checkpoint, not a shape prior'
+    >>> print(wrong_format("a.ckpt", {"optimiser": {}}, "a prior", "p", "train"))
+    a.ckpt: a training checkpoint, not a prior: give the file that 'train' writes with --out
     >>> print(wrong_format("x.pt", [], "a shape prior", "prior", "autolabel prior train"))
     x.pt: not a shape prior: expected a file of format 'prior'
     """

@@ -1,9 +1,10 @@
 """The throughput benchmark's data: the first frames of a folder, each repeated under new names."""
 
 import numpy as np
+import pytest
 
 from autolabel.io.detections import Detection, read_detections, write_detections_coco
-from benchmarks.throughput import _first_frames
+from benchmarks.throughput import _first_frames, main
 
 
 def _folder(root, frames):
@@ -37,3 +38,12 @@ def test_first_frames_keep_the_names_without_repeats(tmp_path):
     _folder(source, ["000000", "000001"])
     scenes = _first_frames(source, 2, 1, tmp_path / "scratch")
     assert sorted(read_detections(scenes / "detections.json")) == ["000000.png", "000001.png"]
+
+
+def test_a_repeat_below_one_is_an_argument_error(tmp_path, capsys):
+    source = tmp_path / "source"
+    _folder(source, ["000000"])
+    with pytest.raises(SystemExit) as stop:
+        main(["--scenes", str(source), "--frames", "1", "--repeat", "0",
+              "--out", str(tmp_path / "t.json")])
+    assert stop.value.code == 2 and "--repeat must be at least 1" in capsys.readouterr().err
