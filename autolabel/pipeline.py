@@ -215,8 +215,6 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-
-
 def _camera_hypotheses(frame: FrameInput, initial: Sequence[Hypothesis],
                        plane: GroundPlane | None, occluders: Sequence[np.ndarray | None],
                        alphas: np.ndarray, config: InitConfig,

@@ -37,4 +37,3 @@ def detection_problem(box2d: Sequence[float], image_size: tuple[int, int],
         return (f"box is {inside_width:.1f} x {inside_height:.1f} px inside the image, less "
                 f"than {min_side:g} px across")
     return None
-

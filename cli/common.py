@@ -22,6 +22,7 @@ class Split(str, enum.Enum):
     train = "train"
     heldout = "heldout"
 
+
 def set_threads(count: int) -> None:
     """The torch CPU threads to use once torch loads (0: torch's default); applied now if
     a command module has loaded it already."""

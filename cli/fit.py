@@ -354,4 +354,3 @@ def fit_command(
     failed = run(job)
     if failed:
         raise typer.Exit(1)
-

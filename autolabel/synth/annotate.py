@@ -99,4 +99,3 @@ def annotate(scene: Scene, render: CameraRender,
             truncation=round(truncation(projected, width, height), 2), occlusion=occlusion)
         annotations.append(Annotation(index, label, visible))
     return annotations
-

@@ -50,4 +50,3 @@ def ground_y(calib: Calib, lidar_height: float = LIDAR_HEIGHT) -> float:
     1.655
     """
     return float(calib.lidar_origin()[1] + lidar_height)
-
